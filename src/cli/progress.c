@@ -1,0 +1,157 @@
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "progress.h"
+
+void progress_init(struct progress *p, FILE *out, int json, uint64_t now_ns) {
+  memset(p, 0, sizeof(*p));
+  p->out = out;
+  p->mode = json ? PROGRESS_JSON
+            : isatty(fileno(out)) ? PROGRESS_TTY
+                                  : PROGRESS_NONE;
+  p->start_ns = p->rate_t0_ns = now_ns;
+}
+
+void fmt_bytes(char *buf, size_t len, double b) {
+  static const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  int i = 0;
+  while (b >= 1024 && i < 5) {
+    b /= 1024;
+    i++;
+  }
+  snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+void fmt_rate(char *buf, size_t len, double r) {
+  static const char *u[] = {"B/s", "kB/s", "MB/s", "GB/s"};
+  int i = 0;
+  while (r >= 1000 && i < 3) {
+    r /= 1000;
+    i++;
+  }
+  snprintf(buf, len, "%.1f %s", r, u[i]);
+}
+
+void fmt_duration(char *buf, size_t len, double s) {
+  unsigned long t;
+  if (s < 0 || s > 359999)
+    s = 359999;
+  t = (unsigned long)(s + 0.5);
+  if (t >= 3600)
+    snprintf(buf, len, "%lu:%02lu:%02lu", t / 3600, t / 60 % 60, t % 60);
+  else
+    snprintf(buf, len, "%lu:%02lu", t / 60, t % 60);
+}
+
+char *json_quote(char *buf, size_t len, const char *s) {
+  size_t o = 0;
+  if (len < 3) {
+    if (len)
+      buf[0] = 0;
+    return buf;
+  }
+  buf[o++] = '"';
+  for (; s && *s && o + 8 < len; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      buf[o++] = '\\';
+      buf[o++] = (char)c;
+    } else if (c < 0x20 || c == 0x7f) {
+      o += (size_t)snprintf(buf + o, len - o, "\\u%04x", c);
+    } else {
+      buf[o++] = (char)c;
+    }
+  }
+  buf[o++] = '"';
+  buf[o] = 0;
+  return buf;
+}
+
+void progress_clear(struct progress *p) {
+  if (p->mode == PROGRESS_TTY && p->drawn) {
+    fputs("\r\033[K", p->out);
+    fflush(p->out);
+    p->drawn = 0;
+  }
+}
+
+void progress_event(struct progress *p, const char *event, const char *fields) {
+  if (p->mode != PROGRESS_JSON)
+    return;
+  fprintf(p->out, "{\"event\":\"%s\"%s%s}\n", event, fields ? "," : "",
+          fields ? fields : "");
+  fflush(p->out);
+}
+
+void progress_update(struct progress *p, const struct progress_snapshot *s,
+                     uint64_t now_ns, int force) {
+  double dt, pct, eta;
+  char done[32], total[32], rate[32], etab[32], extra[96], name[64];
+
+  if (!force && now_ns - p->last_draw_ns < 100000000u)
+    return;
+  p->last_draw_ns = now_ns;
+
+  /* Rate over a sliding window of about two seconds, smoothed. */
+  dt = (double)(now_ns - p->rate_t0_ns) / 1e9;
+  if (dt >= 0.25) {
+    double inst = (double)(s->bytes_done - p->rate_b0) / dt;
+    p->rate_bps = p->rate_bps > 0 ? 0.7 * p->rate_bps + 0.3 * inst : inst;
+    if (dt >= 2.0) {
+      p->rate_t0_ns = now_ns;
+      p->rate_b0 = s->bytes_done;
+    }
+  }
+  pct = s->bytes_total ? 100.0 * (double)s->bytes_done / (double)s->bytes_total
+                       : 100.0;
+  eta = p->rate_bps > 0
+            ? (double)(s->bytes_total - s->bytes_done) / p->rate_bps
+            : -1;
+
+  if (p->mode == PROGRESS_JSON) {
+    char q[600];
+    fprintf(p->out,
+            "{\"event\":\"progress\",\"name\":%s,\"bytes_done\":%" PRIu64
+            ",\"bytes_total\":%" PRIu64 ",\"chunks_done\":%" PRIu64
+            ",\"chunks_total\":%" PRIu64 ",\"chunks_rebuilt\":%" PRIu64
+            ",\"files_done\":%" PRIu64 ",\"files_total\":%" PRIu64
+            ",\"rate_bps\":%.0f,\"eta_s\":%.1f}\n",
+            json_quote(q, sizeof(q), s->name ? s->name : ""), s->bytes_done,
+            s->bytes_total, s->chunks_done, s->chunks_total, s->chunks_rebuilt,
+            s->files_done, s->files_total, p->rate_bps * 8, eta);
+    fflush(p->out);
+    return;
+  }
+  if (p->mode != PROGRESS_TTY)
+    return;
+
+  fmt_bytes(done, sizeof(done), (double)s->bytes_done);
+  fmt_bytes(total, sizeof(total), (double)s->bytes_total);
+  fmt_rate(rate, sizeof(rate), p->rate_bps);
+  if (eta >= 0)
+    fmt_duration(etab, sizeof(etab), eta);
+  else
+    snprintf(etab, sizeof(etab), "--:--");
+  extra[0] = 0;
+  if (s->chunks_rebuilt)
+    snprintf(extra, sizeof(extra), "  parity-rebuilt %" PRIu64,
+             s->chunks_rebuilt);
+  if (s->loss >= 0 && s->rtt_ms > 0) {
+    size_t n = strlen(extra);
+    snprintf(extra + n, sizeof(extra) - n, "  rtt %.0f ms loss %.1f%%",
+             s->rtt_ms, s->loss * 100);
+  }
+  name[0] = 0;
+  if (s->files_total > 1)
+    snprintf(name, sizeof(name), "  [%" PRIu64 "/%" PRIu64 " files]",
+             s->files_done, s->files_total);
+  fprintf(p->out,
+          "\r\033[K%5.1f%%  %s / %s  %s  ETA %s  chunks %" PRIu64 "/%" PRIu64
+          "%s%s",
+          pct, done, total, rate, etab, s->chunks_done, s->chunks_total, extra,
+          name);
+  fflush(p->out);
+  p->drawn = 1;
+}
