@@ -16,6 +16,7 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     {"version", cmd_version_main, "print sft's version"},
+    {"hash", cmd_hash_main, "hash files as b3sum does; --chunks: the sft root"},
 };
 
 static void usage(FILE *f) {
