@@ -1,0 +1,616 @@
+/* The sender machine of one file transfer. See sft/xfer.h and
+ * docs/internals/xfer.md.
+ *
+ * Per chunk: a flag byte, a retry counter, a slot number and a digest.
+ * Outstanding reads live in a fixed table of max_inflight slots; the slots
+ * of chunks sent and awaiting an ACK are also linked in issue order, which
+ * is deadline order because the resend timeout is a constant and time never
+ * goes back: the list head is the next timeout, and every operation on the
+ * list is O(1). Two counters (chunks needing a send, chunks needing a
+ * hash-only read) let poll() stop without scanning, and a cursor finds the
+ * next chunk in index order. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sft/xfer.h"
+
+#define NIL UINT32_MAX
+
+enum { F_ACKED = 1, F_DIGEST = 2, F_INFLIGHT = 4, F_HASHING = 8 };
+enum { K_FREE = 0, K_SEND, K_HASH };
+
+struct slot {
+  uint64_t index;
+  uint64_t deadline;   /* K_SEND only */
+  uint32_t prev, next; /* timeout list (K_SEND), free list (K_FREE) */
+  uint8_t kind;
+};
+
+struct sft_xsend {
+  enum sft_xfer_state st;
+  int reason;
+  bool reported; /* DONE / FAILED already returned by poll */
+  bool net_down;
+  enum sft_hash_algo algo;
+  uint64_t size;
+  uint32_t chunk_size;
+  uint64_t count;
+  struct sft_xsend_params p;
+  uint64_t now; /* latest time seen */
+
+  uint64_t n_acked, n_digest, n_need_send, n_need_hash, bytes_acked;
+  uint64_t cursor;
+  uint32_t n_used, free_head, head, tail;
+  uint64_t complete_deadline;
+  uint8_t root[SFT_HASH_LEN];
+  uint64_t sends, resends, hash_reads;
+
+  struct slot *slots; /* [max_inflight] */
+  uint8_t *digests;   /* [count * SFT_HASH_LEN] */
+  uint32_t *slot_of;  /* [count], valid with F_INFLIGHT | F_HASHING */
+  uint8_t *flags;     /* [count] */
+  uint8_t *tries;     /* [count] */
+};
+
+static uint64_t clock_in(struct sft_xsend *s, uint64_t now) {
+  if (now > s->now)
+    s->now = now;
+  return s->now;
+}
+
+/* A chunk with a hash-only read outstanding waits for it (one slot per
+ * chunk at a time). */
+static bool need_send(uint8_t f) {
+  return !(f & (F_ACKED | F_INFLIGHT | F_HASHING));
+}
+static bool need_hash(uint8_t f) {
+  return (f & F_ACKED) && !(f & (F_DIGEST | F_HASHING));
+}
+
+/* Every flag change goes through here so the counters stay exact. */
+static void set_flags(struct sft_xsend *s, uint64_t i, uint8_t nf) {
+  uint8_t of = s->flags[i];
+  uint64_t len = sft_chunk_len(s->size, s->chunk_size, i);
+  s->n_need_send += need_send(nf);
+  s->n_need_send -= need_send(of);
+  s->n_need_hash += need_hash(nf);
+  s->n_need_hash -= need_hash(of);
+  s->n_acked += (nf & F_ACKED) != 0;
+  s->n_acked -= (of & F_ACKED) != 0;
+  s->bytes_acked += (nf & F_ACKED) ? len : 0;
+  s->bytes_acked -= (of & F_ACKED) ? len : 0;
+  s->n_digest += (nf & F_DIGEST) != 0;
+  s->n_digest -= (of & F_DIGEST) != 0;
+  s->flags[i] = nf;
+}
+
+/* ---- slots and the timeout list ---- */
+
+static void list_unlink(struct sft_xsend *s, uint32_t id) {
+  struct slot *e = &s->slots[id];
+  if (e->prev != NIL)
+    s->slots[e->prev].next = e->next;
+  else
+    s->head = e->next;
+  if (e->next != NIL)
+    s->slots[e->next].prev = e->prev;
+  else
+    s->tail = e->prev;
+  e->prev = e->next = NIL;
+}
+
+static void list_append(struct sft_xsend *s, uint32_t id) {
+  struct slot *e = &s->slots[id];
+  e->prev = s->tail;
+  e->next = NIL;
+  if (s->tail != NIL)
+    s->slots[s->tail].next = id;
+  else
+    s->head = id;
+  s->tail = id;
+}
+
+static void list_push_front(struct sft_xsend *s, uint32_t id) {
+  struct slot *e = &s->slots[id];
+  e->prev = NIL;
+  e->next = s->head;
+  if (s->head != NIL)
+    s->slots[s->head].prev = id;
+  else
+    s->tail = id;
+  s->head = id;
+}
+
+static uint32_t slot_get(struct sft_xsend *s, uint64_t index, uint8_t kind) {
+  uint32_t id = s->free_head;
+  if (id == NIL)
+    return NIL;
+  struct slot *e = &s->slots[id];
+  s->free_head = e->next;
+  e->index = index;
+  e->kind = kind;
+  e->deadline = UINT64_MAX;
+  e->prev = e->next = NIL;
+  s->n_used++;
+  s->slot_of[index] = id;
+  return id;
+}
+
+static void slot_put(struct sft_xsend *s, uint32_t id) {
+  struct slot *e = &s->slots[id];
+  if (e->kind == K_SEND)
+    list_unlink(s, id);
+  e->kind = K_FREE;
+  e->next = s->free_head;
+  s->free_head = id;
+  s->n_used--;
+}
+
+/* Chunk |i| is no longer awaited (acked, or its connection is gone). */
+static void drop_inflight(struct sft_xsend *s, uint64_t i) {
+  if (s->flags[i] & F_INFLIGHT) {
+    slot_put(s, s->slot_of[i]);
+    set_flags(s, i, s->flags[i] & (uint8_t)~F_INFLIGHT);
+  }
+}
+
+/* All chunks in flight get deadline |d| (same value: the list stays
+ * sorted). */
+static void refresh_deadlines(struct sft_xsend *s, uint64_t d) {
+  for (uint32_t id = s->head; id != NIL; id = s->slots[id].next)
+    s->slots[id].deadline = d;
+}
+
+static uint64_t deadline_after(const struct sft_xsend *s, uint64_t now) {
+  uint64_t d = now + s->p.resend_timeout_ns;
+  return d < now ? UINT64_MAX - 1 : d; /* saturate */
+}
+
+static void fail(struct sft_xsend *s, int reason) {
+  if (sft_xfer_fsm_apply(&s->st, SFT_XE_FAIL) == 0)
+    s->reason = reason;
+}
+
+/* ---- life cycle ---- */
+
+void sft_xsend_params_default(struct sft_xsend_params *p) {
+  p->max_inflight = 64;
+  p->resend_timeout_ns = 2000000000ull;
+  p->max_retries = 8;
+}
+
+static size_t align8(size_t n) {
+  return (n + 7) & ~(size_t)7;
+}
+
+int sft_xsend_new(struct sft_xsend **out, uint64_t size, uint32_t chunk_size,
+                  enum sft_hash_algo algo, const struct sft_xsend_params *p) {
+  struct sft_xsend_params def;
+  if (!out)
+    return SFT_ERR_INVAL;
+  *out = NULL;
+  if (!p) {
+    sft_xsend_params_default(&def);
+    p = &def;
+  }
+  if (p->max_inflight == 0 || p->max_inflight > SFT_XSEND_MAX_INFLIGHT ||
+      p->resend_timeout_ns == 0 || p->max_retries > SFT_XFER_MAX_RETRIES)
+    return SFT_ERR_INVAL;
+  int rc = sft_xfer_geometry_check(size, chunk_size, algo);
+  if (rc)
+    return rc;
+  /* count <= SFT_MAX_CHUNKS (2^26): no overflow below */
+  uint64_t count = sft_chunk_count(size, chunk_size);
+  size_t off_slots = align8(sizeof(struct sft_xsend));
+  size_t off_dig = off_slots + align8(p->max_inflight * sizeof(struct slot));
+  size_t off_slotof = off_dig + align8((size_t)count * SFT_HASH_LEN);
+  size_t off_flags = off_slotof + align8((size_t)count * sizeof(uint32_t));
+  size_t off_tries = off_flags + align8((size_t)count);
+  size_t total = off_tries + align8((size_t)count);
+  uint8_t *mem = calloc(1, total);
+  if (!mem)
+    return SFT_ERR_NOMEM;
+  struct sft_xsend *s = (struct sft_xsend *)(void *)mem;
+  s->st = SFT_XS_IDLE;
+  s->algo = algo;
+  s->size = size;
+  s->chunk_size = chunk_size;
+  s->count = count;
+  s->p = *p;
+  s->slots = (struct slot *)(void *)(mem + off_slots);
+  s->digests = mem + off_dig;
+  s->slot_of = (uint32_t *)(void *)(mem + off_slotof);
+  s->flags = mem + off_flags;
+  s->tries = mem + off_tries;
+  s->n_need_send = count; /* every chunk: not acked, not in flight */
+  s->head = s->tail = NIL;
+  s->free_head = NIL;
+  for (uint32_t i = p->max_inflight; i-- > 0;) {
+    s->slots[i].kind = K_FREE;
+    s->slots[i].prev = NIL;
+    s->slots[i].next = s->free_head;
+    s->free_head = i;
+  }
+  s->complete_deadline = UINT64_MAX;
+  *out = s;
+  return 0;
+}
+
+void sft_xsend_del(struct sft_xsend *s) {
+  free(s);
+}
+
+int sft_xsend_start(struct sft_xsend *s, uint64_t now) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  clock_in(s, now);
+  if (s->st != SFT_XS_IDLE)
+    return SFT_ERR_STATE;
+  return sft_xfer_fsm_apply(&s->st, SFT_XE_START);
+}
+
+static bool bit(const uint8_t *bm, size_t len, uint64_t i) {
+  return (i >> 3) < len && ((bm[i >> 3] >> (i & 7)) & 1);
+}
+
+int sft_xsend_on_accept(struct sft_xsend *s, uint64_t now, const uint8_t *have,
+                        size_t have_len) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  now = clock_in(s, now);
+  int rc = sft_xfer_bitmap_check(have, have_len, s->count);
+  if (rc)
+    return rc;
+  switch (s->st) {
+  case SFT_XS_PREPARING:
+    for (size_t b = 0; b < have_len; b++) {
+      if (!have[b])
+        continue;
+      for (uint64_t i = (uint64_t)b * 8; i < (uint64_t)b * 8 + 8; i++)
+        if (bit(have, have_len, i))
+          set_flags(s, i, s->flags[i] | F_ACKED);
+    }
+    s->cursor = 0;
+    return sft_xfer_fsm_apply(&s->st, SFT_XE_START);
+  case SFT_XS_TRANSFERRING:
+  case SFT_XS_PAUSED:
+  case SFT_XS_COMPLETING:
+    /* Re-accept after a reconnect: the receiver's bitmap is the truth and
+     * the old connection's chunks in flight are gone. */
+    for (uint64_t i = 0; i < s->count; i++) {
+      drop_inflight(s, i);
+      uint8_t f = s->flags[i] & (uint8_t)~F_ACKED;
+      if (bit(have, have_len, i))
+        f |= F_ACKED;
+      set_flags(s, i, f);
+    }
+    s->cursor = 0;
+    if (s->st == SFT_XS_COMPLETING) {
+      if (s->n_acked < s->count) {
+        s->complete_deadline = UINT64_MAX;
+        return sft_xfer_fsm_apply(&s->st, SFT_XE_CHUNK_FAILED);
+      }
+      s->complete_deadline = now; /* send COMPLETE again at once */
+    }
+    return 0;
+  default:
+    return SFT_ERR_STATE;
+  }
+}
+
+int sft_xsend_chunk_read(struct sft_xsend *s, uint64_t now, uint64_t index,
+                         const uint8_t digest[SFT_HASH_LEN]) {
+  if (!s || !digest)
+    return SFT_ERR_INVAL;
+  clock_in(s, now);
+  if (index >= s->count)
+    return SFT_ERR_RANGE;
+  if (s->st == SFT_XS_IDLE || sft_xfer_state_terminal(s->st))
+    return SFT_ERR_STATE;
+  uint8_t *d = s->digests + index * SFT_HASH_LEN;
+  uint8_t f = s->flags[index];
+  if (f & F_DIGEST) {
+    if (memcmp(d, digest, SFT_HASH_LEN) != 0) {
+      fail(s, SFT_ERR_DIGEST); /* the source changed under us */
+      return SFT_ERR_DIGEST;
+    }
+  } else {
+    memcpy(d, digest, SFT_HASH_LEN);
+    f |= F_DIGEST;
+  }
+  if (f & F_HASHING) {
+    slot_put(s, s->slot_of[index]);
+    f &= (uint8_t)~F_HASHING;
+  }
+  set_flags(s, index, f);
+  return 0;
+}
+
+static int ack_state_ok(const struct sft_xsend *s) {
+  return s->st == SFT_XS_TRANSFERRING || s->st == SFT_XS_PAUSED ||
+         s->st == SFT_XS_COMPLETING;
+}
+
+int sft_xsend_on_ack(struct sft_xsend *s, uint64_t now,
+                     const struct sft_xfer_range *r, size_t n) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  clock_in(s, now);
+  int rc = sft_xfer_ranges_check(r, n, s->count);
+  if (rc)
+    return rc;
+  if (!ack_state_ok(s))
+    return SFT_ERR_STATE;
+  for (size_t k = 0; k < n; k++) {
+    for (uint64_t i = r[k].first; i <= r[k].last; i++) {
+      if (s->flags[i] & F_ACKED)
+        continue; /* idempotent */
+      drop_inflight(s, i);
+      set_flags(s, i, s->flags[i] | F_ACKED);
+      /* Completing has every chunk acked, so this is Transferring/Paused */
+      (void)sft_xfer_fsm_apply(&s->st, SFT_XE_CHUNK_COMPLETED);
+    }
+  }
+  return 0;
+}
+
+int sft_xsend_on_need(struct sft_xsend *s, uint64_t now,
+                      const struct sft_xfer_range *r, size_t n) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  now = clock_in(s, now);
+  int rc = sft_xfer_ranges_check(r, n, s->count);
+  if (rc)
+    return rc;
+  if (!ack_state_ok(s))
+    return SFT_ERR_STATE;
+  for (size_t k = 0; k < n; k++) {
+    for (uint64_t i = r[k].first; i <= r[k].last; i++) {
+      if (!(s->flags[i] & F_INFLIGHT))
+        continue;
+      uint32_t id = s->slot_of[i];
+      list_unlink(s, id);
+      s->slots[id].deadline = now; /* due now; the head is the next due */
+      list_push_front(s, id);
+    }
+  }
+  return 0;
+}
+
+int sft_xsend_pause(struct sft_xsend *s, uint64_t now) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  clock_in(s, now);
+  return sft_xfer_fsm_apply(&s->st, SFT_XE_PAUSE);
+}
+
+int sft_xsend_resume(struct sft_xsend *s, uint64_t now) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  now = clock_in(s, now);
+  int rc = sft_xfer_fsm_apply(&s->st, SFT_XE_RESUME);
+  if (rc == 0)
+    refresh_deadlines(s, deadline_after(s, now));
+  return rc;
+}
+
+int sft_xsend_cancel(struct sft_xsend *s, uint64_t now) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  clock_in(s, now);
+  int rc = sft_xfer_fsm_apply(&s->st, SFT_XE_CANCEL);
+  if (rc == 0)
+    s->reason = SFT_ERR_CANCELLED;
+  return rc;
+}
+
+int sft_xsend_abort(struct sft_xsend *s, uint64_t now, int reason) {
+  if (!s || reason >= 0)
+    return SFT_ERR_INVAL;
+  clock_in(s, now);
+  int rc = sft_xfer_fsm_apply(&s->st, SFT_XE_FAIL);
+  if (rc == 0)
+    s->reason = reason;
+  return rc;
+}
+
+int sft_xsend_on_network_failure(struct sft_xsend *s, uint64_t now) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  clock_in(s, now);
+  int rc = sft_xfer_fsm_apply(&s->st, SFT_XE_NETWORK_FAILURE);
+  if (rc == 0)
+    s->net_down = true;
+  return rc;
+}
+
+int sft_xsend_on_network_recovered(struct sft_xsend *s, uint64_t now) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  now = clock_in(s, now);
+  int rc = sft_xfer_fsm_apply(&s->st, SFT_XE_NETWORK_RECOVERED);
+  if (rc == 0 && s->net_down) {
+    s->net_down = false;
+    refresh_deadlines(s, deadline_after(s, now));
+    if (s->st == SFT_XS_COMPLETING)
+      s->complete_deadline = now;
+  }
+  return rc;
+}
+
+int sft_xsend_on_complete_confirm(struct sft_xsend *s, uint64_t now,
+                                  const uint8_t root[SFT_HASH_LEN]) {
+  if (!s || !root)
+    return SFT_ERR_INVAL;
+  clock_in(s, now);
+  if (s->st == SFT_XS_COMPLETED)
+    return memcmp(root, s->root, SFT_HASH_LEN) == 0 ? 0 : SFT_ERR_DIGEST;
+  if (s->st != SFT_XS_COMPLETING)
+    return SFT_ERR_STATE;
+  if (memcmp(root, s->root, SFT_HASH_LEN) != 0) {
+    fail(s, SFT_ERR_DIGEST);
+    return SFT_ERR_DIGEST;
+  }
+  return sft_xfer_fsm_apply(&s->st, SFT_XE_TRANSFER_COMPLETE);
+}
+
+/* ---- output ---- */
+
+static bool all_done(const struct sft_xsend *s) {
+  return s->n_acked == s->count && s->n_digest == s->count;
+}
+
+static bool has_work(const struct sft_xsend *s) {
+  return s->n_used < s->p.max_inflight &&
+         (s->n_need_send != 0 || s->n_need_hash != 0);
+}
+
+/* Next chunk needing a send or a hash-only read, from the cursor on (one
+ * wrap: chunks behind it may need work again after a re-accept or an
+ * ack of a never-read chunk). */
+static bool find_work(struct sft_xsend *s, uint64_t *idx) {
+  for (int pass = 0; pass < 2; pass++) {
+    for (; s->cursor < s->count; s->cursor++) {
+      uint8_t f = s->flags[s->cursor];
+      if (need_send(f) || need_hash(f)) {
+        *idx = s->cursor;
+        return true;
+      }
+    }
+    s->cursor = 0;
+  }
+  return false;
+}
+
+static void read_action(const struct sft_xsend *s, struct sft_xsend_action *a,
+                        uint64_t i, bool send) {
+  a->type = SFT_XSEND_READ_CHUNK;
+  a->index = i;
+  a->offset = sft_chunk_offset(i, s->chunk_size);
+  a->len = sft_chunk_len(s->size, s->chunk_size, i);
+  a->send = send;
+  a->attempt = send ? s->tries[i] : 0;
+}
+
+static int report_end(struct sft_xsend *s, struct sft_xsend_action *a) {
+  a->expiry = UINT64_MAX;
+  if (!s->reported) {
+    s->reported = true;
+    if (s->st == SFT_XS_FAILED) {
+      a->type = SFT_XSEND_FAILED;
+      a->reason = s->reason;
+    } else {
+      a->type = SFT_XSEND_DONE;
+    }
+  }
+  return 0;
+}
+
+int sft_xsend_poll(struct sft_xsend *s, uint64_t now,
+                   struct sft_xsend_action *a) {
+  if (!s || !a)
+    return SFT_ERR_INVAL;
+  now = clock_in(s, now);
+  memset(a, 0, sizeof(*a));
+  a->type = SFT_XSEND_NONE;
+
+  if (sft_xfer_state_terminal(s->st))
+    return report_end(s, a);
+
+  if (s->st == SFT_XS_TRANSFERRING && !s->net_down) {
+    /* 1. resend the oldest chunk whose timeout passed */
+    if (s->head != NIL && s->slots[s->head].deadline <= now) {
+      uint32_t id = s->head;
+      uint64_t i = s->slots[id].index;
+      if (s->tries[i] >= s->p.max_retries) {
+        fail(s, SFT_ERR_RETRIES);
+        return report_end(s, a);
+      }
+      s->tries[i]++;
+      s->resends++;
+      (void)sft_xfer_fsm_apply(&s->st, SFT_XE_CHUNK_FAILED);
+      list_unlink(s, id);
+      s->slots[id].deadline = deadline_after(s, now);
+      list_append(s, id);
+      read_action(s, a, i, true);
+      return 0;
+    }
+    /* 2. a new read, in index order */
+    uint64_t i;
+    if (has_work(s) && find_work(s, &i)) {
+      uint8_t f = s->flags[i];
+      if (need_send(f)) {
+        uint32_t id = slot_get(s, i, K_SEND);
+        s->slots[id].deadline = deadline_after(s, now);
+        list_append(s, id);
+        set_flags(s, i, f | F_INFLIGHT);
+        s->sends++;
+        read_action(s, a, i, true);
+      } else {
+        (void)slot_get(s, i, K_HASH);
+        set_flags(s, i, f | F_HASHING);
+        s->hash_reads++;
+        read_action(s, a, i, false);
+      }
+      return 0;
+    }
+    /* 3. everything acked and hashed: COMPLETE */
+    if (all_done(s)) {
+      int rc = sft_root(s->algo, s->digests, (size_t)s->count, s->root);
+      if (rc) {
+        fail(s, rc);
+        return report_end(s, a);
+      }
+      (void)sft_xfer_fsm_apply(&s->st, SFT_XE_TRANSFER_COMPLETE);
+      s->complete_deadline = now; /* sent just below */
+    }
+  }
+
+  if (s->st == SFT_XS_COMPLETING && !s->net_down &&
+      s->complete_deadline <= now) {
+    s->complete_deadline = deadline_after(s, now);
+    a->type = SFT_XSEND_SEND_COMPLETE;
+    memcpy(a->root, s->root, SFT_HASH_LEN);
+    return 0;
+  }
+  a->expiry = sft_xsend_expiry(s);
+  return 0;
+}
+
+uint64_t sft_xsend_expiry(const struct sft_xsend *s) {
+  if (!s)
+    return UINT64_MAX;
+  if (sft_xfer_state_terminal(s->st))
+    return s->reported ? UINT64_MAX : 0;
+  if (s->net_down)
+    return UINT64_MAX;
+  if (s->st == SFT_XS_TRANSFERRING) {
+    if (has_work(s) || all_done(s))
+      return 0;
+    return s->head != NIL ? s->slots[s->head].deadline : UINT64_MAX;
+  }
+  if (s->st == SFT_XS_COMPLETING)
+    return s->complete_deadline;
+  return UINT64_MAX;
+}
+
+enum sft_xfer_state sft_xsend_state(const struct sft_xsend *s) {
+  return s->st;
+}
+int sft_xsend_reason(const struct sft_xsend *s) {
+  return s->st == SFT_XS_FAILED ? s->reason : 0;
+}
+bool sft_xsend_network_down(const struct sft_xsend *s) {
+  return s->net_down;
+}
+
+void sft_xsend_stats(const struct sft_xsend *s, struct sft_xsend_stats *st) {
+  st->chunks_total = s->count;
+  st->chunks_acked = s->n_acked;
+  st->bytes_total = s->size;
+  st->bytes_acked = s->bytes_acked;
+  st->inflight = s->n_used;
+  st->sends = s->sends;
+  st->resends = s->resends;
+  st->hash_reads = s->hash_reads;
+}
