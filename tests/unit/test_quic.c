@@ -1,0 +1,937 @@
+/* Tests of src/daemon/quic: identities, mutual authentication, streams,
+ * CID routing with several clients, Retry, stateless reset, version
+ * negotiation, idle timeout, teardown. Everything runs on 127.0.0.1 in one
+ * process on one uv loop; every test ends with uv_loop_close() == 0. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "daemon/quic/quic.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+/* ---- fixture ------------------------------------------------------------- */
+
+static char g_dir[64];
+static char g_skey[128], g_scert[128], g_ckey[128], g_ccert[128];
+static char g_pkey[128], g_pcert[128]; /* ECDSA P-256 identity */
+
+static int rm_cb(const char *p, const struct stat *sb, int flag,
+                 struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(p);
+}
+
+static int group_setup(void **state) {
+  (void)state;
+  strcpy(g_dir, "/tmp/sftq-test-XXXXXX");
+  if (!mkdtemp(g_dir)) return -1;
+  snprintf(g_skey, sizeof g_skey, "%s/server.key", g_dir);
+  snprintf(g_scert, sizeof g_scert, "%s/server.crt", g_dir);
+  snprintf(g_ckey, sizeof g_ckey, "%s/client.key", g_dir);
+  snprintf(g_ccert, sizeof g_ccert, "%s/client.crt", g_dir);
+  snprintf(g_pkey, sizeof g_pkey, "%s/p256.key", g_dir);
+  snprintf(g_pcert, sizeof g_pcert, "%s/p256.crt", g_dir);
+  if (sftq_identity_generate(g_skey, g_scert) != 0) return -1;
+  if (sftq_identity_generate(g_ckey, g_ccert) != 0) return -1;
+  if (sftq_identity_generate_type(g_pkey, g_pcert, SFTQ_KEY_ECDSA_P256) != 0)
+    return -1;
+  return 0;
+}
+
+static int group_teardown(void **state) {
+  (void)state;
+  nftw(g_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+  return 0;
+}
+
+/* Deterministic content: byte |off| of stream |sid|. */
+static uint64_t splitmix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+static void gen(uint64_t sid, uint64_t off, uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint64_t o = off + i;
+    uint64_t w = splitmix((sid << 40) ^ (o >> 3));
+    p[i] = (uint8_t)(w >> (8 * (o & 7)));
+  }
+}
+
+/* Per-stream receive record. */
+typedef struct rx {
+  const sftq_conn *conn;
+  int64_t sid;
+  uint64_t got;
+  int fin, bad, closed;
+  uint64_t close_code;
+} rx;
+
+#define MAX_RX 1024
+
+typedef struct side {
+  sftq_ctx *ctx;
+  const char *name;
+  int connected, closed, reason, verify_calls, reject, opened;
+  uint64_t close_app;
+  uint8_t fp[SFTQ_FP_LEN];
+  int have_fp;
+  sftq_conn *conn;       /* last connected conn */
+  /* receive bookkeeping (server) */
+  rx rxs[MAX_RX];
+  int nrx, fins;
+  uint64_t bytes;
+  int verify_content;    /* 1: gen(); 2: pattern */
+  int echo;              /* echo bidi data back */
+  uint8_t echo_buf[4096];
+  size_t echo_len;
+  int writable_calls, acked, stream_closes;
+  uint64_t last_close_code;
+  uint64_t t_first, t_fin;
+  struct side *peer_of_conn; /* unused */
+} side;
+
+static const uint8_t *g_pattern;
+static size_t g_pattern_len;
+
+static rx *rx_get(side *s, const sftq_conn *c, int64_t sid) {
+  for (int i = 0; i < s->nrx; i++)
+    if (s->rxs[i].sid == sid && s->rxs[i].conn == c) return &s->rxs[i];
+  if (s->nrx == MAX_RX) return NULL;
+  rx *r = &s->rxs[s->nrx++];
+  memset(r, 0, sizeof *r);
+  r->sid = sid;
+  r->conn = c;
+  return r;
+}
+
+static int cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN], void *ud) {
+  side *s = ud;
+  (void)c;
+  s->verify_calls++;
+  memcpy(s->fp, fp, SFTQ_FP_LEN);
+  s->have_fp = 1;
+  return s->reject;
+}
+
+static void cb_connected(sftq_conn *c, void *ud) {
+  side *s = ud;
+  s->connected++;
+  s->conn = c;
+  if (!s->t_first) s->t_first = uv_hrtime();
+}
+
+static void cb_stream_open(sftq_conn *c, int64_t sid, void *ud) {
+  side *s = ud;
+  (void)c;
+  (void)sid;
+  s->opened++;
+}
+
+static void cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
+                           size_t len, int fin, void *ud) {
+  side *s = ud;
+  rx *r = rx_get(s, c, sid);
+  assert_non_null(r);
+  if (s->verify_content == 1 && len) {
+    uint8_t tmp[4096];
+    for (size_t o = 0; o < len; o += sizeof tmp) {
+      size_t n = len - o < sizeof tmp ? len - o : sizeof tmp;
+      gen((uint64_t)sid, r->got + o, tmp, n);
+      if (memcmp(tmp, data + o, n) != 0) r->bad = 1;
+    }
+  } else if (s->verify_content == 2 && len) {
+    for (size_t o = 0; o < len;) {
+      size_t po = (size_t)((r->got + o) % g_pattern_len);
+      size_t n = g_pattern_len - po < len - o ? g_pattern_len - po : len - o;
+      if (memcmp(g_pattern + po, data + o, n) != 0) r->bad = 1;
+      o += n;
+    }
+  }
+  if (s->echo && (sid & 2) == 0) {
+    sftq_iov v = {data, len};
+    assert_int_equal(sftq_stream_write(c, sid, &v, len ? 1 : 0,
+                                       SFTQ_WRITE_COPY |
+                                           (fin ? SFTQ_WRITE_FIN : 0)),
+                     0);
+  } else if ((sid & 2) == 0 && s->echo_len + len <= sizeof s->echo_buf) {
+    memcpy(s->echo_buf + s->echo_len, data, len);
+    s->echo_len += len;
+  }
+  r->got += len;
+  s->bytes += len;
+  if (fin) {
+    r->fin = 1;
+    s->fins++;
+    s->t_fin = uv_hrtime();
+  }
+}
+
+static void cb_stream_close(sftq_conn *c, int64_t sid, uint64_t code,
+                            void *ud) {
+  side *s = ud;
+  (void)c;
+  s->stream_closes++;
+  s->last_close_code = code;
+  rx *r = rx_get(s, c, sid);
+  if (r) {
+    r->closed = 1;
+    r->close_code = code;
+  }
+}
+
+static void cb_closed(sftq_conn *c, int reason, uint64_t app, void *ud) {
+  side *s = ud;
+  (void)c;
+  s->closed++;
+  s->reason = reason;
+  s->close_app = app;
+  if (s->conn == c) s->conn = NULL;
+}
+
+/* Client-side sender state for the many-streams tests. */
+typedef struct sender {
+  side *s;
+  sftq_conn *c;
+  int total, opened, acked;
+  size_t size;
+  uint8_t *bufs[MAX_RX];
+  int64_t sids[MAX_RX];
+  int copy;
+} sender;
+
+static void sender_pump(sender *sd) {
+  while (sd->opened < sd->total) {
+    int64_t sid;
+    int rv = sftq_stream_open_uni(sd->c, &sid);
+    if (rv == SFT_ERR_AGAIN) return; /* writable will call us again */
+    assert_int_equal(rv, 0);
+    int i = sd->opened++;
+    uint8_t *b = malloc(sd->size);
+    assert_non_null(b);
+    gen((uint64_t)sid, 0, b, sd->size);
+    sd->bufs[i] = b;
+    sd->sids[i] = sid;
+    assert_int_equal(sftq_stream_set_user(sd->c, sid, b), 0);
+    /* two iovs, to exercise the vector path */
+    sftq_iov v[2] = {{b, sd->size / 3}, {b + sd->size / 3, sd->size - sd->size / 3}};
+    assert_int_equal(sftq_stream_write(sd->c, sid, v, 2, SFTQ_WRITE_FIN), 0);
+  }
+}
+
+static void cb_writable(sftq_conn *c, void *ud) {
+  side *s = ud;
+  s->writable_calls++;
+  sender *sd = sftq_conn_user(c);
+  if (sd) sender_pump(sd);
+}
+
+static void cb_stream_acked(sftq_conn *c, int64_t sid, void *ud) {
+  side *s = ud;
+  s->acked++;
+  sender *sd = sftq_conn_user(c);
+  if (sd) {
+    uint8_t *b = sftq_stream_user(c, sid);
+    for (int i = 0; i < sd->opened; i++)
+      if (sd->sids[i] == sid && sd->bufs[i] == b && b) {
+        free(b);
+        sd->bufs[i] = NULL;
+        sd->acked++;
+      }
+  }
+}
+
+static void cb_log(const char *line, void *ud) {
+  side *s = ud;
+  if (getenv("SFTQ_TEST_LOG")) fprintf(stderr, "[%s] %s\n", s->name, line);
+}
+
+static void base_cfg(sftq_config *cfg, side *s, const char *cert,
+                     const char *key) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->cert_path = cert;
+  cfg->key_path = key;
+  cfg->cb.verify_peer = cb_verify;
+  cfg->cb.connected = cb_connected;
+  cfg->cb.stream_open = cb_stream_open;
+  cfg->cb.stream_data = cb_stream_data;
+  cfg->cb.stream_close = cb_stream_close;
+  cfg->cb.stream_acked = cb_stream_acked;
+  cfg->cb.writable = cb_writable;
+  cfg->cb.closed = cb_closed;
+  cfg->cb.log = cb_log;
+  cfg->user_data = s;
+}
+
+/* Runs the loop until pred() or |ms| elapse; returns pred(). */
+static int g_expired;
+static void on_guard(uv_timer_t *t) {
+  (void)t;
+  g_expired = 1;
+}
+
+static int run_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
+                     unsigned ms) {
+  uv_timer_t guard;
+  uv_timer_init(loop, &guard);
+  g_expired = 0;
+  uv_timer_start(&guard, on_guard, ms, 0);
+  while (!pred(arg) && !g_expired) uv_run(loop, UV_RUN_ONCE);
+  uv_timer_stop(&guard);
+  uv_close((uv_handle_t *)&guard, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return pred(arg);
+}
+
+typedef struct pair {
+  side *a, *b;
+  int n;
+} pair;
+
+static int both_connected(void *p) {
+  pair *x = p;
+  return x->a->connected >= x->n && x->b->connected >= 1;
+}
+static int both_closed(void *p) {
+  pair *x = p;
+  return x->a->closed >= x->n && x->b->closed >= 1;
+}
+
+static void finish(uv_loop_t *loop, sftq_ctx *a, sftq_ctx *b) {
+  sftq_ctx_free(a);
+  sftq_ctx_free(b);
+  assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(loop), 0);
+}
+
+/* Server on 127.0.0.1:ephemeral + one client; returns the port. */
+static uint16_t start_server(uv_loop_t *loop, side *srv, sftq_config *cfg) {
+  uint16_t port = 0;
+  assert_int_equal(sftq_ctx_new(&srv->ctx, loop, cfg), 0);
+  assert_int_equal(sftq_listen(srv->ctx, "127.0.0.1", 0, &port), 0);
+  assert_true(port != 0);
+  return port;
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void test_identity(void **state) {
+  (void)state;
+  struct stat st;
+  assert_int_equal(stat(g_skey, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+  assert_int_equal(stat(g_scert, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+  uint8_t a[32], a2[32], b[32], p[32];
+  assert_int_equal(sftq_identity_fingerprint(g_scert, a), 0);
+  assert_int_equal(sftq_identity_fingerprint(g_scert, a2), 0);
+  assert_int_equal(sftq_identity_fingerprint(g_ccert, b), 0);
+  assert_int_equal(sftq_identity_fingerprint(g_pcert, p), 0);
+  assert_memory_equal(a, a2, 32);
+  assert_memory_not_equal(a, b, 32);
+  assert_memory_not_equal(a, p, 32);
+  assert_int_equal(sftq_identity_fingerprint(g_skey, a2), SFT_ERR_MALFORMED);
+  char missing[160];
+  snprintf(missing, sizeof missing, "%s/nope.crt", g_dir);
+  assert_int_equal(sftq_identity_fingerprint(missing, a2), SFT_ERR_IO);
+  /* no leftover temp files */
+  char tmpl[200];
+  snprintf(tmpl, sizeof tmpl, "ls %s | grep -c tmp >/dev/null", g_dir);
+  assert_int_not_equal(system(tmpl), 0);
+  /* A certificate with somebody else's key cannot be used. */
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  sftq_config cfg;
+  side s = {0};
+  base_cfg(&cfg, &s, g_scert, g_ckey);
+  sftq_ctx *ctx = NULL;
+  assert_int_equal(sftq_ctx_new(&ctx, &loop, &cfg), SFT_ERR_AUTH);
+  assert_null(ctx);
+  base_cfg(&cfg, &s, missing, g_ckey);
+  assert_int_equal(sftq_ctx_new(&ctx, &loop, &cfg), SFT_ERR_IO);
+  enum sftq_cc cc;
+  assert_int_equal(sftq_cc_parse("bbr2", &cc), 0);
+  assert_int_equal(cc, SFTQ_CC_BBR2);
+  assert_int_equal(sftq_cc_parse("cubic", &cc), 0);
+  assert_string_equal(sftq_cc_name(cc), "cubic");
+  assert_int_equal(sftq_cc_parse("vegas", &cc), SFT_ERR_INVAL);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* Handshake between |scert|/|skey| and |ccert|/|ckey|; checks fingerprints,
+ * then an application close with code 7. */
+static void handshake_case(const char *scert, const char *skey,
+                           const char *ccert, const char *ckey) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server"}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, scert, skey);
+  base_cfg(&ccfg, &cli, ccert, ckey);
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  int64_t sid;
+  assert_int_equal(sftq_stream_open_bidi(c, &sid), SFT_ERR_STATE);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  uint8_t sfp[32], cfp[32], got[32];
+  assert_int_equal(sftq_identity_fingerprint(scert, sfp), 0);
+  assert_int_equal(sftq_identity_fingerprint(ccert, cfp), 0);
+  assert_memory_equal(cli.fp, sfp, 32); /* client saw the server's identity */
+  assert_memory_equal(srv.fp, cfp, 32); /* server saw the client's identity */
+  assert_int_equal(sftq_conn_peer_fp(c, got), 0);
+  assert_memory_equal(got, sfp, 32);
+  assert_int_equal(sftq_conn_peer_fp(srv.conn, got), 0);
+  assert_memory_equal(got, cfp, 32);
+  assert_true(sftq_conn_is_server(srv.conn));
+  assert_false(sftq_conn_is_server(c));
+  sftq_stats st;
+  assert_int_equal(sftq_conn_stats(c, &st), 0);
+  assert_true(st.srtt_ns > 0);
+  assert_true(st.cwnd > 0);
+  assert_true(st.pkts_sent > 0 && st.pkts_recv > 0);
+  sftq_conn_close(c, 7);
+  assert_true(run_until(&loop, both_closed, &p, 5000));
+  assert_int_equal(cli.reason, SFT_OK);
+  assert_int_equal(srv.reason, SFT_ERR_CLOSED);
+  assert_int_equal(srv.close_app, 7);
+  assert_int_equal(cli.closed, 1);
+  assert_int_equal(srv.closed, 1);
+  finish(&loop, srv.ctx, cli.ctx);
+}
+
+static void test_handshake_ed25519(void **state) {
+  (void)state;
+  handshake_case(g_scert, g_skey, g_ccert, g_ckey);
+}
+
+static void test_handshake_p256_mixed(void **state) {
+  (void)state;
+  handshake_case(g_pcert, g_pkey, g_ccert, g_ckey); /* P-256 server */
+  handshake_case(g_scert, g_skey, g_pcert, g_pkey); /* P-256 client */
+}
+
+static void reject_case(int server_rejects) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server"}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  srv.reject = server_rejects;
+  cli.reject = !server_rejects;
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_closed, &p, 5000));
+  assert_int_equal(cli.reason, SFT_ERR_AUTH);
+  assert_int_equal(srv.reason, SFT_ERR_AUTH);
+  assert_int_equal(cli.connected, 0);
+  assert_int_equal(srv.connected, 0);
+  assert_int_equal(srv.bytes, 0);
+  assert_int_equal(srv.opened, 0);
+  finish(&loop, srv.ctx, cli.ctx);
+}
+
+static void test_verify_reject_by_server(void **state) {
+  (void)state;
+  reject_case(1);
+}
+
+static void test_verify_reject_by_client(void **state) {
+  (void)state;
+  reject_case(0);
+}
+
+static void test_alpn_mismatch(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server"}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  ccfg.alpn = "other/9";
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_closed, &p, 5000));
+  assert_int_equal(cli.connected, 0);
+  assert_int_equal(srv.connected, 0);
+  assert_int_equal(cli.reason, SFT_ERR_VERSION);
+  assert_int_equal(srv.reason, SFT_ERR_VERSION);
+  finish(&loop, srv.ctx, cli.ctx);
+}
+
+static int echo_done(void *p) {
+  side *cli = p;
+  return cli->fins >= 1;
+}
+
+static void test_bidi_echo(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server", .echo = 1}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  int64_t sid;
+  assert_int_equal(sftq_stream_open_bidi(c, &sid), 0);
+  assert_int_equal(sid, 0);
+  assert_int_equal(sftq_stream_set_urgency(c, sid, 0), 0);
+  assert_int_equal(sftq_stream_set_urgency(c, sid, 8), SFT_ERR_RANGE);
+  static const char m1[] = "HELLO control ";
+  static const char m2[] = "stream, echo me";
+  sftq_iov v[2] = {{m1, sizeof m1 - 1}, {m2, sizeof m2 - 1}};
+  assert_int_equal(sftq_stream_write(c, sid, v, 1, SFTQ_WRITE_COPY), 0);
+  assert_int_equal(sftq_stream_write(c, sid, v + 1, 1,
+                                     SFTQ_WRITE_COPY | SFTQ_WRITE_FIN),
+                   0);
+  /* FIN already queued: no more writes */
+  assert_int_equal(sftq_stream_write(c, sid, v, 1, SFTQ_WRITE_COPY),
+                   SFT_ERR_STATE);
+  assert_int_equal(sftq_stream_write(c, 99, v, 1, 0), SFT_ERR_NOT_FOUND);
+  assert_true(run_until(&loop, echo_done, &cli, 5000));
+  assert_int_equal(cli.echo_len, sizeof m1 + sizeof m2 - 2);
+  assert_memory_equal(cli.echo_buf, "HELLO control stream, echo me",
+                      cli.echo_len);
+  assert_int_equal(srv.opened, 1);
+  finish(&loop, srv.ctx, cli.ctx);
+}
+
+static int all_streams_done(void *p) {
+  pair *x = p;
+  sender *sd = sftq_conn_user(x->a->conn);
+  return x->b->fins >= x->n && sd && sd->acked >= x->n;
+}
+
+static void test_many_uni_streams(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server", .verify_content = 1}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  scfg.max_streams_uni = 64; /* fewer than the 200 streams: exercises
+                                SFT_ERR_AGAIN + writable + MAX_STREAMS */
+  scfg.initial_max_stream_data = 64 << 10; /* flow-control blocking too */
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sender sd = {.s = &cli, .total = 200, .size = 256 << 10};
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, &sd, &c), 0);
+  sd.c = c;
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  sender_pump(&sd);
+  assert_int_equal(sd.opened, 64);
+  p.n = 200;
+  int ok = run_until(&loop, all_streams_done, &p, 40000);
+  if (!ok)
+    fprintf(stderr, "opened=%d acked=%d srv fins=%d closes=%d nrx=%d writable=%d unsent=%llu\n",
+            sd.opened, sd.acked, srv.fins, srv.stream_closes, srv.nrx, cli.writable_calls,
+            (unsigned long long)sftq_conn_unsent(c));
+  assert_true(ok);
+  assert_int_equal(srv.nrx, 200);
+  for (int i = 0; i < srv.nrx; i++) {
+    assert_int_equal(srv.rxs[i].got, 256 << 10);
+    assert_int_equal(srv.rxs[i].bad, 0);
+    assert_int_equal(srv.rxs[i].fin, 1);
+  }
+  assert_true(cli.writable_calls > 0);
+  assert_int_equal(sd.acked, 200);
+  assert_int_equal(sftq_conn_unsent(c), 0);
+  sftq_stats st;
+  assert_int_equal(sftq_conn_stats(c, &st), 0);
+  assert_true(st.stream_bytes_sent == 200ull * (256 << 10));
+  finish(&loop, srv.ctx, cli.ctx);
+  for (int i = 0; i < sd.opened; i++) free(sd.bufs[i]);
+}
+
+/* Several clients on one server socket, with Retry on. */
+#define NCLI 4
+static int multi_done(void *p) {
+  side **s = p;
+  for (int i = 0; i < NCLI; i++) {
+    sftq_conn *c = s[i]->conn;
+    sender *sd = c ? sftq_conn_user(c) : NULL;
+    if (!sd || sd->acked < sd->total) return 0;
+  }
+  return s[NCLI]->fins >= NCLI * 10;
+}
+
+static void test_multi_clients_retry(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server", .verify_content = 1};
+  side cli[NCLI];
+  sender sd[NCLI];
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  scfg.retry = 1; /* address validation even on loopback */
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  side *all[NCLI + 1];
+  for (int i = 0; i < NCLI; i++) {
+    memset(&cli[i], 0, sizeof cli[i]);
+    cli[i].name = "client";
+    base_cfg(&ccfg, &cli[i], g_ccert, g_ckey);
+    assert_int_equal(sftq_ctx_new(&cli[i].ctx, &loop, &ccfg), 0);
+    memset(&sd[i], 0, sizeof sd[i]);
+    sd[i].s = &cli[i];
+    sd[i].total = 10;
+    sd[i].size = 256 << 10;
+    assert_int_equal(
+        sftq_connect(cli[i].ctx, "127.0.0.1", port, &sd[i], &sd[i].c), 0);
+    all[i] = &cli[i];
+  }
+  all[NCLI] = &srv;
+  /* start sending as soon as each is connected */
+  for (int round = 0; round < 2000; round++) {
+    int ready = 0;
+    for (int i = 0; i < NCLI; i++)
+      if (cli[i].connected) {
+        if (sd[i].opened == 0) sender_pump(&sd[i]);
+        ready++;
+      }
+    if (ready == NCLI) break;
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  assert_int_equal(srv.connected, NCLI);
+  assert_true(run_until(&loop, multi_done, all, 30000));
+  assert_int_equal(srv.nrx, NCLI * 10); /* keyed by (conn, stream id) */
+  for (int i = 0; i < srv.nrx; i++) assert_int_equal(srv.rxs[i].bad, 0);
+  assert_int_equal(srv.bytes, (uint64_t)NCLI * 10 * (256 << 10));
+  for (int i = 0; i < NCLI; i++) sftq_ctx_free(cli[i].ctx);
+  sftq_ctx_free(srv.ctx);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  for (int i = 0; i < NCLI; i++) {
+    assert_int_equal(cli[i].closed, 1);
+    assert_int_equal(cli[i].reason, SFT_ERR_CANCELLED);
+    for (int j = 0; j < sd[i].opened; j++) free(sd[i].bufs[j]);
+  }
+}
+
+static int bulk_done(void *p) {
+  side *s = p;
+  return s->fins >= 1;
+}
+
+static void test_bulk_throughput(void **state) {
+  (void)state;
+  const uint64_t total = UNDER_ASAN ? (32ull << 20) : (256ull << 20);
+  static uint8_t pattern[1 << 20];
+  gen(12345, 0, pattern, sizeof pattern);
+  g_pattern = pattern;
+  g_pattern_len = sizeof pattern;
+  const char *ccname = getenv("SFTQ_TEST_CC");
+  enum sftq_cc cc = SFTQ_CC_BBR2;
+  if (ccname) assert_int_equal(sftq_cc_parse(ccname, &cc), 0);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server", .verify_content = 2}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  scfg.cc = ccfg.cc = cc;
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  int64_t sid;
+  assert_int_equal(sftq_stream_open_uni(c, &sid), 0);
+  /* The same 1 MiB buffer referenced total/1MiB times (16 per write). */
+  uint64_t t0 = uv_hrtime();
+  size_t nbuf = (size_t)(total / sizeof pattern);
+  for (size_t i = 0; i < nbuf; i += 16) {
+    sftq_iov v[16];
+    size_t n = nbuf - i < 16 ? nbuf - i : 16;
+    for (size_t k = 0; k < n; k++) v[k] = (sftq_iov){pattern, sizeof pattern};
+    assert_int_equal(
+        sftq_stream_write(c, sid, v, n, i + n == nbuf ? SFTQ_WRITE_FIN : 0), 0);
+  }
+  assert_true(run_until(&loop, bulk_done, &srv, 50000));
+  uint64_t dt = srv.t_fin - t0;
+  assert_int_equal(srv.rxs[0].got, total);
+  assert_int_equal(srv.rxs[0].bad, 0);
+  sftq_stats st;
+  assert_int_equal(sftq_conn_stats(c, &st), 0);
+  double mbs = (double)total / ((double)dt / 1e9) / 1e6;
+  printf("quic bulk: %llu MiB cc=%s in %.3f s = %.0f MB/s; srtt=%.3f ms "
+         "cwnd=%llu pkts=%llu lost=%llu gso_batches=%llu (%.1f pkts/batch) "
+         "udp_payload=%zu overhead=%.3f%s\n",
+         (unsigned long long)(total >> 20), sftq_cc_name(cc), (double)dt / 1e9,
+         mbs, (double)st.srtt_ns / 1e6, (unsigned long long)st.cwnd,
+         (unsigned long long)st.pkts_sent, (unsigned long long)st.pkts_lost,
+         (unsigned long long)st.gso_batches,
+         st.gso_batches ? (double)st.pkts_sent / (double)st.gso_batches : 0.0,
+         st.max_udp_payload,
+         (double)st.bytes_sent / (double)st.stream_bytes_sent,
+         UNDER_ASAN ? " (ASan build)" : "");
+  assert_int_equal(st.stream_bytes_sent, total);
+  finish(&loop, srv.ctx, cli.ctx);
+}
+
+static void test_idle_timeout(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server"}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  scfg.idle_timeout_ms = ccfg.idle_timeout_ms = 300;
+  scfg.keepalive_ms = ccfg.keepalive_ms = UINT32_MAX; /* silent */
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  uint64_t t0 = uv_hrtime();
+  assert_true(run_until(&loop, both_closed, &p, 5000));
+  uint64_t dt = uv_hrtime() - t0;
+  assert_int_equal(cli.reason, SFT_ERR_TIMEOUT);
+  assert_int_equal(srv.reason, SFT_ERR_TIMEOUT);
+  assert_true(dt >= 250u * 1000000u); /* not before the idle timeout */
+  finish(&loop, srv.ctx, cli.ctx);
+}
+
+static int never(void *p) {
+  (void)p;
+  return 0;
+}
+
+static void test_keepalive(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server"}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  scfg.idle_timeout_ms = ccfg.idle_timeout_ms = 300; /* keepalive 100 ms */
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  run_until(&loop, never, NULL, 1200); /* 4 idle timeouts of silence */
+  assert_int_equal(cli.closed, 0);
+  assert_int_equal(srv.closed, 0);
+  finish(&loop, srv.ctx, cli.ctx);
+  assert_int_equal(cli.reason, SFT_ERR_CANCELLED);
+}
+
+static int got_bytes(void *p) {
+  side *s = p;
+  return s->bytes >= (1u << 20);
+}
+
+static void test_free_with_live_conns(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server"}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  /* streams in flight, copied data, a bidi stream: all must be freed */
+  uint8_t *big = malloc(8 << 20);
+  assert_non_null(big);
+  memset(big, 0x5a, 8 << 20);
+  for (int i = 0; i < 4; i++) {
+    int64_t sid;
+    assert_int_equal(sftq_stream_open_uni(c, &sid), 0);
+    sftq_iov v = {big, 2 << 20};
+    assert_int_equal(sftq_stream_write(c, sid, &v, 1, 0), 0);
+  }
+  int64_t b;
+  assert_int_equal(sftq_stream_open_bidi(c, &b), 0);
+  sftq_iov v = {"abc", 3};
+  assert_int_equal(sftq_stream_write(c, b, &v, 1, SFTQ_WRITE_COPY), 0);
+  assert_true(run_until(&loop, got_bytes, &srv, 5000));
+  assert_int_equal(cli.closed, 0);
+  finish(&loop, srv.ctx, cli.ctx);
+  assert_int_equal(cli.closed, 1);
+  assert_int_equal(srv.closed, 1);
+  assert_int_equal(cli.reason, SFT_ERR_CANCELLED);
+  assert_int_equal(srv.reason, SFT_ERR_CANCELLED);
+  free(big);
+}
+
+static int stream_closed_both(void *p) {
+  pair *x = p;
+  return x->a->stream_closes >= 1 && x->b->stream_closes >= 1;
+}
+
+static void test_stream_cancel(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server"}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  scfg.initial_max_stream_data = 64 << 10; /* the stream cannot finish */
+  scfg.max_stream_window = 64 << 10;
+  scfg.manual_rx_credit = 1;               /* and the server never credits */
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  int64_t sid;
+  assert_int_equal(sftq_stream_open_uni(c, &sid), 0);
+  uint8_t *buf = calloc(1, 1 << 20);
+  sftq_iov v = {buf, 1 << 20};
+  assert_int_equal(sftq_stream_write(c, sid, &v, 1, SFTQ_WRITE_FIN), 0);
+  side *s = &srv;
+  assert_true(run_until(&loop, got_bytes, s, 300) == 0); /* blocked */
+  assert_true(srv.bytes > 0 && srv.bytes <= (64 << 10));
+  assert_true(sftq_stream_unsent(c, sid) > 0);
+  assert_int_equal(sftq_stream_cancel(c, sid, 42), 0);
+  assert_int_equal(sftq_stream_unsent(c, sid), 0);
+  assert_true(run_until(&loop, stream_closed_both, &p, 5000));
+  assert_int_equal(srv.last_close_code, 42);
+  assert_int_equal(cli.stream_closes, 1);
+  assert_int_equal(srv.fins, 0);
+  assert_int_equal(sftq_stream_cancel(c, sid, 1), SFT_ERR_NOT_FOUND);
+  finish(&loop, srv.ctx, cli.ctx);
+  free(buf); /* released by stream_close */
+}
+
+/* Raw UDP probes: stateless reset for an unknown short-header packet and
+ * version negotiation for an unknown version. */
+typedef struct probe {
+  int fd;
+  uint8_t buf[2048];
+  ssize_t n;
+} probe;
+
+static int probe_got(void *p) {
+  probe *pr = p;
+  if (pr->n > 0) return 1;
+  pr->n = recv(pr->fd, pr->buf, sizeof pr->buf, MSG_DONTWAIT);
+  return pr->n > 0;
+}
+
+static void test_stateless_reset_and_vn(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server"};
+  sftq_config scfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  probe pr;
+  pr.n = 0;
+  pr.fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(pr.fd, (struct sockaddr *)&a, sizeof a), 0);
+  /* short header, 18-byte unknown DCID */
+  uint8_t pkt[1200];
+  gen(1, 0, pkt, sizeof pkt);
+  pkt[0] = 0x40 | (pkt[0] & 0x3f);
+  assert_int_equal(send(pr.fd, pkt, 100, 0), 100);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_true(run_until(&loop, probe_got, &pr, 2000));
+  assert_true(pr.n < 100 && pr.n >= 21);
+  assert_int_equal(pr.buf[0] & 0xc0, 0x40); /* looks like a short header */
+  /* a tiny packet gets no reset (it could not be smaller) */
+  assert_int_equal(send(pr.fd, pkt, 20, 0), 20);
+  /* long header with an unsupported version, padded to 1200 */
+  pkt[0] = 0xc0;
+  pkt[1] = 0x1a;
+  pkt[2] = 0x2b;
+  pkt[3] = 0x3c;
+  pkt[4] = 0x4d;
+  pkt[5] = 8;  /* dcid len */
+  pkt[14] = 8; /* scid len */
+  assert_int_equal(send(pr.fd, pkt, 1200, 0), 1200);
+  pr.n = 0;
+  assert_true(run_until(&loop, probe_got, &pr, 2000));
+  assert_true(pr.n > 7);
+  assert_true(pr.buf[0] & 0x80);
+  assert_memory_equal(pr.buf + 1, "\0\0\0\0", 4); /* version 0: VN */
+  close(pr.fd);
+  sftq_ctx_free(srv.ctx);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_identity),
+      cmocka_unit_test(test_handshake_ed25519),
+      cmocka_unit_test(test_handshake_p256_mixed),
+      cmocka_unit_test(test_verify_reject_by_server),
+      cmocka_unit_test(test_verify_reject_by_client),
+      cmocka_unit_test(test_alpn_mismatch),
+      cmocka_unit_test(test_bidi_echo),
+      cmocka_unit_test(test_many_uni_streams),
+      cmocka_unit_test(test_multi_clients_retry),
+      cmocka_unit_test(test_bulk_throughput),
+      cmocka_unit_test(test_idle_timeout),
+      cmocka_unit_test(test_keepalive),
+      cmocka_unit_test(test_free_with_live_conns),
+      cmocka_unit_test(test_stream_cancel),
+      cmocka_unit_test(test_stateless_reset_and_vn),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
