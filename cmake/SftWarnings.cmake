@@ -4,7 +4,7 @@ function(sft_warnings target)
     -Wall -Wextra -Wformat=2 -Wformat-security -Wshadow -Wvla
     -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith
     -Wwrite-strings -Wundef -Wcast-qual -Wimplicit-fallthrough
-    -Wno-missing-field-initializers)
+    -Wno-missing-field-initializers -Wno-format-truncation)
   if(SFT_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

@@ -27,6 +27,10 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_parse_size(const char *s, unsigned long long *out);
 
 int cmd_version_main(int argc, char **argv);
+int cmd_send_main(int argc, char **argv);
+int cmd_recv_main(int argc, char **argv);
+int cmd_id_main(int argc, char **argv);
+int cmd_trust_main(int argc, char **argv);
 int cmd_hash_main(int argc, char **argv);
 
 #endif /* SFT_CLI_H */

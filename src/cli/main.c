@@ -15,8 +15,12 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
-    {"version", cmd_version_main, "print sft's version"},
+    {"send", cmd_send_main, "send files and directories to `sft recv`"},
+    {"recv", cmd_recv_main, "receive files into a directory"},
+    {"id", cmd_id_main, "print this node's identity (SFT1-...)"},
+    {"trust", cmd_trust_main, "let a sender's identity send to this node"},
     {"hash", cmd_hash_main, "hash files as b3sum does; --chunks: the sft root"},
+    {"version", cmd_version_main, "print sft's version"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,1010 @@
+/*
+ * One-shot receiver: `sft recv --dir DIR`.
+ *
+ * Listens for QUIC connections; each is a session with a control stream
+ * (HELLO, OFFER/ACCEPT, ACK, COMPLETE) and one unidirectional stream per
+ * chunk. A hostile sender is expected: names are validated before any file
+ * system call and files are created beneath DIR only (fsafe.c); every chunk
+ * is hashed and compared with its header's digest BEFORE it is written
+ * (pwrite into NAME.sft-part, on the thread pool); a file appears under its
+ * name only after the whole-file root matched, fsync and an atomic rename.
+ * Memory is bounded by the transport's flow control: stream credit is given
+ * back only once a chunk is written (manual_rx_credit).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "daemon/clock.h"
+#include "daemon/ctrl.h"
+#include "daemon/fsafe.h"
+#include "daemon/quic/quic.h"
+#include "daemon/sftd.h"
+#include "sft/chunk.h"
+#include "sft/hash.h"
+#include "sft/name.h"
+#include "sft/proto.h"
+#include "sft/xfer.h"
+
+#define SPACE_RESERVE (64u << 20) /* keep this much free on the disk */
+
+enum rfile_state { RF_ACTIVE, RF_FINALIZING, RF_DONE, RF_FAILED };
+
+struct receiver;
+struct rsess;
+
+struct rfile {
+  struct rsess *ss;
+  uint64_t id;
+  struct sft_manifest man;
+  struct sft_xrecv *xr;
+  int fd;
+  enum rfile_state st;
+  uint32_t jobs;
+  char shown[SFT_MAX_NAME * 4 + 1]; /* escaped name for messages */
+};
+
+struct rsess {
+  struct receiver *r;
+  struct rsess *next;
+  sftq_conn *c;
+  struct ctrl ctl;
+  struct rfile **files;
+  size_t nfiles, cap;
+  size_t dirs_pending; /* directories whose mode is applied at the end */
+  int hello_ok, gone, failed;
+  uint64_t files_ok, files_failed, bytes_ok;
+  char peer[SFTD_FP_TEXT_MAX];
+};
+
+/* One incoming chunk stream. */
+struct rchunk {
+  uv_work_t w;
+  struct rsess *ss;
+  struct rfile *f;
+  sftq_conn *c;
+  int64_t sid;
+  int stream_gone;
+  size_t hdr_got;
+  uint8_t hdrbuf[SFT_CHUNK_HDR_MAX];
+  int have_hdr;
+  struct sft_chunk_hdr h;
+  size_t hdr_len;
+  uint8_t *data;
+  size_t got;
+  size_t credit; /* stream bytes consumed, credit not yet returned */
+  int match, werr;
+  uint8_t computed[SFT_HASH_LEN];
+};
+
+struct rfin {
+  uv_work_t w;
+  struct rfile *f;
+  int err;
+};
+
+struct receiver {
+  uv_loop_t loop;
+  const struct sftd_recv_opts *o;
+  struct sftd_result *res;
+  sftq_ctx *q;
+  int root_fd;
+  struct rsess *sessions;
+  uv_timer_t timer, ptimer;
+  uv_signal_t sigint, sigterm;
+  int stopping;
+  size_t sessions_ended;
+  uint64_t jobs;
+};
+
+static void pump(struct receiver *r);
+static void on_timer(uv_timer_t *t) { pump(t->data); }
+static uint64_t now(void) { return sftd_now_ns(); }
+
+static void debug_log(const char *line, void *ud) {
+  (void)ud;
+  fprintf(stderr, "[quic] %s\n", line);
+}
+
+static void emit(struct receiver *r, struct sftd_event *ev) {
+  if (r->o->on_event)
+    r->o->on_event(ev, r->o->ud);
+}
+
+static void stop(struct receiver *r) {
+  if (r->stopping)
+    return;
+  r->stopping = 1;
+  uv_timer_stop(&r->timer);
+  uv_timer_stop(&r->ptimer);
+  uv_signal_stop(&r->sigint);
+  uv_signal_stop(&r->sigterm);
+  uv_stop(&r->loop);
+}
+
+/* The session failed for a protocol reason: tell the peer and close. */
+static void sess_fail(struct rsess *ss, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void sess_fail(struct rsess *ss, int err, const char *fmt, ...) {
+  char text[512];
+  va_list ap;
+  struct sftd_event ev = {.type = SFTD_EV_WARN, .text = text};
+  if (ss->failed || ss->gone)
+    return;
+  ss->failed = 1;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  if (ss->ctl.sid >= 0)
+    ctrl_send_error(&ss->ctl, err, SFT_FILE_ID_ALL, "%s", text);
+  emit(ss->r, &ev);
+  if (!ss->r->res->err) {
+    ss->r->res->err = err;
+    snprintf(ss->r->res->why, sizeof(ss->r->res->why), "%s", text);
+  }
+  sftq_conn_close(ss->c, (uint64_t)-err);
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+static void file_end(struct rfile *f, enum rfile_state st, int err,
+                     const char *why) {
+  struct rsess *ss = f->ss;
+  struct sftd_event ev = {0};
+  if (f->st == RF_DONE || f->st == RF_FAILED)
+    return;
+  f->st = st;
+  ev.name = f->shown;
+  ev.size = f->man.size;
+  if (st == RF_DONE) {
+    ss->files_ok++;
+    ss->bytes_ok += f->man.size;
+    ss->r->res->files_ok++;
+    ss->r->res->bytes += f->man.size;
+    ev.type = SFTD_EV_FILE_DONE;
+    sft_hex(f->man.root, SFT_HASH_LEN, ev.root_hex);
+  } else {
+    ss->files_failed++;
+    ss->r->res->files_failed++;
+    ev.type = SFTD_EV_FILE_FAILED;
+    ev.err = err;
+    ev.text = why;
+    /* Incomplete data never stays under a name a user would take for the
+     * file; the part file is removed (resume across runs is future work). */
+    if (f->man.kind == SFT_FILE_REGULAR && f->fd >= 0)
+      sftd_fsafe_remove_part(ss->r->root_fd, f->man.name);
+  }
+  if (f->fd >= 0 && !f->jobs) {
+    close(f->fd);
+    f->fd = -1;
+  }
+  emit(ss->r, &ev);
+}
+
+static void rfile_free(struct rfile *f) {
+  if (f->fd >= 0)
+    close(f->fd);
+  sft_xrecv_del(f->xr);
+  free(f);
+}
+
+static int refuse(struct rsess *ss, uint64_t id, uint64_t count,
+                  uint16_t reason, const char *shown, const char *why) {
+  (void)count;
+  /* A refusal carries no chunk count and no bitmap (protocol.md). */
+  struct sft_msg_accept a = {.file_id = id,
+                             .status = SFT_ACCEPT_REFUSED,
+                             .reason = reason};
+  char text[SFT_MAX_NAME * 4 + 200];
+  struct sftd_event ev = {.type = SFTD_EV_FILE_FAILED, .name = shown};
+  snprintf(text, sizeof(text), "refused: %s", why);
+  ev.text = text;
+  ev.err = SFT_ERR_PEER;
+  emit(ss->r, &ev);
+  ss->files_failed++;
+  ss->r->res->files_refused++;
+  return CTRL_SEND(&ss->ctl, sft_msg_accept_encode, &a);
+}
+
+static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
+  struct receiver *r = ss->r;
+  const struct sft_manifest *man = &m->manifest;
+  struct rfile *f;
+  enum sft_name_reason why;
+  size_t off;
+  char shown[SFT_MAX_NAME * 4 + 1];
+  int rv;
+
+  /* File ids are assigned 0, 1, 2, ... by the sender (protocol.md). */
+  if (m->file_id != ss->nfiles)
+    return SFT_ERR_PEER;
+  sft_name_escape(man->name, man->name_len, shown, sizeof(shown));
+  if (ss->nfiles == ss->cap) {
+    size_t cap = ss->cap ? ss->cap * 2 : 16;
+    struct rfile **v = realloc(ss->files, cap * sizeof(*v));
+    if (!v)
+      return SFT_ERR_NOMEM;
+    ss->files = v;
+    ss->cap = cap;
+  }
+  ss->files[ss->nfiles++] = NULL; /* refused files keep a NULL slot */
+
+  if (sft_name_validate(man->name, man->name_len, &why, &off) != 0)
+    return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_BAD_NAME, shown,
+                  sft_name_reason_str(why));
+  if (man->kind == SFT_FILE_REGULAR) {
+    if (r->o->max_size && man->size > r->o->max_size)
+      return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_TOO_LARGE,
+                    shown, "larger than --max-size");
+    rv = sftd_fsafe_check_final(r->root_fd, man->name, r->o->overwrite != 0);
+    if (rv == SFT_ERR_EXISTS)
+      return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_EXISTS, shown,
+                    "the file exists (start the receiver with --overwrite "
+                    "to replace it)");
+    if (rv)
+      return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_BAD_NAME,
+                    shown, "the path is blocked (a parent is not a directory "
+                           "or is a symbolic link)");
+    if (sftd_fsafe_check_space(r->root_fd, man->size, SPACE_RESERVE, NULL))
+      return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_NOSPACE,
+                    shown, "not enough free disk space");
+  }
+
+  f = calloc(1, sizeof(*f));
+  if (!f)
+    return SFT_ERR_NOMEM;
+  f->ss = ss;
+  f->id = m->file_id;
+  f->man = *man;
+  f->fd = -1;
+  memcpy(f->shown, shown, sizeof(f->shown));
+
+  if (man->kind == SFT_FILE_DIR) {
+    /* Created owner-writable now so files can be put inside; its own mode
+     * is applied when the session ends. */
+    rv = sftd_fsafe_mkdirs(r->root_fd, man->name, 0700, NULL);
+    if (rv) {
+      free(f);
+      return refuse(ss, m->file_id, 0, SFT_REASON_BAD_NAME, shown,
+                    "cannot create the directory");
+    }
+    ss->files[m->file_id] = f;
+    f->st = RF_DONE;
+    ss->dirs_pending++;
+    {
+      struct sft_msg_accept a = {.file_id = f->id,
+                                 .status = SFT_ACCEPT_OK,
+                                 .chunk_count = 0};
+      struct sftd_event ev = {.type = SFTD_EV_FILE_DONE, .name = f->shown};
+      ss->files_ok++;
+      r->res->files_ok++;
+      emit(r, &ev);
+      return CTRL_SEND(&ss->ctl, sft_msg_accept_encode, &a);
+    }
+  }
+
+  rv = sftd_fsafe_open_part(r->root_fd, man->name, SFTD_FSAFE_FRESH, 0700,
+                            &f->fd);
+  if (rv == SFT_ERR_EXISTS) {
+    /* A part file left by an earlier, interrupted transfer: start over. */
+    sftd_fsafe_remove_part(r->root_fd, man->name);
+    rv = sftd_fsafe_open_part(r->root_fd, man->name, SFTD_FSAFE_FRESH, 0700,
+                              &f->fd);
+  }
+  if (rv) {
+    free(f);
+    return refuse(ss, m->file_id, man->chunk_count,
+                  rv == SFT_ERR_NOSPACE ? SFT_REASON_NOSPACE
+                  : rv == SFT_ERR_PATH  ? SFT_REASON_BAD_NAME
+                                        : SFT_REASON_INTERNAL,
+                  shown, sft_strerror(rv));
+  }
+  if (man->size) {
+    rv = posix_fallocate(f->fd, 0, (off_t)man->size);
+    if (rv == ENOSPC) {
+      sftd_fsafe_remove_part(r->root_fd, man->name);
+      close(f->fd);
+      free(f);
+      return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_NOSPACE,
+                    shown, "not enough free disk space");
+    }
+  }
+  rv = sft_xrecv_new(&f->xr, man->size, man->chunk_size, man->hash_algo, NULL,
+                     0, NULL);
+  if (!rv)
+    rv = sft_xrecv_start(f->xr, now());
+  if (!rv)
+    rv = sft_xrecv_accepted(f->xr, now());
+  if (rv) {
+    sftd_fsafe_remove_part(r->root_fd, man->name);
+    rfile_free(f);
+    return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_INTERNAL, shown,
+                  sft_strerror(rv));
+  }
+  ss->files[m->file_id] = f;
+  f->st = RF_ACTIVE;
+  {
+    struct sft_msg_accept a = {.file_id = f->id,
+                               .status = SFT_ACCEPT_OK,
+                               .chunk_count = man->chunk_count};
+    struct sftd_event ev = {.type = SFTD_EV_FILE_START,
+                            .name = f->shown,
+                            .size = man->size};
+    emit(r, &ev);
+    return CTRL_SEND(&ss->ctl, sft_msg_accept_encode, &a);
+  }
+}
+
+/* ---- finalize on the thread pool ----------------------------------------- */
+
+static void fin_work(uv_work_t *w) {
+  struct rfin *j = w->data;
+  struct rfile *f = j->f;
+  struct timespec mt = {.tv_sec = f->man.mtime_sec,
+                        .tv_nsec = f->man.mtime_nsec};
+  j->err = sftd_fsafe_finalize(f->ss->r->root_fd, f->man.name, f->fd,
+                               (mode_t)(f->man.mode & 0777), &mt,
+                               f->ss->r->o->overwrite != 0);
+}
+
+static void fin_done(uv_work_t *w, int status) {
+  struct rfin *j = w->data;
+  struct rfile *f = j->f;
+  struct rsess *ss = f->ss;
+  f->jobs--;
+  ss->r->jobs--;
+  if (status == 0 && j->err == 0) {
+    struct sft_msg_complete m = {.file_id = f->id};
+    memcpy(m.root, f->man.root, SFT_HASH_LEN);
+    if (!ss->gone)
+      CTRL_SEND(&ss->ctl, sft_msg_complete_encode, &m);
+    file_end(f, RF_DONE, 0, NULL);
+  } else {
+    int err = status ? SFT_ERR_IO : j->err;
+    if (!ss->gone)
+      CTRL_SEND(&ss->ctl, sft_msg_cancel_encode,
+                (&(struct sft_msg_cancel){
+                    .file_id = f->id,
+                    .reason = err == SFT_ERR_EXISTS ? SFT_REASON_EXISTS
+                                                    : SFT_REASON_INTERNAL}));
+    file_end(f, RF_FAILED, err, sft_strerror(err));
+  }
+  free(j);
+  pump(ss->r);
+}
+
+/* ---- chunks on the thread pool -------------------------------------------- */
+
+/* Hash, compare with the header's digest, and only then write. */
+static void chunk_work(uv_work_t *w) {
+  struct rchunk *k = w->data;
+  size_t done = 0;
+  uint64_t off;
+  sft_hash(k->f->man.hash_algo, k->data, k->got, k->computed);
+  k->match = memcmp(k->computed, k->h.digest, SFT_HASH_LEN) == 0;
+  if (!k->match)
+    return;
+  off = sft_chunk_offset(k->h.index, k->f->man.chunk_size);
+  while (done < k->got) {
+    ssize_t n = pwrite(k->f->fd, k->data + done, k->got - done,
+                       (off_t)(off + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      k->werr = errno == ENOSPC ? SFT_ERR_NOSPACE : SFT_ERR_IO;
+      return;
+    }
+    done += (size_t)n;
+  }
+}
+
+static void rchunk_free(struct rchunk *k) {
+  free(k->data);
+  free(k);
+}
+
+static void chunk_done(uv_work_t *w, int status) {
+  struct rchunk *k = w->data;
+  struct rfile *f = k->f;
+  struct rsess *ss = k->ss;
+  struct receiver *r = ss->r;
+  f->jobs--;
+  r->jobs--;
+  /* Always give the credit back: the stream may be closed already, but the
+   * connection-level window still counts these bytes. */
+  if (!ss->gone)
+    sftq_stream_consume(k->c, k->sid, k->credit);
+  if (status == 0 && f->st == RF_ACTIVE) {
+    if (k->werr) {
+      sft_xrecv_abort(f->xr, now(), k->werr);
+    } else if (!k->match) {
+      /* Nothing written; the sender resends after its timeout. */
+      r->res->chunks_resent++;
+    } else {
+      struct sft_xrecv_chunk out;
+      int rv = sft_xrecv_on_chunk_hashed(f->xr, now(), k->h.index,
+                                         k->computed, k->h.digest, &out);
+      if (rv == 0 && out.verdict == SFT_XRECV_WRITE)
+        sft_xrecv_on_written(f->xr, k->h.index);
+    }
+  }
+  if (f->st != RF_ACTIVE && !f->jobs && f->fd >= 0 &&
+      (f->st == RF_DONE || f->st == RF_FAILED)) {
+    close(f->fd);
+    f->fd = -1;
+  }
+  if (!k->stream_gone && !ss->gone)
+    sftq_stream_set_user(k->c, k->sid, NULL);
+  rchunk_free(k);
+  pump(r);
+}
+
+static void chunk_submit(struct rchunk *k) {
+  struct receiver *r = k->ss->r;
+  k->w.data = k;
+  k->f->jobs++;
+  r->jobs++;
+  if (uv_queue_work(&r->loop, &k->w, chunk_work, chunk_done)) {
+    k->f->jobs--;
+    r->jobs--;
+    rchunk_free(k);
+  }
+}
+
+/* Feeds bytes of a chunk stream. Returns 0 or an error that fails the
+ * session (protocol violation). */
+static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
+                      int fin) {
+  struct rsess *ss = k->ss;
+  k->credit += len;
+  if (!k->have_hdr) {
+    size_t take = sizeof(k->hdrbuf) - k->hdr_got;
+    int rv;
+    struct rfile *f;
+    if (take > len)
+      take = len;
+    memcpy(k->hdrbuf + k->hdr_got, data, take);
+    k->hdr_got += take;
+    rv = sft_chunk_hdr_decode(k->hdrbuf, k->hdr_got, &k->h, &k->hdr_len);
+    if (rv == SFT_ERR_AGAIN) {
+      if (fin)
+        return SFT_ERR_TRUNCATED;
+      return 0;
+    }
+    if (rv)
+      return rv;
+    if (k->h.kind != SFT_CHUNK_DATA || k->h.file_id >= ss->nfiles)
+      return SFT_ERR_PEER;
+    f = ss->files[k->h.file_id];
+    if (!f || f->man.kind != SFT_FILE_REGULAR ||
+        k->h.index >= f->man.chunk_count ||
+        k->h.payload_len !=
+            sft_chunk_len(f->man.size, f->man.chunk_size, k->h.index))
+      return SFT_ERR_PEER;
+    k->f = f;
+    k->have_hdr = 1;
+    k->data = malloc(k->h.payload_len);
+    if (!k->data)
+      return SFT_ERR_NOMEM;
+    /* Bytes past the header in what we copied are payload. */
+    data += take - (k->hdr_got - k->hdr_len);
+    len -= take - (k->hdr_got - k->hdr_len);
+  }
+  if (len > k->h.payload_len - k->got)
+    return SFT_ERR_PEER;
+  memcpy(k->data + k->got, data, len);
+  k->got += len;
+  if (fin) {
+    if (k->got != k->h.payload_len)
+      return SFT_ERR_TRUNCATED;
+    if (k->f->st != RF_ACTIVE) {
+      /* Late chunk of a finished or failed file: drop it. */
+      sftq_stream_consume(k->c, k->sid, k->credit);
+      sftq_stream_set_user(k->c, k->sid, NULL);
+      rchunk_free(k);
+      return 0;
+    }
+    chunk_submit(k);
+  }
+  return 0;
+}
+
+/* ---- pump ----------------------------------------------------------------- */
+
+static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
+                      uint64_t *next) {
+  struct sft_xrecv_action a;
+  struct rsess *ss = f->ss;
+  while (f->st == RF_ACTIVE && !ss->gone) {
+    if (sft_xrecv_poll(f->xr, t, &a))
+      return;
+    switch (a.type) {
+    case SFT_XRECV_NONE:
+      if (a.expiry < *next)
+        *next = a.expiry;
+      return;
+    case SFT_XRECV_SEND_ACK: {
+      static struct sft_ack_range rr[SFT_MAX_ACK_RANGES];
+      struct sft_msg_ack m = {.file_id = f->id, .ranges = rr};
+      m.nranges = a.nranges < SFT_MAX_ACK_RANGES ? a.nranges
+                                                 : SFT_MAX_ACK_RANGES;
+      for (size_t i = 0; i < m.nranges; i++) {
+        rr[i].first = a.ranges[i].first;
+        rr[i].last = a.ranges[i].last;
+      }
+      CTRL_SEND(&ss->ctl, sft_msg_ack_encode, &m);
+      break;
+    }
+    case SFT_XRECV_HASH_CHUNK:
+      /* Only for resumed transfers, which this receiver does not start. */
+      sft_xrecv_abort(f->xr, t, SFT_ERR_STATE);
+      break;
+    case SFT_XRECV_FINALIZE: {
+      struct rfin *j = calloc(1, sizeof(*j));
+      memcpy(f->man.root, a.root, SFT_HASH_LEN);
+      f->st = RF_FINALIZING;
+      if (!j) {
+        file_end(f, RF_FAILED, SFT_ERR_NOMEM, "out of memory");
+        return;
+      }
+      j->f = f;
+      j->w.data = j;
+      f->jobs++;
+      r->jobs++;
+      uv_queue_work(&r->loop, &j->w, fin_work, fin_done);
+      return;
+    }
+    case SFT_XRECV_FAILED:
+      file_end(f, RF_FAILED, a.reason,
+               a.reason == SFT_ERR_DIGEST
+                   ? "the file's root did not match: data corrupted"
+                   : sft_strerror(a.reason));
+      if (!ss->gone)
+        CTRL_SEND(&ss->ctl, sft_msg_cancel_encode,
+                  (&(struct sft_msg_cancel){
+                      .file_id = f->id,
+                      .reason = a.reason == SFT_ERR_DIGEST
+                                    ? SFT_REASON_INTEGRITY
+                                    : SFT_REASON_INTERNAL}));
+      return;
+    }
+  }
+}
+
+static void pump(struct receiver *r) {
+  uint64_t t = now(), next = UINT64_MAX;
+  if (r->stopping)
+    return;
+  for (struct rsess *ss = r->sessions; ss; ss = ss->next)
+    for (size_t i = 0; i < ss->nfiles; i++)
+      if (ss->files[i])
+        pump_file(r, ss->files[i], t, &next);
+  if (next != UINT64_MAX) {
+    uint64_t ms = next > t ? (next - t + 999999) / 1000000 : 0;
+    uv_timer_start(&r->timer, on_timer, ms, 0);
+  }
+}
+
+/* ---- control --------------------------------------------------------------- */
+
+static int on_frame(void *ud, const struct sft_frame *fr) {
+  struct rsess *ss = ud;
+  int rv;
+  if (!ss->hello_ok && fr->type != SFT_MSG_HELLO)
+    return SFT_ERR_PEER;
+  switch (fr->type) {
+  case SFT_MSG_HELLO: {
+    struct sft_msg_hello h, me;
+    uint32_t v;
+    if (ss->hello_ok)
+      return SFT_ERR_PEER;
+    rv = sft_msg_hello_decode(fr->body, fr->body_len, &h);
+    if (rv)
+      return rv;
+    if (h.role != SFT_ROLE_SENDER)
+      return SFT_ERR_PEER;
+    memset(&me, 0, sizeof(me));
+    me.version_current = SFT_PROTO_VERSION_CURRENT;
+    me.version_min = SFT_PROTO_VERSION_MIN;
+    memcpy(me.session_id, h.session_id, SFT_SESSION_ID_LEN);
+    me.role = SFT_ROLE_RECEIVER;
+    me.agent_len = (size_t)snprintf(me.agent, sizeof(me.agent), "sft/0.1");
+    /* Answer first, so an older peer learns our versions either way. */
+    rv = CTRL_SEND(&ss->ctl, sft_msg_hello_encode, &me);
+    if (rv)
+      return rv;
+    if (sft_proto_negotiate(SFT_PROTO_VERSION_MIN, SFT_PROTO_VERSION_CURRENT,
+                            h.version_min, h.version_current, &v))
+      return SFT_ERR_VERSION;
+    ss->hello_ok = 1;
+    return 0;
+  }
+  case SFT_MSG_OFFER: {
+    struct sft_msg_offer *m = malloc(sizeof(*m));
+    if (!m)
+      return SFT_ERR_NOMEM;
+    rv = sft_msg_offer_decode(fr->body, fr->body_len, m);
+    if (!rv)
+      rv = on_offer(ss, m);
+    free(m);
+    return rv;
+  }
+  case SFT_MSG_COMPLETE: {
+    struct sft_msg_complete m;
+    struct rfile *f;
+    rv = sft_msg_complete_decode(fr->body, fr->body_len, &m);
+    if (rv)
+      return rv;
+    if (m.file_id >= ss->nfiles)
+      return SFT_ERR_PEER;
+    f = ss->files[m.file_id];
+    if (!f || f->man.kind != SFT_FILE_REGULAR)
+      return SFT_ERR_PEER;
+    if (f->st == RF_ACTIVE)
+      sft_xrecv_on_complete(f->xr, now(), m.root);
+    return 0;
+  }
+  case SFT_MSG_CANCEL: {
+    struct sft_msg_cancel m;
+    rv = sft_msg_cancel_decode(fr->body, fr->body_len, &m);
+    if (rv)
+      return rv;
+    for (size_t i = 0; i < ss->nfiles; i++) {
+      struct rfile *f = ss->files[i];
+      if (f && f->st == RF_ACTIVE &&
+          (m.file_id == SFT_FILE_ID_ALL || m.file_id == f->id)) {
+        sft_xrecv_cancel(f->xr, now());
+        file_end(f, RF_FAILED, SFT_ERR_CANCELLED, "cancelled by the sender");
+      }
+    }
+    return 0;
+  }
+  case SFT_MSG_ERROR: {
+    struct sft_msg_error m;
+    char text[SFT_MAX_ERROR_TEXT * 4 + 1];
+    struct sftd_event ev = {.type = SFTD_EV_WARN, .text = text};
+    rv = sft_msg_error_decode(fr->body, fr->body_len, &m);
+    if (rv)
+      return rv;
+    sft_name_escape(m.text, m.text_len, text, sizeof(text));
+    emit(ss->r, &ev);
+    return 0;
+  }
+  default:
+    return SFT_ERR_PEER;
+  }
+}
+
+/* ---- transport callbacks ----------------------------------------------------- */
+
+static int cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN], void *ud) {
+  struct receiver *r = ud;
+  char text[SFTD_FP_TEXT_MAX];
+  int rv;
+  (void)c;
+  if (r->o->accept_any)
+    return 0;
+  rv = sftd_node_trusted(r->o->node, fp);
+  if (rv == 0)
+    return 0;
+  sftd_fp_format(fp, text);
+  {
+    struct sftd_event ev = {.type = SFTD_EV_REFUSED_PEER, .text = text,
+                            .err = rv};
+    emit(r, &ev);
+  }
+  return -1;
+}
+
+static void cb_connected(sftq_conn *c, void *ud) {
+  struct receiver *r = ud;
+  struct rsess *ss = calloc(1, sizeof(*ss));
+  uint8_t fp[SFTQ_FP_LEN];
+  struct sftd_event ev = {.type = SFTD_EV_CONNECTED};
+  if (!ss) {
+    sftq_conn_close(c, (uint64_t)-SFT_ERR_NOMEM);
+    return;
+  }
+  ss->r = r;
+  ss->c = c;
+  ctrl_init(&ss->ctl);
+  ss->ctl.c = c;
+  if (sftq_conn_peer_fp(c, fp) == 0)
+    sftd_fp_format(fp, ss->peer);
+  sftq_conn_set_user(c, ss);
+  ss->next = r->sessions;
+  r->sessions = ss;
+  ev.text = ss->peer;
+  emit(r, &ev);
+}
+
+static void cb_stream_open(sftq_conn *c, int64_t sid, void *ud) {
+  struct rsess *ss = sftq_conn_user(c);
+  struct rchunk *k;
+  (void)ud;
+  if (!ss)
+    return;
+  if (ss->ctl.sid < 0) {
+    /* The first stream must be the client's bidirectional control stream
+     * (QUIC client-initiated bidi ids have the two low bits 00). */
+    if ((sid & 3) != 0) {
+      sess_fail(ss, SFT_ERR_PEER, "the sender opened a data stream first");
+      return;
+    }
+    ss->ctl.sid = sid;
+    sftq_stream_set_urgency(c, sid, 0);
+    return;
+  }
+  if ((sid & 3) != 2) { /* client-initiated unidirectional */
+    sftq_stream_cancel(c, sid, (uint64_t)-SFT_ERR_PEER);
+    return;
+  }
+  k = calloc(1, sizeof(*k));
+  if (!k) {
+    sftq_stream_cancel(c, sid, (uint64_t)-SFT_ERR_NOMEM);
+    return;
+  }
+  k->ss = ss;
+  k->c = c;
+  k->sid = sid;
+  sftq_stream_set_user(c, sid, k);
+}
+
+static void cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
+                           size_t len, int fin, void *ud) {
+  struct rsess *ss = sftq_conn_user(c);
+  struct receiver *r = ud;
+  int rv;
+  if (!ss || ss->failed)
+    return;
+  if (sid == ss->ctl.sid) {
+    sftq_stream_consume(c, sid, len);
+    rv = ctrl_feed(&ss->ctl, data, len, on_frame, ss);
+    if (rv)
+      sess_fail(ss, rv == SFT_ERR_VERSION ? SFT_ERR_VERSION : SFT_ERR_PEER,
+                "invalid control message from %s: %s", ss->peer,
+                sft_strerror(rv));
+  } else {
+    struct rchunk *k = sftq_stream_user(c, sid);
+    if (!k) {
+      sftq_stream_consume(c, sid, len);
+      return;
+    }
+    rv = chunk_feed(k, data, len, fin);
+    if (rv) {
+      sftq_stream_set_user(c, sid, NULL);
+      sftq_stream_consume(c, sid, k->credit);
+      rchunk_free(k);
+      sess_fail(ss, SFT_ERR_PEER, "invalid chunk stream from %s: %s",
+                ss->peer, sft_strerror(rv));
+    }
+  }
+  pump(r);
+}
+
+static void cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error,
+                            void *ud) {
+  struct rsess *ss = sftq_conn_user(c);
+  struct rchunk *k;
+  (void)app_error;
+  (void)ud;
+  if (!ss || sid == ss->ctl.sid)
+    return;
+  k = sftq_stream_user(c, sid);
+  if (!k)
+    return;
+  sftq_stream_set_user(c, sid, NULL);
+  if (k->have_hdr && k->got == k->h.payload_len && k->f &&
+      k->f->jobs && k->w.data == k) {
+    k->stream_gone = 1; /* a job owns it */
+    return;
+  }
+  rchunk_free(k);
+}
+
+static void apply_dir_modes(struct rsess *ss) {
+  /* Deepest first, so a read-only parent does not block its children. */
+  for (size_t i = ss->nfiles; i-- > 0;) {
+    struct rfile *f = ss->files[i];
+    int fd;
+    if (!f || f->man.kind != SFT_FILE_DIR)
+      continue;
+    if (sftd_fsafe_mkdirs(ss->r->root_fd, f->man.name, 0700, &fd) == 0) {
+      fchmod(fd, (mode_t)(f->man.mode & 0777));
+      close(fd);
+    }
+  }
+}
+
+static void cb_closed(sftq_conn *c, int reason, uint64_t app_error,
+                      void *ud) {
+  struct receiver *r = ud;
+  struct rsess *ss = sftq_conn_user(c), **pp;
+  (void)app_error;
+  if (!ss) {
+    (void)reason;
+    return;
+  }
+  ss->gone = 1;
+  /* Files still active lost their sender. */
+  for (size_t i = 0; i < ss->nfiles; i++) {
+    struct rfile *f = ss->files[i];
+    if (f && f->st == RF_ACTIVE)
+      file_end(f, RF_FAILED, SFT_ERR_CLOSED,
+               "the sender disconnected before the file was complete");
+  }
+  apply_dir_modes(ss);
+  r->sessions_ended++;
+  if (!r->res->err && ss->files_failed) {
+    r->res->err = SFT_ERR_CLOSED;
+    snprintf(r->res->why, sizeof(r->res->why),
+             "%llu file(s) of the session with %s were not received",
+             (unsigned long long)ss->files_failed, ss->peer);
+  }
+  for (pp = &r->sessions; *pp; pp = &(*pp)->next)
+    if (*pp == ss) {
+      *pp = ss->next;
+      break;
+    }
+  /* Files with jobs in flight are freed when the loop drains at exit. */
+  ss->next = NULL;
+  ss->c = NULL;
+  {
+    /* Keep the session for late job completions: park it. */
+    static struct rsess *parked;
+    ss->next = parked;
+    parked = ss;
+  }
+  if (r->o->once)
+    stop(r);
+}
+
+static void progress_tick(uv_timer_t *t) {
+  struct receiver *r = t->data;
+  struct sftd_event ev = {.type = SFTD_EV_PROGRESS};
+  ev.p.loss = -1;
+  for (struct rsess *ss = r->sessions; ss; ss = ss->next) {
+    sftq_stats st;
+    for (size_t i = 0; i < ss->nfiles; i++) {
+      struct rfile *f = ss->files[i];
+      struct sft_xrecv_stats xs;
+      if (!f)
+        continue;
+      ev.p.files_total++;
+      ev.p.bytes_total += f->man.size;
+      ev.p.chunks_total += f->man.chunk_count;
+      if (f->st == RF_DONE) {
+        ev.p.files_done++;
+        ev.p.bytes_done += f->man.size;
+        ev.p.chunks_done += f->man.chunk_count;
+      } else if (f->xr) {
+        sft_xrecv_stats(f->xr, &xs);
+        ev.p.bytes_done += xs.bytes_done;
+        ev.p.chunks_done += xs.chunks_done;
+      }
+    }
+    if (sftq_conn_stats(ss->c, &st) == 0)
+      ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
+  }
+  if (ev.p.files_total)
+    emit(r, &ev);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  struct receiver *r = h->data;
+  (void)signum;
+  if (!r->res->err) {
+    r->res->err = SFT_ERR_CANCELLED;
+    snprintf(r->res->why, sizeof(r->res->why), "interrupted");
+  }
+  stop(r);
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
+  struct receiver *r;
+  sftq_config cfg;
+  uint16_t port = 0;
+  uint64_t t0 = now();
+  int rv;
+
+  memset(res, 0, sizeof(*res));
+  r = calloc(1, sizeof(*r));
+  if (!r)
+    return SFT_ERR_NOMEM;
+  r->o = o;
+  r->res = res;
+  r->root_fd = -1;
+  rv = sftd_fsafe_open_root(o->dir, &r->root_fd);
+  if (rv) {
+    res->err = rv;
+    snprintf(res->why, sizeof(res->why),
+             "cannot open the download directory %s: %s%s", o->dir,
+             sft_strerror(rv),
+             rv == SFT_ERR_NOT_FOUND ? " (create it first)" : "");
+    free(r);
+    return rv;
+  }
+  uv_loop_init(&r->loop);
+  uv_timer_init(&r->loop, &r->timer);
+  uv_timer_init(&r->loop, &r->ptimer);
+  r->timer.data = r->ptimer.data = r;
+  uv_signal_init(&r->loop, &r->sigint);
+  uv_signal_init(&r->loop, &r->sigterm);
+  r->sigint.data = r->sigterm.data = r;
+  uv_signal_start(&r->sigint, on_signal, SIGINT);
+  uv_signal_start(&r->sigterm, on_signal, SIGTERM);
+
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.cert_path = o->node->cert_path;
+  cfg.key_path = o->node->key_path;
+  if (o->cc && sftq_cc_parse(o->cc, &cfg.cc)) {
+    rv = res->err = SFT_ERR_INVAL;
+    snprintf(res->why, sizeof(res->why),
+             "unknown congestion controller '%s' (bbr2, bbr, cubic, reno)",
+             o->cc);
+    goto out;
+  }
+  cfg.manual_rx_credit = 1;
+  cfg.copy_limit = 32u << 20;
+  cfg.cb.verify_peer = cb_verify;
+  cfg.cb.connected = cb_connected;
+  cfg.cb.stream_open = cb_stream_open;
+  cfg.cb.stream_data = cb_stream_data;
+  cfg.cb.stream_close = cb_stream_close;
+  cfg.cb.closed = cb_closed;
+  if (getenv("SFT_DEBUG"))
+    cfg.cb.log = debug_log;
+  cfg.user_data = r;
+  rv = sftq_ctx_new(&r->q, &r->loop, &cfg);
+  if (rv) {
+    res->err = rv;
+    snprintf(res->why, sizeof(res->why),
+             "cannot load this node's identity from %s: %s", o->node->data_dir,
+             sft_strerror(rv));
+    goto out;
+  }
+  rv = sftq_listen(r->q, o->listen_addr, o->listen_port, &port);
+  if (rv) {
+    res->err = rv;
+    snprintf(res->why, sizeof(res->why),
+             "cannot listen on %s:%u: %s (is another receiver running there?)",
+             o->listen_addr, o->listen_port, sft_strerror(rv));
+    goto out;
+  }
+  {
+    char text[300];
+    struct sftd_event ev = {.type = SFTD_EV_LISTENING, .text = text,
+                            .port = port};
+    snprintf(text, sizeof(text), strchr(o->listen_addr, ':') ? "[%s]:%u"
+                                                             : "%s:%u",
+             o->listen_addr, port);
+    emit(r, &ev);
+  }
+  uv_timer_start(&r->ptimer, progress_tick, 100, 100);
+  uv_run(&r->loop, UV_RUN_DEFAULT);
+
+out:
+  r->stopping = 1;
+  if (r->q)
+    sftq_ctx_free(r->q);
+  uv_walk(&r->loop, close_walk_cb, NULL);
+  uv_run(&r->loop, UV_RUN_DEFAULT); /* drains jobs and handles */
+  uv_loop_close(&r->loop);
+  close(r->root_fd);
+  res->seconds = (double)(now() - t0) / 1e9;
+  rv = res->err;
+  free(r);
+  return rv;
+}

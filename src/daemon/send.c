@@ -1,0 +1,1004 @@
+/*
+ * One-shot sender: `sft send PATH... HOST:PORT`.
+ *
+ * Owns a libuv loop, one QUIC connection and, per file, a pure sender
+ * machine (sft/xfer.h). Chunks are read and hashed on the libuv thread pool
+ * (hashing while reading: there is no separate pass over the file), then
+ * each travels on its own unidirectional QUIC stream: chunk header + payload,
+ * referenced (not copied) until the transport releases the stream. The
+ * amount of chunk data held in memory is bounded (see budget_bytes()).
+ * See docs/internals/transfer.md.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "daemon/clock.h"
+#include "daemon/ctrl.h"
+#include "daemon/identity.h"
+#include "daemon/quic/quic.h"
+#include "daemon/sftd.h"
+#include "daemon/walk.h"
+#include "sft/chunk.h"
+#include "sft/hash.h"
+#include "sft/name.h"
+#include "sft/proto.h"
+#include "sft/xfer.h"
+
+#define OFFER_WINDOW 64               /* files offered and not finished */
+#define BUDGET_MIN (8u << 20)         /* chunk bytes held in memory */
+#define BUDGET_MAX (64u << 20)
+#define UNSENT_MAX (16u << 20)        /* bytes queued in QUIC, unsent */
+
+enum sfile_state { SF_WAIT, SF_OFFERED, SF_ACTIVE, SF_DONE, SF_FAILED };
+
+struct sender;
+
+struct sfile {
+  struct sender *s;
+  struct walk_entry *e;
+  uint64_t id;
+  struct sft_manifest man;
+  struct sft_xsend *xs;
+  int fd;
+  enum sfile_state st;
+  int err;
+  int refused;
+  uint32_t jobs; /* read jobs outstanding */
+};
+
+struct sjob {
+  uv_work_t w;
+  struct sfile *f;
+  struct sjob *next;
+  uint64_t index, offset;
+  uint32_t len;
+  int send;
+  int err;
+  int64_t sid;
+  size_t hdr_len;
+  uint8_t hdr[SFT_CHUNK_HDR_MAX];
+  uint8_t digest[SFT_HASH_LEN];
+  uint8_t data[];
+};
+
+struct sender {
+  uv_loop_t loop;
+  const struct sftd_send_opts *o;
+  struct sftd_result *res;
+  sftq_ctx *q;
+  sftq_conn *c;
+  struct ctrl ctl;
+  struct walk_list wl;
+  struct sfile *files;
+  size_t nfiles, next_offer, open_offers, finished;
+  struct sjob *sq_head, *sq_tail; /* read, waiting for a stream */
+  uint64_t held_bytes;            /* chunk bytes in jobs and on streams */
+  uint64_t bytes_done_files;      /* bytes of finished files */
+  uv_timer_t timer, ptimer;
+  uv_signal_t sigint, sigterm;
+  uint8_t session_id[SFT_SESSION_ID_LEN];
+  int connected, hello_ok, closing, conn_gone;
+  int tofu_new;
+  uint64_t t0;
+  char host[256];
+};
+
+static void pump(struct sender *s);
+static void on_timer(uv_timer_t *t) { pump(t->data); }
+static void finish(struct sender *s, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static uint64_t now(void) { return sftd_now_ns(); }
+
+static void debug_log(const char *line, void *ud) {
+  (void)ud;
+  fprintf(stderr, "[quic] %s\n", line);
+}
+
+static void emit(struct sender *s, struct sftd_event *ev) {
+  if (s->o->on_event)
+    s->o->on_event(ev, s->o->ud);
+}
+
+static void warn(struct sender *s, const char *text) {
+  struct sftd_event ev = {.type = SFTD_EV_WARN, .text = text};
+  emit(s, &ev);
+}
+
+static void set_why(struct sender *s, int err, const char *fmt, va_list ap) {
+  if (s->res->err)
+    return;
+  s->res->err = err;
+  vsnprintf(s->res->why, sizeof(s->res->why), fmt, ap);
+}
+
+/* Ends the session: close the connection; the loop stops once every handle
+ * is closed. |err| 0 means success. */
+static void finish(struct sender *s, int err, const char *fmt, ...) {
+  if (err && fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    set_why(s, err, fmt, ap);
+    va_end(ap);
+  }
+  if (s->closing)
+    return;
+  s->closing = 1;
+  if (s->c && !s->conn_gone)
+    sftq_conn_close(s->c, err ? (uint64_t)-err : 0);
+  uv_timer_stop(&s->timer);
+  uv_timer_stop(&s->ptimer);
+  uv_signal_stop(&s->sigint);
+  uv_signal_stop(&s->sigterm);
+  if (s->conn_gone || !s->c)
+    uv_stop(&s->loop);
+}
+
+/* ---- budget ------------------------------------------------------------ */
+
+/* Chunk bytes we allow in memory: about two bandwidth-delay products (from
+ * the transport's delivery rate and RTT), within [BUDGET_MIN, BUDGET_MAX]. */
+static uint64_t budget_bytes(struct sender *s) {
+  sftq_stats st;
+  uint64_t b = BUDGET_MIN;
+  if (s->c && sftq_conn_stats(s->c, &st) == 0 && st.delivery_rate &&
+      st.srtt_ns) {
+    uint64_t bdp = st.delivery_rate * (st.srtt_ns / 1000) / 1000000;
+    if (2 * bdp + (4u << 20) > b)
+      b = 2 * bdp + (4u << 20);
+  }
+  return b > BUDGET_MAX ? BUDGET_MAX : b;
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+static void file_end(struct sfile *f, enum sfile_state st, int err,
+                     const char *why) {
+  struct sender *s = f->s;
+  struct sftd_event ev = {0};
+  if (f->st == SF_DONE || f->st == SF_FAILED)
+    return;
+  f->st = st;
+  f->err = err;
+  if (f->fd >= 0) {
+    close(f->fd);
+    f->fd = -1;
+  }
+  s->open_offers--;
+  s->finished++;
+  ev.name = f->man.name;
+  ev.size = f->man.size;
+  if (st == SF_DONE) {
+    s->res->files_ok++;
+    s->res->bytes += f->man.size;
+    s->bytes_done_files += f->man.size;
+    ev.type = SFTD_EV_FILE_DONE;
+    sft_hex(f->man.root, SFT_HASH_LEN, ev.root_hex);
+  } else {
+    if (f->refused)
+      s->res->files_refused++;
+    else
+      s->res->files_failed++;
+    ev.type = SFTD_EV_FILE_FAILED;
+    ev.err = err;
+    ev.text = why;
+    if (!s->res->err) {
+      s->res->err = err;
+      snprintf(s->res->why, sizeof(s->res->why), "%s: %s", f->man.name, why);
+    }
+  }
+  emit(s, &ev);
+}
+
+static int make_manifest(struct sender *s, struct sfile *f) {
+  struct walk_entry *e = f->e;
+  struct sft_manifest *m = &f->man;
+  uint32_t cs = s->o->chunk_size ? s->o->chunk_size : SFT_CHUNK_SIZE_DEFAULT;
+  int rv;
+  sft_manifest_init(m);
+  m->kind = e->kind == WALK_DIR ? SFT_FILE_DIR : SFT_FILE_REGULAR;
+  m->hash_algo = SFT_HASH_BLAKE3;
+  m->mtime_sec = e->mtime_s;
+  m->mtime_nsec = e->mtime_ns;
+  m->mode = e->mode & SFT_MODE_MASK;
+  m->stripe_k = 10;
+  m->stripe_m = 0;
+  rv = sft_manifest_set_name(m, e->name, strlen(e->name));
+  if (!rv)
+    rv = sft_manifest_set_geometry(m, m->kind == SFT_FILE_DIR ? 0 : e->size,
+                                   cs);
+  if (!rv)
+    rv = sft_manifest_verify(m);
+  return rv;
+}
+
+static void offer_more(struct sender *s) {
+  while (s->hello_ok && !s->closing && s->next_offer < s->nfiles &&
+         s->open_offers < OFFER_WINDOW) {
+    struct sfile *f = &s->files[s->next_offer++];
+    struct sft_msg_offer m;
+    struct sftd_event ev = {.type = SFTD_EV_FILE_START};
+    int rv;
+    memset(&m, 0, sizeof(m));
+    m.file_id = f->id;
+    m.priority = (enum sft_proto_prio)s->o->priority;
+    m.manifest = f->man;
+    s->open_offers++;
+    f->st = SF_OFFERED;
+    rv = CTRL_SEND(&s->ctl, sft_msg_offer_encode, &m);
+    if (rv) {
+      finish(s, rv, "cannot send the offer for %s: %s", f->man.name,
+             sft_strerror(rv));
+      return;
+    }
+    ev.name = f->man.name;
+    ev.size = f->man.size;
+    emit(s, &ev);
+  }
+  if (s->hello_ok && s->finished == s->nfiles)
+    finish(s, 0, NULL);
+}
+
+/* ---- chunk reads on the thread pool ------------------------------------ */
+
+static void job_work(uv_work_t *w) {
+  struct sjob *j = w->data;
+  size_t got = 0;
+  while (got < j->len) {
+    ssize_t n = pread(j->f->fd, j->data + got, j->len - got,
+                      (off_t)(j->offset + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      j->err = n == 0 ? SFT_ERR_TRUNCATED : SFT_ERR_IO;
+      return;
+    }
+    got += (size_t)n;
+  }
+  sft_hash(j->f->man.hash_algo, j->data, j->len, j->digest);
+}
+
+static void job_free(struct sender *s, struct sjob *j) {
+  s->held_bytes -= j->len;
+  j->f->jobs--;
+  free(j);
+}
+
+/* Opens streams for read chunks while the transport lets us. */
+static void flush_sendq(struct sender *s) {
+  while (s->sq_head && !s->closing) {
+    struct sjob *j = s->sq_head;
+    sftq_iov iov[2];
+    int64_t sid;
+    int rv = sftq_stream_open_uni(s->c, &sid);
+    if (rv == SFT_ERR_AGAIN)
+      return; /* writable() calls us again */
+    if (rv) {
+      finish(s, rv, "cannot open a stream: %s", sft_strerror(rv));
+      return;
+    }
+    s->sq_head = j->next;
+    if (!s->sq_head)
+      s->sq_tail = NULL;
+    j->sid = sid;
+    iov[0].base = j->hdr;
+    iov[0].len = j->hdr_len;
+    iov[1].base = j->data;
+    iov[1].len = j->len;
+    sftq_stream_set_user(s->c, sid, j);
+    sftq_stream_set_urgency(s->c, sid, 3 + (unsigned)s->o->priority);
+    rv = sftq_stream_write(s->c, sid, iov, 2, SFTQ_WRITE_FIN);
+    if (rv) {
+      sftq_stream_set_user(s->c, sid, NULL);
+      job_free(s, j);
+      finish(s, rv, "cannot write a chunk: %s", sft_strerror(rv));
+      return;
+    }
+    s->res->chunks_sent++;
+  }
+}
+
+static void job_done(uv_work_t *w, int status) {
+  struct sjob *j = w->data;
+  struct sfile *f = j->f;
+  struct sender *s = f->s;
+  int rv;
+
+  if (status || s->closing || f->st != SF_ACTIVE) {
+    job_free(s, j);
+    if (!s->closing)
+      pump(s);
+    return;
+  }
+  if (j->err) {
+    sft_xsend_abort(f->xs, now(), j->err);
+    job_free(s, j);
+    pump(s);
+    return;
+  }
+  rv = sft_xsend_chunk_read(f->xs, now(), j->index, j->digest);
+  if (rv || !j->send) {
+    job_free(s, j);
+    pump(s);
+    return;
+  }
+  {
+    struct sft_chunk_hdr h = {.kind = SFT_CHUNK_DATA,
+                              .file_id = f->id,
+                              .index = j->index,
+                              .payload_len = j->len};
+    memcpy(h.digest, j->digest, SFT_HASH_LEN);
+    rv = sft_chunk_hdr_encode(j->hdr, sizeof(j->hdr), &h, &j->hdr_len);
+  }
+  if (rv) {
+    job_free(s, j);
+    finish(s, rv, "cannot encode a chunk header: %s", sft_strerror(rv));
+    return;
+  }
+  j->next = NULL;
+  if (s->sq_tail)
+    s->sq_tail->next = j;
+  else
+    s->sq_head = j;
+  s->sq_tail = j;
+  flush_sendq(s);
+  pump(s);
+}
+
+static int submit_read(struct sender *s, struct sfile *f,
+                       const struct sft_xsend_action *a) {
+  struct sjob *j = malloc(sizeof(*j) + a->len);
+  if (!j)
+    return SFT_ERR_NOMEM;
+  memset(j, 0, sizeof(*j));
+  j->w.data = j;
+  j->f = f;
+  j->index = a->index;
+  j->offset = a->offset;
+  j->len = a->len;
+  j->send = a->send;
+  j->sid = -1;
+  if (a->attempt)
+    s->res->chunks_resent++;
+  if (!a->send)
+    s->res->chunks_skipped++;
+  s->held_bytes += a->len;
+  f->jobs++;
+  if (uv_queue_work(&s->loop, &j->w, job_work, job_done)) {
+    job_free(s, j);
+    return SFT_ERR_IO;
+  }
+  return 0;
+}
+
+/* ---- the pump: run every machine until it has nothing to do ------------- */
+
+static void pump(struct sender *s) {
+  uint64_t t = now(), next = UINT64_MAX, budget;
+  int more = 1;
+
+  if (s->closing || !s->hello_ok)
+    return;
+  budget = budget_bytes(s);
+  for (size_t i = 0; i < s->next_offer && more; i++) {
+    struct sfile *f = &s->files[i];
+    struct sft_xsend_action a;
+    if (f->st != SF_ACTIVE)
+      continue;
+    for (;;) {
+      if (s->held_bytes >= budget || sftq_conn_unsent(s->c) > UNSENT_MAX) {
+        more = 0; /* memory or queue full: wait for streams to drain */
+        break;
+      }
+      if (sft_xsend_poll(f->xs, t, &a))
+        break;
+      if (a.type == SFT_XSEND_NONE) {
+        if (a.expiry < next)
+          next = a.expiry;
+        break;
+      }
+      if (a.type == SFT_XSEND_READ_CHUNK) {
+        int rv = submit_read(s, f, &a);
+        if (rv) {
+          sft_xsend_abort(f->xs, t, rv);
+        }
+      } else if (a.type == SFT_XSEND_SEND_COMPLETE) {
+        struct sft_msg_complete m = {.file_id = f->id};
+        memcpy(m.root, a.root, SFT_HASH_LEN);
+        memcpy(f->man.root, a.root, SFT_HASH_LEN);
+        CTRL_SEND(&s->ctl, sft_msg_complete_encode, &m);
+      } else if (a.type == SFT_XSEND_DONE) {
+        file_end(f, SF_DONE, 0, NULL);
+        break;
+      } else if (a.type == SFT_XSEND_FAILED) {
+        file_end(f, SF_FAILED, a.reason, sft_strerror(a.reason));
+        break;
+      }
+    }
+  }
+  offer_more(s);
+  if (s->closing)
+    return;
+  if (next != UINT64_MAX) {
+    uint64_t ms = next > t ? (next - t + 999999) / 1000000 : 0;
+    uv_timer_start(&s->timer, on_timer, ms, 0);
+  }
+}
+
+
+/* ---- control messages --------------------------------------------------- */
+
+static struct sfile *file_by_id(struct sender *s, uint64_t id) {
+  return id < s->next_offer ? &s->files[id] : NULL;
+}
+
+static const char *reason_text(uint16_t r) {
+  switch (r) {
+  case SFT_REASON_EXISTS:
+    return "the file exists on the receiver (it was started without "
+           "--overwrite)";
+  case SFT_REASON_NOSPACE:
+    return "not enough free space on the receiver";
+  case SFT_REASON_BAD_NAME:
+    return "the receiver refused the file name as unsafe or invalid";
+  case SFT_REASON_TOO_LARGE:
+    return "the file exceeds the receiver's size limit (--max-size)";
+  case SFT_REASON_POLICY:
+    return "refused by the receiver's policy";
+  case SFT_REASON_BUSY:
+    return "the receiver is busy, try again later";
+  case SFT_REASON_INTEGRITY:
+    return "integrity check failed on the receiver";
+  case SFT_REASON_SHUTDOWN:
+    return "the receiver is shutting down";
+  case SFT_REASON_INTERNAL:
+    return "the receiver failed to write the file";
+  default:
+    return "refused by the receiver";
+  }
+}
+
+static int reason_err(uint16_t r) {
+  switch (r) {
+  case SFT_REASON_EXISTS:
+    return SFT_ERR_EXISTS;
+  case SFT_REASON_NOSPACE:
+    return SFT_ERR_NOSPACE;
+  case SFT_REASON_BAD_NAME:
+    return SFT_ERR_PATH;
+  case SFT_REASON_TOO_LARGE:
+    return SFT_ERR_TOO_LARGE;
+  case SFT_REASON_INTEGRITY:
+    return SFT_ERR_DIGEST;
+  default:
+    return SFT_ERR_PEER;
+  }
+}
+
+static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
+  struct sfile *f = file_by_id(s, m->file_id);
+  struct sft_xsend_params p;
+  int rv;
+  if (!f || f->st != SF_OFFERED)
+    return SFT_ERR_PEER;
+  if (m->status == SFT_ACCEPT_REFUSED) {
+    f->refused = 1;
+    file_end(f, SF_FAILED, reason_err(m->reason), reason_text(m->reason));
+    return 0;
+  }
+  if (m->chunk_count != f->man.chunk_count)
+    return SFT_ERR_PEER;
+  if (f->man.kind == SFT_FILE_DIR) {
+    file_end(f, SF_DONE, 0, NULL);
+    return 0;
+  }
+  f->fd = open(f->e->path, O_RDONLY | O_CLOEXEC);
+  if (f->fd < 0) {
+    char why[512];
+    snprintf(why, sizeof(why), "cannot open %s: %s", f->e->path,
+             strerror(errno));
+    file_end(f, SF_FAILED, SFT_ERR_IO, why);
+    CTRL_SEND(&s->ctl, sft_msg_cancel_encode,
+              (&(struct sft_msg_cancel){.file_id = f->id,
+                                        .reason = SFT_REASON_INTERNAL}));
+    return 0;
+  }
+  sft_xsend_params_default(&p);
+  p.max_inflight = SFT_XSEND_MAX_INFLIGHT;
+  p.resend_timeout_ns = 60ull * 1000000000u;
+  rv = sft_xsend_new(&f->xs, f->man.size, f->man.chunk_size, f->man.hash_algo,
+                     &p);
+  if (!rv)
+    rv = sft_xsend_start(f->xs, now());
+  if (!rv)
+    rv = sft_xsend_on_accept(f->xs, now(), m->bitmap, m->bitmap_len);
+  if (rv) {
+    file_end(f, SF_FAILED, rv, sft_strerror(rv));
+    return 0;
+  }
+  f->st = SF_ACTIVE;
+  return 0;
+}
+
+static int on_frame(void *ud, const struct sft_frame *fr) {
+  struct sender *s = ud;
+  int rv = 0;
+  switch (fr->type) {
+  case SFT_MSG_HELLO: {
+    struct sft_msg_hello h;
+    uint32_t v;
+    rv = sft_msg_hello_decode(fr->body, fr->body_len, &h);
+    if (rv)
+      return rv;
+    rv = sft_proto_negotiate(SFT_PROTO_VERSION_MIN, SFT_PROTO_VERSION_CURRENT,
+                             h.version_min, h.version_current, &v);
+    if (rv) {
+      finish(s, SFT_ERR_VERSION,
+             "the receiver speaks protocol versions %u..%u, we speak %u..%u: "
+             "upgrade the older side",
+             h.version_min, h.version_current, SFT_PROTO_VERSION_MIN,
+             SFT_PROTO_VERSION_CURRENT);
+      return SFT_ERR_VERSION;
+    }
+    if (h.role != SFT_ROLE_RECEIVER)
+      return SFT_ERR_PEER;
+    s->hello_ok = 1;
+    offer_more(s);
+    break;
+  }
+  case SFT_MSG_ACCEPT: {
+    struct sft_msg_accept m;
+    rv = sft_msg_accept_decode(fr->body, fr->body_len, &m);
+    if (!rv)
+      rv = on_accept(s, &m);
+    break;
+  }
+  case SFT_MSG_ACK: {
+    static struct sft_ack_range r[SFT_MAX_ACK_RANGES];
+    struct sft_msg_ack m;
+    struct sfile *f;
+    rv = sft_msg_ack_decode(fr->body, fr->body_len, &m, r,
+                            SFT_MAX_ACK_RANGES);
+    if (rv)
+      return rv;
+    f = file_by_id(s, m.file_id);
+    if (!f)
+      return SFT_ERR_PEER;
+    if (f->st == SF_ACTIVE) {
+      _Static_assert(sizeof(struct sft_ack_range) ==
+                         sizeof(struct sft_xfer_range),
+                     "range layouts");
+      rv = sft_xsend_on_ack(f->xs, now(), (const struct sft_xfer_range *)r,
+                            m.nranges);
+      if (rv)
+        return SFT_ERR_PEER;
+    }
+    break;
+  }
+  case SFT_MSG_COMPLETE: {
+    struct sft_msg_complete m;
+    struct sfile *f;
+    rv = sft_msg_complete_decode(fr->body, fr->body_len, &m);
+    if (rv)
+      return rv;
+    f = file_by_id(s, m.file_id);
+    if (!f)
+      return SFT_ERR_PEER;
+    if (f->st == SF_ACTIVE) {
+      rv = sft_xsend_on_complete_confirm(f->xs, now(), m.root);
+      if (rv == SFT_ERR_DIGEST)
+        file_end(f, SF_FAILED, rv, "the receiver computed a different root");
+      rv = 0;
+    }
+    break;
+  }
+  case SFT_MSG_CANCEL: {
+    struct sft_msg_cancel m;
+    rv = sft_msg_cancel_decode(fr->body, fr->body_len, &m);
+    if (rv)
+      return rv;
+    for (size_t i = 0; i < s->next_offer; i++) {
+      struct sfile *f = &s->files[i];
+      if (m.file_id != SFT_FILE_ID_ALL && m.file_id != f->id)
+        continue;
+      if (f->st == SF_ACTIVE || f->st == SF_OFFERED) {
+        f->refused = 1;
+        file_end(f, SF_FAILED, reason_err(m.reason), reason_text(m.reason));
+      }
+    }
+    break;
+  }
+  case SFT_MSG_ERROR: {
+    struct sft_msg_error m;
+    char text[SFT_MAX_ERROR_TEXT * 4 + 1];
+    rv = sft_msg_error_decode(fr->body, fr->body_len, &m);
+    if (rv)
+      return rv;
+    sft_name_escape(m.text, m.text_len, text, sizeof(text));
+    finish(s, SFT_ERR_PEER, "the receiver reported an error: %s", text);
+    break;
+  }
+  default:
+    /* Unknown or unexpected types from a v1 peer are a protocol error. */
+    return SFT_ERR_PEER;
+  }
+  return rv;
+}
+
+/* ---- transport callbacks ----------------------------------------------- */
+
+static int cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN], void *ud) {
+  struct sender *s = ud;
+  (void)c;
+  sftd_fp_format(fp, s->res->peer_fp_text);
+  if (s->o->peer_fp) {
+    if (memcmp(fp, s->o->peer_fp, SFTQ_FP_LEN) == 0)
+      return 0;
+    {
+      char want[SFTD_FP_TEXT_MAX];
+      sftd_fp_format(s->o->peer_fp, want);
+      finish(s, SFT_ERR_AUTH,
+             "the receiver at %s is %s, not the --peer-id %s you gave: "
+             "refusing to send",
+             s->host, s->res->peer_fp_text, want);
+    }
+    return -1;
+  }
+  {
+    int rv = sftd_node_check_known(s->o->node, s->host, s->o->port, fp,
+                                   &s->tofu_new);
+    if (rv == SFT_ERR_AUTH) {
+      finish(s, SFT_ERR_AUTH,
+             "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
+             "@  WARNING: THE RECEIVER'S IDENTITY HAS CHANGED!        @\n"
+             "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
+             "%s:%u now presents %s,\nnot the identity recorded in known_peers.\n"
+             "Someone could be intercepting the transfer, or the receiver "
+             "was reinstalled.\nNothing was sent. If the change is expected, "
+             "remove the line for %s:%u from\n%s/known_peers or pass "
+             "--peer-id %s.",
+             s->host, s->o->port, s->res->peer_fp_text, s->host,
+             s->o->port, s->o->node->data_dir, s->res->peer_fp_text);
+      return -1;
+    }
+    if (rv) {
+      finish(s, rv, "cannot read %s/known_peers: %s", s->o->node->data_dir,
+             sft_strerror(rv));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void cb_connected(sftq_conn *c, void *ud) {
+  struct sender *s = ud;
+  struct sft_msg_hello h;
+  struct sftd_event ev = {.type = SFTD_EV_CONNECTED};
+  int rv;
+  s->connected = 1;
+  if (s->tofu_new) {
+    uint8_t fp[SFTQ_FP_LEN];
+    struct sftd_event pe = {.type = SFTD_EV_PEER_NEW,
+                            .text = s->res->peer_fp_text};
+    if (sftq_conn_peer_fp(c, fp) == 0 &&
+        sftd_node_add_known(s->o->node, s->host, s->o->port, fp) == 0)
+      emit(s, &pe);
+  }
+  ev.text = s->res->peer_fp_text;
+  emit(s, &ev);
+  rv = sftq_stream_open_bidi(c, &s->ctl.sid);
+  if (rv) {
+    finish(s, rv, "cannot open the control stream: %s", sft_strerror(rv));
+    return;
+  }
+  s->ctl.c = c;
+  memset(&h, 0, sizeof(h));
+  h.version_current = SFT_PROTO_VERSION_CURRENT;
+  h.version_min = SFT_PROTO_VERSION_MIN;
+  memcpy(h.session_id, s->session_id, SFT_SESSION_ID_LEN);
+  h.role = SFT_ROLE_SENDER;
+  h.agent_len = (size_t)snprintf(h.agent, sizeof(h.agent), "sft/0.1");
+  sftq_stream_set_urgency(c, s->ctl.sid, 0);
+  rv = CTRL_SEND(&s->ctl, sft_msg_hello_encode, &h);
+  if (rv)
+    finish(s, rv, "cannot send HELLO: %s", sft_strerror(rv));
+}
+
+static void cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
+                           size_t len, int fin, void *ud) {
+  struct sender *s = ud;
+  int rv;
+  (void)c;
+  if (sid != s->ctl.sid) {
+    /* The receiver never opens streams towards us in sft/1. */
+    sftq_stream_cancel(c, sid, (uint64_t)-SFT_ERR_PEER);
+    return;
+  }
+  rv = ctrl_feed(&s->ctl, data, len, on_frame, s);
+  if (rv && !s->closing)
+    finish(s, SFT_ERR_PEER,
+           "the receiver sent an invalid control message (%s)",
+           sft_strerror(rv));
+  if (fin && !s->closing && s->finished < s->nfiles)
+    finish(s, SFT_ERR_CLOSED, "the receiver closed the control stream");
+  pump(s);
+}
+
+static void cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error,
+                            void *ud) {
+  struct sender *s = ud;
+  struct sjob *j = sftq_stream_user(c, sid);
+  (void)app_error;
+  if (j && sid != s->ctl.sid) {
+    sftq_stream_set_user(c, sid, NULL);
+    job_free(s, j);
+    pump(s);
+  }
+}
+
+/* Every byte of the chunk was acknowledged by QUIC: the buffer is free. */
+static void cb_stream_acked(sftq_conn *c, int64_t sid, void *ud) {
+  cb_stream_close(c, sid, 0, ud);
+}
+
+static void cb_writable(sftq_conn *c, void *ud) {
+  struct sender *s = ud;
+  (void)c;
+  flush_sendq(s);
+  pump(s);
+}
+
+static void cb_closed(sftq_conn *c, int reason, uint64_t app_error, void *ud) {
+  struct sender *s = ud;
+  (void)c;
+  s->conn_gone = 1;
+  /* Free chunks that were read but never got a stream. */
+  while (s->sq_head) {
+    struct sjob *j = s->sq_head;
+    s->sq_head = j->next;
+    job_free(s, j);
+  }
+  s->sq_tail = NULL;
+  if (s->finished < s->nfiles && !s->res->err) {
+    switch (reason) {
+    case SFT_ERR_AUTH:
+      finish(s, SFT_ERR_AUTH,
+             "the receiver refused this node's identity %s: on the receiver, "
+             "run `sft trust %s` (or start it with --accept-any)",
+             s->o->node->fp_text, s->o->node->fp_text);
+      break;
+    case SFT_ERR_TIMEOUT:
+      finish(s, SFT_ERR_TIMEOUT,
+             "no answer from %s:%u (is `sft recv` running there, and is UDP "
+             "port %u reachable?)",
+             s->host, s->o->port, s->o->port);
+      break;
+    case SFT_ERR_CLOSED:
+      finish(s, SFT_ERR_CLOSED,
+             "the receiver closed the connection (code %llu) before the "
+             "transfer finished",
+             (unsigned long long)app_error);
+      break;
+    default:
+      finish(s, reason ? reason : SFT_ERR_CLOSED,
+             "the connection to %s:%u was lost: %s", s->host, s->o->port,
+             sft_strerror(reason ? reason : SFT_ERR_CLOSED));
+    }
+  }
+  s->closing = 1;
+  uv_timer_stop(&s->timer);
+  uv_timer_stop(&s->ptimer);
+  uv_signal_stop(&s->sigint);
+  uv_signal_stop(&s->sigterm);
+  uv_stop(&s->loop);
+}
+
+static void progress_tick(uv_timer_t *t) {
+  struct sender *s = t->data;
+  struct sftd_event ev = {.type = SFTD_EV_PROGRESS};
+  sftq_stats st;
+  for (size_t i = 0; i < s->nfiles; i++) {
+    struct sfile *f = &s->files[i];
+    ev.p.bytes_total += f->man.size;
+    ev.p.chunks_total += f->man.chunk_count;
+    if (f->st == SF_DONE) {
+      ev.p.bytes_done += f->man.size;
+      ev.p.chunks_done += f->man.chunk_count;
+      ev.p.files_done++;
+    } else if (f->xs) {
+      struct sft_xsend_stats xs;
+      sft_xsend_stats(f->xs, &xs);
+      ev.p.bytes_done += xs.bytes_acked;
+      ev.p.chunks_done += xs.chunks_acked;
+    }
+  }
+  ev.p.files_total = s->nfiles;
+  ev.p.chunks_resent = s->res->chunks_resent;
+  ev.p.loss = -1;
+  if (s->c && s->connected && sftq_conn_stats(s->c, &st) == 0) {
+    ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
+    if (st.pkts_sent)
+      ev.p.loss = (double)st.pkts_lost / (double)st.pkts_sent;
+  }
+  emit(s, &ev);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  struct sender *s = h->data;
+  (void)signum;
+  finish(s, SFT_ERR_CANCELLED, "interrupted");
+}
+
+/* ---- entry ---------------------------------------------------------------- */
+
+static int resolve(const char *host, uint16_t port, char *out, size_t cap) {
+  struct addrinfo hints = {0}, *ai = NULL;
+  char sport[8];
+  int rv;
+  hints.ai_socktype = SOCK_DGRAM;
+  hints.ai_flags = AI_ADDRCONFIG;
+  snprintf(sport, sizeof(sport), "%u", port);
+  rv = getaddrinfo(host, sport, &hints, &ai);
+  if (rv || !ai)
+    return SFT_ERR_NOT_FOUND;
+  rv = getnameinfo(ai->ai_addr, ai->ai_addrlen, out, (socklen_t)cap, NULL, 0,
+                   NI_NUMERICHOST);
+  freeaddrinfo(ai);
+  return rv ? SFT_ERR_NOT_FOUND : 0;
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
+  struct sender *s;
+  sftq_config cfg;
+  char numeric[256];
+  int rv;
+
+  memset(res, 0, sizeof(*res));
+  s = calloc(1, sizeof(*s));
+  if (!s)
+    return SFT_ERR_NOMEM;
+  s->o = o;
+  s->res = res;
+  s->t0 = now();
+  ctrl_init(&s->ctl);
+  snprintf(s->host, sizeof(s->host), "%s", o->host);
+
+  for (size_t i = 0; i < o->npaths; i++) {
+    const char *bad = NULL;
+    rv = walk_add(&s->wl, o->paths[i], NULL, NULL, &bad);
+    if (rv) {
+      res->err = rv;
+      snprintf(res->why, sizeof(res->why), "%s: %s", bad ? bad : o->paths[i],
+               rv == SFT_ERR_NOT_FOUND    ? "no such file or directory"
+               : rv == SFT_ERR_UNSUPPORTED ? "not a regular file or directory"
+                                           : sft_strerror(rv));
+      goto out;
+    }
+  }
+  if (s->wl.skipped) {
+    char w[128];
+    snprintf(w, sizeof(w), "%zu symbolic link(s) or special file(s) skipped",
+             s->wl.skipped);
+    warn(s, w);
+  }
+  s->nfiles = s->wl.n;
+  s->files = calloc(s->nfiles ? s->nfiles : 1, sizeof(*s->files));
+  if (!s->files) {
+    rv = SFT_ERR_NOMEM;
+    goto out;
+  }
+  for (size_t i = 0; i < s->nfiles; i++) {
+    struct sfile *f = &s->files[i];
+    f->s = s;
+    f->e = &s->wl.v[i];
+    f->id = i;
+    f->fd = -1;
+    rv = make_manifest(s, f);
+    if (rv) {
+      res->err = rv;
+      snprintf(res->why, sizeof(res->why), "%s: cannot describe the file: %s",
+               f->e->path, sft_strerror(rv));
+      goto out;
+    }
+  }
+  if (getrandom(s->session_id, sizeof(s->session_id), 0) !=
+      (ssize_t)sizeof(s->session_id)) {
+    rv = SFT_ERR_IO;
+    snprintf(res->why, sizeof(res->why), "no randomness for the session id");
+    res->err = rv;
+    goto out;
+  }
+  rv = resolve(o->host, o->port, numeric, sizeof(numeric));
+  if (rv) {
+    res->err = rv;
+    snprintf(res->why, sizeof(res->why),
+             "cannot resolve the receiver's address '%s'", o->host);
+    goto out;
+  }
+
+  uv_loop_init(&s->loop);
+  uv_timer_init(&s->loop, &s->timer);
+  uv_timer_init(&s->loop, &s->ptimer);
+  s->timer.data = s->ptimer.data = s;
+  uv_signal_init(&s->loop, &s->sigint);
+  uv_signal_init(&s->loop, &s->sigterm);
+  s->sigint.data = s->sigterm.data = s;
+  uv_signal_start(&s->sigint, on_signal, SIGINT);
+  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.cert_path = o->node->cert_path;
+  cfg.key_path = o->node->key_path;
+  if (o->cc && sftq_cc_parse(o->cc, &cfg.cc)) {
+    rv = res->err = SFT_ERR_INVAL;
+    snprintf(res->why, sizeof(res->why),
+             "unknown congestion controller '%s' (bbr2, bbr, cubic, reno)",
+             o->cc);
+    goto loop_out;
+  }
+  cfg.handshake_timeout_ms = 10000;
+  cfg.copy_limit = 32u << 20;
+  cfg.cb.verify_peer = cb_verify;
+  cfg.cb.connected = cb_connected;
+  cfg.cb.stream_data = cb_stream_data;
+  cfg.cb.stream_close = cb_stream_close;
+  cfg.cb.stream_acked = cb_stream_acked;
+  cfg.cb.writable = cb_writable;
+  cfg.cb.closed = cb_closed;
+  if (getenv("SFT_DEBUG"))
+    cfg.cb.log = debug_log;
+  cfg.user_data = s;
+  rv = sftq_ctx_new(&s->q, &s->loop, &cfg);
+  if (rv) {
+    res->err = rv;
+    snprintf(res->why, sizeof(res->why),
+             "cannot load this node's identity from %s: %s", o->node->data_dir,
+             sft_strerror(rv));
+    goto loop_out;
+  }
+  rv = sftq_connect(s->q, numeric, o->port, s, &s->c);
+  if (rv) {
+    res->err = rv;
+    snprintf(res->why, sizeof(res->why), "cannot connect to %s:%u: %s",
+             o->host, o->port, sft_strerror(rv));
+    goto loop_out;
+  }
+  uv_timer_start(&s->ptimer, progress_tick, 100, 100);
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  progress_tick(&s->ptimer);
+
+loop_out:
+  if (s->q)
+    sftq_ctx_free(s->q);
+  uv_walk(&s->loop, close_walk_cb, NULL);
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&s->loop);
+out:
+  for (size_t i = 0; i < s->nfiles; i++) {
+    if (s->files[i].fd >= 0)
+      close(s->files[i].fd);
+    sft_xsend_del(s->files[i].xs);
+  }
+  free(s->files);
+  walk_free(&s->wl);
+  ctrl_free(&s->ctl);
+  res->seconds = (double)(now() - s->t0) / 1e9;
+  rv = res->err;
+  free(s);
+  return rv;
+}

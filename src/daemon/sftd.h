@@ -1,0 +1,149 @@
+/*
+ * The daemon's public API, used by the CLI (src/cli/ includes this header
+ * and nothing else from src/daemon/). Today it offers the one-shot transfer
+ * engine: `sftd_send` and `sftd_recv` each run their own libuv loop until
+ * the transfer is over. Events (progress, files, warnings) are reported to
+ * a callback on the loop thread.
+ */
+#ifndef SFTD_H
+#define SFTD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/identity.h" /* fingerprint text: sftd_fp_format/parse */
+#include "sft/err.h"
+
+#define SFTD_FP_TEXT_MAX SFTD_FP_TEXT_SIZE
+
+/* ---- node identity --------------------------------------------------- */
+
+struct sftd_node {
+  char data_dir[4096];
+  char key_path[4096];
+  char cert_path[4096];
+  uint8_t fp[SFTD_FP_LEN];
+  char fp_text[SFTD_FP_TEXT_MAX]; /* "SFT1-..." */
+};
+
+/* Resolves the data directory (|data_dir| if not NULL, else $SFT_DATA_DIR,
+ * else ~/.local/share/sft), creates it (0700) and, on first use, the node's
+ * key and self-signed certificate (0600). Fills |node|. On error |why|
+ * (capacity |whylen|) says what failed. */
+int sftd_node_load(const char *data_dir, struct sftd_node *node, char *why,
+                   size_t whylen);
+
+/* Adds |fp| (with an optional |label|) to the node's trusted_peers.
+ * SFT_ERR_EXISTS if it is already there. */
+int sftd_trust_add(const struct sftd_node *node, const uint8_t fp[SFTD_FP_LEN],
+                   const char *label, char *why, size_t whylen);
+
+/* Sender side, trust on first use: checks |fp| presented by host:port
+ * against known_peers. 0: known and equal, or unknown (then *is_new = 1);
+ * SFT_ERR_AUTH: known with another identity (refuse, warn loudly); other
+ * errors: the file is unreadable or malformed. */
+int sftd_node_check_known(const struct sftd_node *node, const char *host,
+                          uint16_t port, const uint8_t fp[SFTD_FP_LEN],
+                          int *is_new);
+/* Records |fp| for host:port in known_peers. */
+int sftd_node_add_known(const struct sftd_node *node, const char *host,
+                        uint16_t port, const uint8_t fp[SFTD_FP_LEN]);
+/* Receiver side: 0 if |fp| is in trusted_peers, SFT_ERR_NOT_FOUND if not,
+ * another error if the file cannot be read. */
+int sftd_node_trusted(const struct sftd_node *node,
+                      const uint8_t fp[SFTD_FP_LEN]);
+
+/* ---- events ------------------------------------------------------------ */
+
+enum sftd_event_type {
+  SFTD_EV_LISTENING,   /* receiver bound: .text = "ADDR:PORT", .port */
+  SFTD_EV_CONNECTED,   /* handshake done: .text = peer fingerprint */
+  SFTD_EV_PEER_NEW,    /* sender: first contact, peer recorded (TOFU) */
+  SFTD_EV_FILE_START,  /* .name, .size */
+  SFTD_EV_FILE_DONE,   /* .name, .size, .root_hex */
+  SFTD_EV_FILE_FAILED, /* .name, .err, .text (reason) */
+  SFTD_EV_PROGRESS,    /* .p filled */
+  SFTD_EV_WARN,        /* .text */
+  SFTD_EV_REFUSED_PEER,/* receiver: a peer was refused (.text = its id) */
+};
+
+struct sftd_progress {
+  uint64_t bytes_done, bytes_total;
+  uint64_t chunks_done, chunks_total;
+  uint64_t chunks_rebuilt;
+  uint64_t chunks_resent;
+  uint64_t files_done, files_total;
+  double rtt_ms;  /* smoothed RTT, 0 unknown */
+  double loss;    /* fraction of packets lost, < 0 unknown */
+};
+
+struct sftd_event {
+  enum sftd_event_type type;
+  const char *name;   /* file name (already validated/escaped as needed) */
+  const char *text;
+  uint64_t size;
+  uint16_t port;
+  int err;            /* SFT_ERR_* for failures */
+  char root_hex[65];
+  struct sftd_progress p;
+};
+
+typedef void (*sftd_event_fn)(const struct sftd_event *ev, void *ud);
+
+/* ---- one-shot transfers ------------------------------------------------ */
+
+enum sftd_priority { SFTD_PRIO_CRITICAL = 0, SFTD_PRIO_HIGH, SFTD_PRIO_NORMAL };
+
+struct sftd_send_opts {
+  const struct sftd_node *node;
+  const char *host;            /* numeric address or name */
+  uint16_t port;
+  const char *const *paths;    /* files and directories */
+  size_t npaths;
+  const uint8_t *peer_fp;      /* pinned receiver identity, or NULL: TOFU */
+  enum sftd_priority priority;
+  uint32_t chunk_size;         /* 0: chosen by the tuning policy */
+  const char *cc;              /* congestion controller name, NULL: bbr2 */
+  sftd_event_fn on_event;
+  void *ud;
+};
+
+/* Result details for the CLI's messages and exit code. */
+struct sftd_result {
+  int err;                   /* first fatal error, 0 if none */
+  char why[1024];            /* human-readable explanation of err */
+  uint64_t files_ok, files_failed, files_refused;
+  uint64_t bytes;            /* file bytes delivered and verified */
+  uint64_t chunks_sent, chunks_resent, chunks_skipped;
+  double seconds;            /* wall time including connection set-up */
+  char peer_fp_text[SFTD_FP_TEXT_MAX];
+};
+
+/* Sends every path to the receiver at host:port. Returns 0 when every file
+ * was delivered and verified; otherwise the result says what failed:
+ * SFT_ERR_AUTH (identity refused or mismatched), SFT_ERR_TIMEOUT /
+ * SFT_ERR_CLOSED / SFT_ERR_IO (network), SFT_ERR_EXISTS / SFT_ERR_NOSPACE /
+ * SFT_ERR_TOO_LARGE / SFT_ERR_PATH (refused by the receiver),
+ * SFT_ERR_DIGEST (verification), SFT_ERR_NOT_FOUND (a local path). */
+int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res);
+
+struct sftd_recv_opts {
+  const struct sftd_node *node;
+  const char *dir;          /* download directory (must exist) */
+  const char *listen_addr;  /* numeric, e.g. "0.0.0.0" */
+  uint16_t listen_port;     /* 0: ephemeral (reported by SFTD_EV_LISTENING) */
+  int once;                 /* exit after the first session ends */
+  int accept_any;           /* accept senders that are not trusted */
+  int overwrite;            /* replace existing files */
+  uint64_t max_size;        /* refuse files larger than this (0: no limit) */
+  const char *cc;
+  sftd_event_fn on_event;
+  void *ud;
+};
+
+/* Receives until interrupted (SIGINT/SIGTERM) or, with |once|, until the
+ * first session ends. Returns 0 if every file of the (last) session was
+ * received and verified. */
+int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res);
+
+#endif /* SFTD_H */

@@ -1,0 +1,49 @@
+# Helpers for sft's integration tests (sourced). Every test works in its own
+# temporary directory on 127.0.0.1 and cleans up after itself.
+set -euo pipefail
+SFT=${SFT:?SFT must name the sft binary}
+T=$(mktemp -d /tmp/sft-it.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+
+# start_recv NAME ARGS...: starts `sft recv --listen 127.0.0.1:0 ARGS`,
+# output in $T/NAME.out/.err; sets RECV_PID and PORT.
+start_recv() {
+  local name=$1; shift
+  "$SFT" recv --listen 127.0.0.1:0 "$@" >"$T/$name.out" 2>"$T/$name.err" &
+  RECV_PID=$!
+  PIDS+=("$RECV_PID")
+  PORT=
+  for _ in $(seq 1 200); do
+    PORT=$(sed -n -e 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' \
+      -e 's/^{"event":"listening".*"port":\([0-9][0-9]*\).*/\1/p' "$T/$name.out")
+    [ -n "$PORT" ] && return 0
+    kill -0 "$RECV_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$T/$name.err" >&2
+  fail "receiver $name did not start"
+}
+
+# wait_exit PID: waits (at most 60 s, then kills it) and sets RC to its
+# exit status. (Not in a subshell: only this shell can wait for its child.)
+wait_exit() {
+  local pid=$1
+  RC=0
+  for _ in $(seq 1 1200); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill "$pid" 2>/dev/null && echo "killed $pid after 60 s" >&2
+  wait "$pid" || RC=$?
+}
+
+# mode FILE: octal permission bits.
+mode() { stat -c %a "$1"; }

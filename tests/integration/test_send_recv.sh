@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# End-to-end sft send / sft recv on loopback: files, directories, modes,
+# identities (pinning, TOFU, trusted senders), refusals and exit codes.
+. "$(dirname "$0")/lib.sh"
+
+mkdir -p "$T/in" "$T/src/tree/sub" "$T/src/tree/empty"
+head -c 5242883 /dev/urandom >"$T/src/big.bin"        # 5 MiB + 3: short last chunk
+head -c 1 /dev/urandom >"$T/src/tree/one"
+: >"$T/src/tree/sub/zero"                             # empty file
+head -c 70000 /dev/urandom >"$T/src/tree/sub/mid"
+printf 'hello\n' >"$T/src/tree/name with spaces.txt"
+chmod 0640 "$T/src/tree/one"; chmod 0755 "$T/src/tree/sub/mid"; chmod 0750 "$T/src/tree/sub"
+rid=$("$SFT" id --data-dir "$T/rd")
+sid=$("$SFT" id --data-dir "$T/sd")
+[[ $rid == SFT1-* && $sid == SFT1-* && $rid != "$sid" ]] || fail "ids: $rid $sid"
+[ "$(stat -c %a "$T/rd")" = 700 ] || fail "data dir mode"
+[ "$(stat -c %a "$T/rd/node.key")" = 600 ] || fail "key mode"
+[ "$("$SFT" id --data-dir "$T/rd")" = "$rid" ] || fail "id not stable"
+ok "identities created (0700 dir, 0600 key) and stable"
+
+# 1. An untrusted sender is refused (exit 4) and told what to do.
+start_recv r1 --dir "$T/in" --once --data-dir "$T/rd"
+rc=0; "$SFT" send "$T/src/big.bin" "127.0.0.1:$PORT" --data-dir "$T/sd" \
+  >"$T/s1.out" 2>"$T/s1.err" || rc=$?
+[ "$rc" = 4 ] || { cat "$T/s1.err"; fail "untrusted sender: exit $rc, want 4"; }
+grep -q "sft trust $sid" "$T/s1.err" || fail "no advice: $(cat "$T/s1.err")"
+kill "$RECV_PID"; wait "$RECV_PID" 2>/dev/null || true
+grep -q "refused a connection from $sid" "$T/r1.err" || fail "receiver did not report the refusal"
+[ -z "$(ls -A "$T/in")" ] || fail "files created for a refused sender"
+ok "untrusted sender refused with exit 4 and advice on both sides"
+
+# 2. After `sft trust`, files and a directory tree arrive byte-identical
+#    with their modes; the first contact is recorded (TOFU).
+"$SFT" trust "$sid" --label test --data-dir "$T/rd" >/dev/null
+start_recv r2 --dir "$T/in" --once --data-dir "$T/rd"
+"$SFT" send "$T/src/big.bin" "$T/src/tree" "127.0.0.1:$PORT" --data-dir "$T/sd" \
+  >"$T/s2.out" 2>"$T/s2.err" || { cat "$T/s2.err"; fail "send failed"; }
+wait_exit "$RECV_PID"; [ "$RC" = 0 ] || { cat "$T/r2.err"; fail "recv exit $RC"; }
+cmp "$T/src/big.bin" "$T/in/big.bin" || fail "big.bin differs"
+diff -r "$T/src/tree" "$T/in/tree" || fail "tree differs"
+[ -d "$T/in/tree/empty" ] || fail "empty directory not created"
+[ "$(mode "$T/in/tree/one")" = 640 ] || fail "mode of one: $(mode "$T/in/tree/one")"
+[ "$(mode "$T/in/tree/sub/mid")" = 755 ] || fail "mode of mid"
+[ "$(mode "$T/in/tree/sub")" = 750 ] || fail "mode of sub: $(mode "$T/in/tree/sub")"
+[ "$(stat -c %Y "$T/src/big.bin")" = "$(stat -c %Y "$T/in/big.bin")" ] || fail "mtime"
+! ls "$T/in" "$T/in/tree" | grep -q 'sft-part' || fail "part file left behind"
+grep -q "$rid" "$T/sd/known_peers" || fail "receiver not recorded in known_peers"
+grep -q 'verified' "$T/s2.out" || fail "no summary: $(cat "$T/s2.out")"
+ok "file + tree byte-identical, modes and mtime kept, receiver recorded (TOFU)"
+
+# 3. Existing files are never overwritten without --overwrite (exit 6).
+start_recv r3 --dir "$T/in" --once --data-dir "$T/rd"
+before=$(sha256sum "$T/in/big.bin")
+head -c 1000 /dev/urandom >"$T/other"; mkdir -p "$T/o"; cp "$T/other" "$T/o/big.bin"
+rc=0; "$SFT" send "$T/o/big.bin" "127.0.0.1:$PORT" --data-dir "$T/sd" \
+  >/dev/null 2>"$T/s3.err" || rc=$?
+[ "$rc" = 6 ] || { cat "$T/s3.err"; fail "overwrite refusal: exit $rc, want 6"; }
+grep -q -- '--overwrite' "$T/s3.err" || fail "no advice: $(cat "$T/s3.err")"
+[ "$(sha256sum "$T/in/big.bin")" = "$before" ] || fail "existing file changed"
+wait_exit "$RECV_PID"
+start_recv r3b --dir "$T/in" --once --overwrite --data-dir "$T/rd"
+"$SFT" send "$T/o/big.bin" "127.0.0.1:$PORT" --data-dir "$T/sd" >/dev/null 2>&1 ||
+  fail "send with --overwrite failed"
+wait_exit "$RECV_PID"
+cmp "$T/o/big.bin" "$T/in/big.bin" || fail "not overwritten"
+ok "existing file refused (exit 6, untouched), replaced with --overwrite"
+
+# 4. --max-size refuses large files (exit 6).
+start_recv r4 --dir "$T/in" --once --max-size 1M --accept-any --data-dir "$T/rd"
+rc=0; "$SFT" send "$T/src/big.bin" "127.0.0.1:$PORT" --data-dir "$T/sd" \
+  >/dev/null 2>"$T/s4.err" || rc=$?
+[ "$rc" = 6 ] || fail "max-size: exit $rc, want 6"
+grep -q 'size limit' "$T/s4.err" || fail "no reason: $(cat "$T/s4.err")"
+wait_exit "$RECV_PID"
+ok "file over --max-size refused with exit 6"
+
+# 5. The receiver's identity is pinned: a different identity at the same
+#    address is refused loudly (exit 4), so is a wrong --peer-id.
+mkdir -p "$T/in2"
+start_recv r5 --dir "$T/in2" --once --accept-any --data-dir "$T/rd2"
+port5=$PORT
+echo "127.0.0.1:$port5 $rid" >>"$T/sd/known_peers"
+rc=0; "$SFT" send "$T/other" "127.0.0.1:$port5" --data-dir "$T/sd" \
+  >/dev/null 2>"$T/s5.err" || rc=$?
+[ "$rc" = 4 ] || { cat "$T/s5.err"; fail "changed identity: exit $rc, want 4"; }
+grep -q 'IDENTITY HAS CHANGED' "$T/s5.err" || fail "not loud: $(cat "$T/s5.err")"
+rc=0; "$SFT" send "$T/other" "127.0.0.1:$port5" --peer-id "$rid" \
+  --data-dir "$T/sd" >/dev/null 2>"$T/s5b.err" || rc=$?
+[ "$rc" = 4 ] || fail "wrong --peer-id: exit $rc, want 4"
+[ -z "$(ls -A "$T/in2")" ] || fail "data sent to an unverified receiver"
+rid2=$("$SFT" id --data-dir "$T/rd2")
+"$SFT" send "$T/other" "127.0.0.1:$port5" --peer-id "$rid2" --data-dir "$T/sd" \
+  >/dev/null 2>&1 || fail "send with the right --peer-id failed"
+wait_exit "$RECV_PID"
+cmp "$T/other" "$T/in2/other" || fail "pinned send differs"
+ok "changed receiver identity refused loudly (exit 4); --peer-id pins"
+
+# 6. JSON events are one valid object per line.
+mkdir -p "$T/in3"
+start_recv r6 --dir "$T/in3" --once --accept-any --json --data-dir "$T/rd"
+"$SFT" send "$T/src/tree" "127.0.0.1:$PORT" --json --data-dir "$T/sd" >"$T/s6.json" ||
+  fail "json send"
+wait_exit "$RECV_PID"
+python3 - "$T/s6.json" "$T/r6.out" <<'PY' || fail "bad JSON events"
+import json, sys
+for path in sys.argv[1:]:
+    events = [json.loads(l) for l in open(path) if l.strip()]
+    kinds = {e["event"] for e in events}
+    assert "summary" in kinds and "file_done" in kinds, (path, kinds)
+    s = [e for e in events if e["event"] == "summary"][-1]
+    assert s["ok"] is True and s["files_ok"] == 7, s
+PY
+ok "--json: one JSON event per line on both sides"
+
+# 7. Usage errors exit 2; a missing path exits 1 naming it; nobody
+#    listening exits 5.
+rc=0; "$SFT" send "$T/other" --data-dir "$T/sd" 2>/dev/null || rc=$?; [ "$rc" = 2 ] || fail "no target: $rc"
+rc=0; "$SFT" send "$T/other" host-without-port --data-dir "$T/sd" 2>/dev/null || rc=$?; [ "$rc" = 2 ] || fail "bad target: $rc"
+rc=0; "$SFT" send "$T/other" 127.0.0.1:9 --priority urgent 2>/dev/null || rc=$?; [ "$rc" = 2 ] || fail "bad priority: $rc"
+rc=0; "$SFT" recv 2>/dev/null || rc=$?; [ "$rc" = 2 ] || fail "recv without --dir: $rc"
+rc=0; "$SFT" send "$T/nope" 127.0.0.1:9 --data-dir "$T/sd" 2>"$T/e7" || rc=$?
+[ "$rc" = 1 ] && grep -q "$T/nope" "$T/e7" || fail "missing path: $rc $(cat "$T/e7")"
+ok "usage errors exit 2, a missing path exits 1 and is named"
