@@ -95,7 +95,8 @@ static int walk_dir(struct walk_list *l, const char *path, const char *name,
     }
     n++;
   }
-  qsort(names, n, sizeof(*names), cmp_name);
+  if (n)
+    qsort(names, n, sizeof(*names), cmp_name);
   for (size_t i = 0; i < n && !rv; i++) {
     char cpath[PATH_MAX], cname[SFT_MAX_NAME + 2];
     struct stat st;
