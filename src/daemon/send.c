@@ -114,6 +114,8 @@ static void warn(struct sender *s, const char *text) {
   emit(s, &ev);
 }
 
+static void set_why(struct sender *s, int err, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 static void set_why(struct sender *s, int err, const char *fmt, va_list ap) {
   if (s->res->err)
     return;
