@@ -23,7 +23,8 @@ start_recv() {
   PORT=
   for _ in $(seq 1 200); do
     PORT=$(sed -n -e 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' \
-      -e 's/^{"event":"listening".*"port":\([0-9][0-9]*\).*/\1/p' "$T/$name.out")
+      -e 's/^{"event":"listening".*"port":\([0-9][0-9]*\).*/\1/p' \
+      "$T/$name.out" 2>/dev/null || true)  # the file may not exist yet
     [ -n "$PORT" ] && return 0
     kill -0 "$RECV_PID" 2>/dev/null || break
     sleep 0.05

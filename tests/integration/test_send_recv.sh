@@ -4,7 +4,10 @@
 . "$(dirname "$0")/lib.sh"
 
 mkdir -p "$T/in" "$T/src/tree/sub" "$T/src/tree/empty"
-head -c 5242883 /dev/urandom >"$T/src/big.bin"        # 5 MiB + 3: short last chunk
+# 48 MiB + 3: more than QUIC's initial 16 MiB window and the sender's 8 MiB
+# memory budget, so flow-control credit and buffer release must both work
+# (each stalled once); a short last chunk.
+head -c 50331651 /dev/urandom >"$T/src/big.bin"
 head -c 1 /dev/urandom >"$T/src/tree/one"
 : >"$T/src/tree/sub/zero"                             # empty file
 head -c 70000 /dev/urandom >"$T/src/tree/sub/mid"
