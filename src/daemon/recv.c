@@ -23,6 +23,7 @@
 
 #include "daemon/clock.h"
 #include "daemon/ctrl.h"
+#include "daemon/engine.h"
 #include "daemon/fsafe.h"
 #include "daemon/quic/quic.h"
 #include "daemon/sftd.h"
@@ -90,14 +91,11 @@ struct rfin {
 };
 
 struct receiver {
-  uv_loop_t loop;
+  struct engine e;
   const struct sftd_recv_opts *o;
   struct sftd_result *res;
-  sftq_ctx *q;
   int root_fd;
   struct rsess *sessions;
-  uv_timer_t timer, ptimer;
-  uv_signal_t sigint, sigterm;
   int stopping;
   size_t sessions_ended;
   uint64_t jobs;
@@ -107,10 +105,6 @@ static void pump(struct receiver *r);
 static void on_timer(uv_timer_t *t) { pump(t->data); }
 static uint64_t now(void) { return sftd_now_ns(); }
 
-static void debug_log(const char *line, void *ud) {
-  (void)ud;
-  fprintf(stderr, "[quic] %s\n", line);
-}
 
 static void emit(struct receiver *r, struct sftd_event *ev) {
   if (r->o->on_event)
@@ -121,11 +115,8 @@ static void stop(struct receiver *r) {
   if (r->stopping)
     return;
   r->stopping = 1;
-  uv_timer_stop(&r->timer);
-  uv_timer_stop(&r->ptimer);
-  uv_signal_stop(&r->sigint);
-  uv_signal_stop(&r->sigterm);
-  uv_stop(&r->loop);
+  engine_stop(&r->e);
+  uv_stop(&r->e.loop);
 }
 
 /* The session failed for a protocol reason: tell the peer and close. */
@@ -450,7 +441,7 @@ static void chunk_submit(struct rchunk *k) {
   k->w.data = k;
   k->f->jobs++;
   r->jobs++;
-  if (uv_queue_work(&r->loop, &k->w, chunk_work, chunk_done)) {
+  if (uv_queue_work(&r->e.loop, &k->w, chunk_work, chunk_done)) {
     k->f->jobs--;
     r->jobs--;
     rchunk_free(k);
@@ -557,7 +548,7 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
       j->w.data = j;
       f->jobs++;
       r->jobs++;
-      uv_queue_work(&r->loop, &j->w, fin_work, fin_done);
+      uv_queue_work(&r->e.loop, &j->w, fin_work, fin_done);
       return;
     }
     case SFT_XRECV_FAILED:
@@ -587,7 +578,7 @@ static void pump(struct receiver *r) {
         pump_file(r, ss->files[i], t, &next);
   if (next != UINT64_MAX) {
     uint64_t ms = next > t ? (next - t + 999999) / 1000000 : 0;
-    uv_timer_start(&r->timer, on_timer, ms, 0);
+    uv_timer_start(&r->e.timer, on_timer, ms, 0);
   }
 }
 
@@ -906,12 +897,6 @@ static void on_signal(uv_signal_t *h, int signum) {
   stop(r);
 }
 
-static void close_walk_cb(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h))
-    uv_close(h, NULL);
-}
-
 int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
   struct receiver *r;
   sftq_config cfg;
@@ -936,26 +921,8 @@ int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
     free(r);
     return rv;
   }
-  uv_loop_init(&r->loop);
-  uv_timer_init(&r->loop, &r->timer);
-  uv_timer_init(&r->loop, &r->ptimer);
-  r->timer.data = r->ptimer.data = r;
-  uv_signal_init(&r->loop, &r->sigint);
-  uv_signal_init(&r->loop, &r->sigterm);
-  r->sigint.data = r->sigterm.data = r;
-  uv_signal_start(&r->sigint, on_signal, SIGINT);
-  uv_signal_start(&r->sigterm, on_signal, SIGTERM);
-
+  engine_init(&r->e, r, on_signal);
   memset(&cfg, 0, sizeof(cfg));
-  cfg.cert_path = o->node->cert_path;
-  cfg.key_path = o->node->key_path;
-  if (o->cc && sftq_cc_parse(o->cc, &cfg.cc)) {
-    rv = res->err = SFT_ERR_INVAL;
-    snprintf(res->why, sizeof(res->why),
-             "unknown congestion controller '%s' (bbr2, bbr, cubic, reno)",
-             o->cc);
-    goto out;
-  }
   cfg.manual_rx_credit = 1;
   cfg.copy_limit = 32u << 20;
   cfg.cb.verify_peer = cb_verify;
@@ -964,18 +931,11 @@ int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
   cfg.cb.stream_data = cb_stream_data;
   cfg.cb.stream_close = cb_stream_close;
   cfg.cb.closed = cb_closed;
-  if (getenv("SFT_DEBUG"))
-    cfg.cb.log = debug_log;
   cfg.user_data = r;
-  rv = sftq_ctx_new(&r->q, &r->loop, &cfg);
-  if (rv) {
-    res->err = rv;
-    snprintf(res->why, sizeof(res->why),
-             "cannot load this node's identity from %s: %s", o->node->data_dir,
-             sft_strerror(rv));
+  rv = engine_quic(&r->e, o->node, o->cc, &cfg, res);
+  if (rv)
     goto out;
-  }
-  rv = sftq_listen(r->q, o->listen_addr, o->listen_port, &port);
+  rv = sftq_listen(r->e.q, o->listen_addr, o->listen_port, &port);
   if (rv) {
     res->err = rv;
     snprintf(res->why, sizeof(res->why),
@@ -992,16 +952,12 @@ int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
              o->listen_addr, port);
     emit(r, &ev);
   }
-  uv_timer_start(&r->ptimer, progress_tick, 100, 100);
-  uv_run(&r->loop, UV_RUN_DEFAULT);
+  uv_timer_start(&r->e.ptimer, progress_tick, 100, 100);
+  uv_run(&r->e.loop, UV_RUN_DEFAULT);
 
 out:
   r->stopping = 1;
-  if (r->q)
-    sftq_ctx_free(r->q);
-  uv_walk(&r->loop, close_walk_cb, NULL);
-  uv_run(&r->loop, UV_RUN_DEFAULT); /* drains jobs and handles */
-  uv_loop_close(&r->loop);
+  engine_teardown(&r->e); /* drains jobs and handles */
   close(r->root_fd);
   res->seconds = (double)(now() - t0) / 1e9;
   rv = res->err;

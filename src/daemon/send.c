@@ -23,6 +23,7 @@
 
 #include "daemon/clock.h"
 #include "daemon/ctrl.h"
+#include "daemon/engine.h"
 #include "daemon/identity.h"
 #include "daemon/quic/quic.h"
 #include "daemon/sftd.h"
@@ -71,10 +72,9 @@ struct sjob {
 };
 
 struct sender {
-  uv_loop_t loop;
+  struct engine e;
   const struct sftd_send_opts *o;
   struct sftd_result *res;
-  sftq_ctx *q;
   sftq_conn *c;
   struct ctrl ctl;
   struct walk_list wl;
@@ -83,8 +83,6 @@ struct sender {
   struct sjob *sq_head, *sq_tail; /* read, waiting for a stream */
   uint64_t held_bytes;            /* chunk bytes in jobs and on streams */
   uint64_t bytes_done_files;      /* bytes of finished files */
-  uv_timer_t timer, ptimer;
-  uv_signal_t sigint, sigterm;
   uint8_t session_id[SFT_SESSION_ID_LEN];
   int connected, hello_ok, closing, conn_gone;
   int tofu_new;
@@ -99,10 +97,6 @@ static void finish(struct sender *s, int err, const char *fmt, ...)
 
 static uint64_t now(void) { return sftd_now_ns(); }
 
-static void debug_log(const char *line, void *ud) {
-  (void)ud;
-  fprintf(stderr, "[quic] %s\n", line);
-}
 
 static void emit(struct sender *s, struct sftd_event *ev) {
   if (s->o->on_event)
@@ -137,12 +131,9 @@ static void finish(struct sender *s, int err, const char *fmt, ...) {
   s->closing = 1;
   if (s->c && !s->conn_gone)
     sftq_conn_close(s->c, err ? (uint64_t)-err : 0);
-  uv_timer_stop(&s->timer);
-  uv_timer_stop(&s->ptimer);
-  uv_signal_stop(&s->sigint);
-  uv_signal_stop(&s->sigterm);
+  engine_stop(&s->e);
   if (s->conn_gone || !s->c)
-    uv_stop(&s->loop);
+    uv_stop(&s->e.loop);
 }
 
 /* ---- budget ------------------------------------------------------------ */
@@ -375,7 +366,7 @@ static int submit_read(struct sender *s, struct sfile *f,
     s->res->chunks_skipped++;
   s->held_bytes += a->len;
   f->jobs++;
-  if (uv_queue_work(&s->loop, &j->w, job_work, job_done)) {
+  if (uv_queue_work(&s->e.loop, &j->w, job_work, job_done)) {
     job_free(s, j);
     return SFT_ERR_IO;
   }
@@ -432,7 +423,7 @@ static void pump(struct sender *s) {
     return;
   if (next != UINT64_MAX) {
     uint64_t ms = next > t ? (next - t + 999999) / 1000000 : 0;
-    uv_timer_start(&s->timer, on_timer, ms, 0);
+    uv_timer_start(&s->e.timer, on_timer, ms, 0);
   }
 }
 
@@ -797,11 +788,8 @@ static void cb_closed(sftq_conn *c, int reason, uint64_t app_error, void *ud) {
     }
   }
   s->closing = 1;
-  uv_timer_stop(&s->timer);
-  uv_timer_stop(&s->ptimer);
-  uv_signal_stop(&s->sigint);
-  uv_signal_stop(&s->sigterm);
-  uv_stop(&s->loop);
+  engine_stop(&s->e);
+  uv_stop(&s->e.loop);
 }
 
 static void progress_tick(uv_timer_t *t) {
@@ -856,12 +844,6 @@ static int resolve(const char *host, uint16_t port, char *out, size_t cap) {
                    NI_NUMERICHOST);
   freeaddrinfo(ai);
   return rv ? SFT_ERR_NOT_FOUND : 0;
-}
-
-static void close_walk_cb(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h))
-    uv_close(h, NULL);
 }
 
 int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
@@ -933,26 +915,8 @@ int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
     goto out;
   }
 
-  uv_loop_init(&s->loop);
-  uv_timer_init(&s->loop, &s->timer);
-  uv_timer_init(&s->loop, &s->ptimer);
-  s->timer.data = s->ptimer.data = s;
-  uv_signal_init(&s->loop, &s->sigint);
-  uv_signal_init(&s->loop, &s->sigterm);
-  s->sigint.data = s->sigterm.data = s;
-  uv_signal_start(&s->sigint, on_signal, SIGINT);
-  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
-
+  engine_init(&s->e, s, on_signal);
   memset(&cfg, 0, sizeof(cfg));
-  cfg.cert_path = o->node->cert_path;
-  cfg.key_path = o->node->key_path;
-  if (o->cc && sftq_cc_parse(o->cc, &cfg.cc)) {
-    rv = res->err = SFT_ERR_INVAL;
-    snprintf(res->why, sizeof(res->why),
-             "unknown congestion controller '%s' (bbr2, bbr, cubic, reno)",
-             o->cc);
-    goto loop_out;
-  }
   cfg.handshake_timeout_ms = 10000;
   cfg.copy_limit = 32u << 20;
   cfg.cb.verify_peer = cb_verify;
@@ -962,34 +926,23 @@ int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
   cfg.cb.stream_acked = cb_stream_acked;
   cfg.cb.writable = cb_writable;
   cfg.cb.closed = cb_closed;
-  if (getenv("SFT_DEBUG"))
-    cfg.cb.log = debug_log;
   cfg.user_data = s;
-  rv = sftq_ctx_new(&s->q, &s->loop, &cfg);
-  if (rv) {
-    res->err = rv;
-    snprintf(res->why, sizeof(res->why),
-             "cannot load this node's identity from %s: %s", o->node->data_dir,
-             sft_strerror(rv));
+  rv = engine_quic(&s->e, o->node, o->cc, &cfg, res);
+  if (rv)
     goto loop_out;
-  }
-  rv = sftq_connect(s->q, numeric, o->port, s, &s->c);
+  rv = sftq_connect(s->e.q, numeric, o->port, s, &s->c);
   if (rv) {
     res->err = rv;
     snprintf(res->why, sizeof(res->why), "cannot connect to %s:%u: %s",
              o->host, o->port, sft_strerror(rv));
     goto loop_out;
   }
-  uv_timer_start(&s->ptimer, progress_tick, 100, 100);
-  uv_run(&s->loop, UV_RUN_DEFAULT);
-  progress_tick(&s->ptimer);
+  uv_timer_start(&s->e.ptimer, progress_tick, 100, 100);
+  uv_run(&s->e.loop, UV_RUN_DEFAULT);
+  progress_tick(&s->e.ptimer);
 
 loop_out:
-  if (s->q)
-    sftq_ctx_free(s->q);
-  uv_walk(&s->loop, close_walk_cb, NULL);
-  uv_run(&s->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&s->loop);
+  engine_teardown(&s->e);
 out:
   for (size_t i = 0; i < s->nfiles; i++) {
     if (s->files[i].fd >= 0)
