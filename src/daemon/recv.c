@@ -185,6 +185,23 @@ static void rfile_free(struct rfile *f) {
   free(f);
 }
 
+/* Frees a session whose connection is gone once no thread-pool job refers
+ * to it any more. Returns 1 if it was freed. */
+static int sess_maybe_free(struct rsess *ss) {
+  if (!ss->gone)
+    return 0;
+  for (size_t i = 0; i < ss->nfiles; i++)
+    if (ss->files[i] && ss->files[i]->jobs)
+      return 0;
+  for (size_t i = 0; i < ss->nfiles; i++)
+    if (ss->files[i])
+      rfile_free(ss->files[i]);
+  free(ss->files);
+  ctrl_free(&ss->ctl);
+  free(ss);
+  return 1;
+}
+
 static int refuse(struct rsess *ss, uint64_t id, uint64_t count,
                   uint16_t reason, const char *shown, const char *why) {
   (void)count;
@@ -367,7 +384,11 @@ static void fin_done(uv_work_t *w, int status) {
     file_end(f, RF_FAILED, err, sft_strerror(err));
   }
   free(j);
-  pump(ss->r);
+  {
+    struct receiver *r = ss->r;
+    sess_maybe_free(ss);
+    pump(r);
+  }
 }
 
 /* ---- chunks on the thread pool -------------------------------------------- */
@@ -433,6 +454,7 @@ static void chunk_done(uv_work_t *w, int status) {
   if (!k->stream_gone && !ss->gone)
     sftq_stream_set_user(k->c, k->sid, NULL);
   rchunk_free(k);
+  sess_maybe_free(ss);
   pump(r);
 }
 
@@ -843,15 +865,9 @@ static void cb_closed(sftq_conn *c, int reason, uint64_t app_error,
       *pp = ss->next;
       break;
     }
-  /* Files with jobs in flight are freed when the loop drains at exit. */
   ss->next = NULL;
   ss->c = NULL;
-  {
-    /* Keep the session for late job completions: park it. */
-    static struct rsess *parked;
-    ss->next = parked;
-    parked = ss;
-  }
+  sess_maybe_free(ss); /* now, or when its last job completes */
   if (r->o->once)
     stop(r);
 }
