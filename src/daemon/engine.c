@@ -2,17 +2,80 @@
 #include <stdlib.h>
 
 #include "daemon/engine.h"
+#include "daemon/xfer_int.h"
 
 void engine_init(struct engine *e, void *owner, uv_signal_cb on_signal) {
   uv_loop_init(&e->loop);
-  uv_timer_init(&e->loop, &e->timer);
-  uv_timer_init(&e->loop, &e->ptimer);
   uv_signal_init(&e->loop, &e->sigint);
   uv_signal_init(&e->loop, &e->sigterm);
-  e->timer.data = e->ptimer.data = e->sigint.data = e->sigterm.data = owner;
+  e->sigint.data = e->sigterm.data = owner;
   uv_signal_start(&e->sigint, on_signal, SIGINT);
   uv_signal_start(&e->sigterm, on_signal, SIGTERM);
   e->q = NULL;
+  e->recv = NULL;
+}
+
+/* ---- dispatch by connection role ------------------------------------------ */
+
+static int d_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN], void *ud) {
+  struct engine *e = ud;
+  if (!sftq_conn_is_server(c))
+    return send_cb_verify(c, fp);
+  return e->recv ? recv_cb_verify(e->recv, c, fp) : -1;
+}
+
+static void d_connected(sftq_conn *c, void *ud) {
+  struct engine *e = ud;
+  if (!sftq_conn_is_server(c))
+    send_cb_connected(c);
+  else if (e->recv)
+    recv_cb_connected(e->recv, c);
+}
+
+static void d_stream_open(sftq_conn *c, int64_t sid, void *ud) {
+  struct engine *e = ud;
+  if (sftq_conn_is_server(c) && e->recv)
+    recv_cb_stream_open(e->recv, c, sid);
+}
+
+static void d_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
+                          size_t len, int fin, void *ud) {
+  struct engine *e = ud;
+  if (!sftq_conn_is_server(c))
+    send_cb_stream_data(c, sid, data, len, fin);
+  else if (e->recv)
+    recv_cb_stream_data(e->recv, c, sid, data, len, fin);
+}
+
+static void d_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error,
+                           void *ud) {
+  struct engine *e = ud;
+  if (!sftq_conn_is_server(c))
+    send_cb_stream_close(c, sid, app_error);
+  else if (e->recv)
+    recv_cb_stream_close(e->recv, c, sid, app_error);
+}
+
+/* Every byte of a chunk stream was acknowledged: the sender's buffer is
+ * free (same as a close for the sender). */
+static void d_stream_acked(sftq_conn *c, int64_t sid, void *ud) {
+  (void)ud;
+  if (!sftq_conn_is_server(c))
+    send_cb_stream_close(c, sid, 0);
+}
+
+static void d_writable(sftq_conn *c, void *ud) {
+  (void)ud;
+  if (!sftq_conn_is_server(c))
+    send_cb_writable(c);
+}
+
+static void d_closed(sftq_conn *c, int reason, uint64_t app_error, void *ud) {
+  struct engine *e = ud;
+  if (!sftq_conn_is_server(c))
+    send_cb_closed(c, reason, app_error);
+  else if (e->recv)
+    recv_cb_closed(e->recv, c, reason, app_error);
 }
 
 static void debug_log(const char *line, void *ud) {
@@ -34,6 +97,15 @@ int engine_quic(struct engine *e, const struct sftd_node *node,
   }
   if (getenv("SFT_DEBUG"))
     cfg->cb.log = debug_log;
+  cfg->cb.verify_peer = d_verify;
+  cfg->cb.connected = d_connected;
+  cfg->cb.stream_open = d_stream_open;
+  cfg->cb.stream_data = d_stream_data;
+  cfg->cb.stream_close = d_stream_close;
+  cfg->cb.stream_acked = d_stream_acked;
+  cfg->cb.writable = d_writable;
+  cfg->cb.closed = d_closed;
+  cfg->user_data = e;
   rv = sftq_ctx_new(&e->q, &e->loop, cfg);
   if (rv) {
     res->err = rv;
@@ -45,8 +117,6 @@ int engine_quic(struct engine *e, const struct sftd_node *node,
 }
 
 void engine_stop(struct engine *e) {
-  uv_timer_stop(&e->timer);
-  uv_timer_stop(&e->ptimer);
   uv_signal_stop(&e->sigint);
   uv_signal_stop(&e->sigterm);
 }

@@ -1,6 +1,8 @@
 /*
- * What the one-shot sender and receiver share: their libuv loop, a pump
- * timer, a progress timer, SIGINT/SIGTERM handling and the QUIC context.
+ * The host of transfer sessions: one libuv loop, SIGINT/SIGTERM handling and
+ * one QUIC context whose callbacks dispatch client connections to their
+ * outgoing session (send.c) and server connections to the receiver (recv.c).
+ * The one-shot commands and the daemon both build on it.
  */
 #ifndef SFTD_ENGINE_H
 #define SFTD_ENGINE_H
@@ -10,25 +12,27 @@
 #include "daemon/quic/quic.h"
 #include "daemon/sftd.h"
 
+struct receiver;
+
 struct engine {
   uv_loop_t loop;
-  uv_timer_t timer;  /* the pump's next deadline */
-  uv_timer_t ptimer; /* progress events, every 100 ms */
   uv_signal_t sigint, sigterm;
   sftq_ctx *q;
+  struct receiver *recv; /* server connections go here; NULL: refused */
 };
 
 /* Initialises the loop and handles; every handle's data is |owner|;
  * |on_signal| runs on SIGINT and SIGTERM. */
 void engine_init(struct engine *e, void *owner, uv_signal_cb on_signal);
 
-/* Completes |cfg| (identity paths, congestion controller |cc|, debug log
- * when $SFT_DEBUG is set; the caller sets callbacks and options) and creates
- * the QUIC context. On error, fills res->err and res->why. */
+/* Completes |cfg| (identity paths, congestion controller |cc|, the
+ * dispatching callbacks, debug log when $SFT_DEBUG is set; the caller sets
+ * the other options) and creates the QUIC context. On error, fills res->err
+ * and res->why. */
 int engine_quic(struct engine *e, const struct sftd_node *node,
                 const char *cc, sftq_config *cfg, struct sftd_result *res);
 
-/* Stops the timers and signal handlers (the loop then runs down). */
+/* Stops the signal handlers (the loop then runs down). */
 void engine_stop(struct engine *e);
 
 /* Frees the QUIC context, closes every handle, runs the loop until all

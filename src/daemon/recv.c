@@ -24,6 +24,7 @@
 #include "daemon/clock.h"
 #include "daemon/ctrl.h"
 #include "daemon/engine.h"
+#include "daemon/xfer_int.h"
 #include "daemon/fsafe.h"
 #include "daemon/quic/quic.h"
 #include "daemon/sftd.h"
@@ -91,7 +92,9 @@ struct rfin {
 };
 
 struct receiver {
-  struct engine e;
+  struct engine *eng; /* host of the loop and the QUIC context */
+  uv_loop_t *loop;
+  uv_timer_t timer, ptimer;
   const struct sftd_recv_opts *o;
   struct sftd_result *res;
   int root_fd;
@@ -115,8 +118,10 @@ static void stop(struct receiver *r) {
   if (r->stopping)
     return;
   r->stopping = 1;
-  engine_stop(&r->e);
-  uv_stop(&r->e.loop);
+  uv_timer_stop(&r->timer);
+  uv_timer_stop(&r->ptimer);
+  engine_stop(r->eng);
+  uv_stop(r->loop);
 }
 
 /* The session failed for a protocol reason: tell the peer and close. */
@@ -463,7 +468,7 @@ static void chunk_submit(struct rchunk *k) {
   k->w.data = k;
   k->f->jobs++;
   r->jobs++;
-  if (uv_queue_work(&r->e.loop, &k->w, chunk_work, chunk_done)) {
+  if (uv_queue_work(r->loop, &k->w, chunk_work, chunk_done)) {
     k->f->jobs--;
     r->jobs--;
     rchunk_free(k);
@@ -570,7 +575,7 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
       j->w.data = j;
       f->jobs++;
       r->jobs++;
-      uv_queue_work(&r->e.loop, &j->w, fin_work, fin_done);
+      uv_queue_work(r->loop, &j->w, fin_work, fin_done);
       return;
     }
     case SFT_XRECV_FAILED:
@@ -600,7 +605,7 @@ static void pump(struct receiver *r) {
         pump_file(r, ss->files[i], t, &next);
   if (next != UINT64_MAX) {
     uint64_t ms = next > t ? (next - t + 999999) / 1000000 : 0;
-    uv_timer_start(&r->e.timer, on_timer, ms, 0);
+    uv_timer_start(&r->timer, on_timer, ms, 0);
   }
 }
 
@@ -696,8 +701,8 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
 
 /* ---- transport callbacks ----------------------------------------------------- */
 
-static int cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN], void *ud) {
-  struct receiver *r = ud;
+int recv_cb_verify(struct receiver *r, sftq_conn *c,
+                   const uint8_t fp[SFTQ_FP_LEN]) {
   char text[SFTD_FP_TEXT_MAX];
   int rv;
   (void)c;
@@ -715,8 +720,7 @@ static int cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN], void *ud) {
   return -1;
 }
 
-static void cb_connected(sftq_conn *c, void *ud) {
-  struct receiver *r = ud;
+void recv_cb_connected(struct receiver *r, sftq_conn *c) {
   struct rsess *ss = calloc(1, sizeof(*ss));
   uint8_t fp[SFTQ_FP_LEN];
   struct sftd_event ev = {.type = SFTD_EV_CONNECTED};
@@ -737,10 +741,10 @@ static void cb_connected(sftq_conn *c, void *ud) {
   emit(r, &ev);
 }
 
-static void cb_stream_open(sftq_conn *c, int64_t sid, void *ud) {
+void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid) {
   struct rsess *ss = sftq_conn_user(c);
   struct rchunk *k;
-  (void)ud;
+  (void)r;
   if (!ss)
     return;
   if (ss->ctl.sid < 0) {
@@ -769,10 +773,9 @@ static void cb_stream_open(sftq_conn *c, int64_t sid, void *ud) {
   sftq_stream_set_user(c, sid, k);
 }
 
-static void cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
-                           size_t len, int fin, void *ud) {
+void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
+                         const uint8_t *data, size_t len, int fin) {
   struct rsess *ss = sftq_conn_user(c);
-  struct receiver *r = ud;
   int rv;
   if (!ss || ss->failed)
     return;
@@ -801,12 +804,12 @@ static void cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
   pump(r);
 }
 
-static void cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error,
-                            void *ud) {
+void recv_cb_stream_close(struct receiver *r, sftq_conn *c, int64_t sid,
+                          uint64_t app_error) {
   struct rsess *ss = sftq_conn_user(c);
   struct rchunk *k;
   (void)app_error;
-  (void)ud;
+  (void)r;
   if (!ss || sid == ss->ctl.sid)
     return;
   k = sftq_stream_user(c, sid);
@@ -835,9 +838,8 @@ static void apply_dir_modes(struct rsess *ss) {
   }
 }
 
-static void cb_closed(sftq_conn *c, int reason, uint64_t app_error,
-                      void *ud) {
-  struct receiver *r = ud;
+void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
+                    uint64_t app_error) {
   struct rsess *ss = sftq_conn_user(c), **pp;
   (void)app_error;
   if (!ss) {
@@ -915,6 +917,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
   struct receiver *r;
+  struct engine e;
   sftq_config cfg;
   uint16_t port = 0;
   uint64_t t0 = now();
@@ -937,21 +940,20 @@ int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
     free(r);
     return rv;
   }
-  engine_init(&r->e, r, on_signal);
+  engine_init(&e, r, on_signal);
+  r->eng = &e;
+  r->loop = &e.loop;
+  uv_timer_init(r->loop, &r->timer);
+  uv_timer_init(r->loop, &r->ptimer);
+  r->timer.data = r->ptimer.data = r;
+  e.recv = r;
   memset(&cfg, 0, sizeof(cfg));
   cfg.manual_rx_credit = 1;
   cfg.copy_limit = 32u << 20;
-  cfg.cb.verify_peer = cb_verify;
-  cfg.cb.connected = cb_connected;
-  cfg.cb.stream_open = cb_stream_open;
-  cfg.cb.stream_data = cb_stream_data;
-  cfg.cb.stream_close = cb_stream_close;
-  cfg.cb.closed = cb_closed;
-  cfg.user_data = r;
-  rv = engine_quic(&r->e, o->node, o->cc, &cfg, res);
+  rv = engine_quic(&e, o->node, o->cc, &cfg, res);
   if (rv)
     goto out;
-  rv = sftq_listen(r->e.q, o->listen_addr, o->listen_port, &port);
+  rv = sftq_listen(e.q, o->listen_addr, o->listen_port, &port);
   if (rv) {
     res->err = rv;
     snprintf(res->why, sizeof(res->why),
@@ -968,12 +970,12 @@ int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
              o->listen_addr, port);
     emit(r, &ev);
   }
-  uv_timer_start(&r->e.ptimer, progress_tick, 100, 100);
-  uv_run(&r->e.loop, UV_RUN_DEFAULT);
+  uv_timer_start(&r->ptimer, progress_tick, 100, 100);
+  uv_run(r->loop, UV_RUN_DEFAULT);
 
 out:
   r->stopping = 1;
-  engine_teardown(&r->e); /* drains jobs and handles */
+  engine_teardown(&e); /* drains jobs and handles */
   close(r->root_fd);
   res->seconds = (double)(now() - t0) / 1e9;
   rv = res->err;

@@ -24,6 +24,7 @@
 #include "daemon/clock.h"
 #include "daemon/ctrl.h"
 #include "daemon/engine.h"
+#include "daemon/xfer_int.h"
 #include "daemon/identity.h"
 #include "daemon/quic/quic.h"
 #include "daemon/sftd.h"
@@ -72,7 +73,16 @@ struct sjob {
 };
 
 struct sender {
-  struct engine e;
+  uv_loop_t *loop;
+  sftq_ctx *q;
+  uv_timer_t timer;  /* the pump's next deadline */
+  uv_timer_t ptimer; /* progress events */
+  int handles_open;  /* timers not yet closed */
+  uint32_t work;     /* thread-pool jobs not yet completed */
+  int released;      /* send_session_free was called */
+  send_done_fn done;
+  void *done_ud;
+  int done_called;
   const struct sftd_send_opts *o;
   struct sftd_result *res;
   sftq_conn *c;
@@ -96,6 +106,20 @@ static void finish(struct sender *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static uint64_t now(void) { return sftd_now_ns(); }
+static void progress_tick(uv_timer_t *t);
+
+/* The session is over: tell the owner (once). */
+static void complete(struct sender *s) {
+  if (s->done_called)
+    return;
+  s->done_called = 1;
+  uv_timer_stop(&s->timer);
+  uv_timer_stop(&s->ptimer);
+  progress_tick(&s->ptimer);
+  s->res->seconds = (double)(now() - s->t0) / 1e9;
+  if (s->done)
+    s->done(s, s->done_ud);
+}
 
 
 static void emit(struct sender *s, struct sftd_event *ev) {
@@ -131,9 +155,10 @@ static void finish(struct sender *s, int err, const char *fmt, ...) {
   s->closing = 1;
   if (s->c && !s->conn_gone)
     sftq_conn_close(s->c, err ? (uint64_t)-err : 0);
-  engine_stop(&s->e);
+  uv_timer_stop(&s->timer);
+  uv_timer_stop(&s->ptimer);
   if (s->conn_gone || !s->c)
-    uv_stop(&s->e.loop);
+    complete(s);
 }
 
 /* ---- budget ------------------------------------------------------------ */
@@ -300,12 +325,20 @@ static void flush_sendq(struct sender *s) {
   }
 }
 
+static void try_free(struct sender *s);
+
 static void job_done(uv_work_t *w, int status) {
   struct sjob *j = w->data;
   struct sfile *f = j->f;
   struct sender *s = f->s;
   int rv;
 
+  s->work--;
+  if (s->released) {
+    job_free(s, j);
+    try_free(s);
+    return;
+  }
   if (status || s->closing || f->st != SF_ACTIVE) {
     job_free(s, j);
     if (!s->closing)
@@ -366,10 +399,11 @@ static int submit_read(struct sender *s, struct sfile *f,
     s->res->chunks_skipped++;
   s->held_bytes += a->len;
   f->jobs++;
-  if (uv_queue_work(&s->e.loop, &j->w, job_work, job_done)) {
+  if (uv_queue_work(s->loop, &j->w, job_work, job_done)) {
     job_free(s, j);
     return SFT_ERR_IO;
   }
+  s->work++;
   return 0;
 }
 
@@ -423,7 +457,7 @@ static void pump(struct sender *s) {
     return;
   if (next != UINT64_MAX) {
     uint64_t ms = next > t ? (next - t + 999999) / 1000000 : 0;
-    uv_timer_start(&s->e.timer, on_timer, ms, 0);
+    uv_timer_start(&s->timer, on_timer, ms, 0);
   }
 }
 
@@ -629,9 +663,8 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
 
 /* ---- transport callbacks ----------------------------------------------- */
 
-static int cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN], void *ud) {
-  struct sender *s = ud;
-  (void)c;
+int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
+  struct sender *s = sftq_conn_user(c);
   sftd_fp_format(fp, s->res->peer_fp_text);
   if (s->o->peer_fp) {
     if (memcmp(fp, s->o->peer_fp, SFTQ_FP_LEN) == 0)
@@ -672,8 +705,8 @@ static int cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN], void *ud) {
   return 0;
 }
 
-static void cb_connected(sftq_conn *c, void *ud) {
-  struct sender *s = ud;
+void send_cb_connected(sftq_conn *c) {
+  struct sender *s = sftq_conn_user(c);
   struct sft_msg_hello h;
   struct sftd_event ev = {.type = SFTD_EV_CONNECTED};
   int rv;
@@ -706,11 +739,10 @@ static void cb_connected(sftq_conn *c, void *ud) {
     finish(s, rv, "cannot send HELLO: %s", sft_strerror(rv));
 }
 
-static void cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
-                           size_t len, int fin, void *ud) {
-  struct sender *s = ud;
+void send_cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
+                         size_t len, int fin) {
+  struct sender *s = sftq_conn_user(c);
   int rv;
-  (void)c;
   if (sid != s->ctl.sid) {
     /* The receiver never opens streams towards us in sft/1. */
     sftq_stream_cancel(c, sid, (uint64_t)-SFT_ERR_PEER);
@@ -726,9 +758,8 @@ static void cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
   pump(s);
 }
 
-static void cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error,
-                            void *ud) {
-  struct sender *s = ud;
+void send_cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error) {
+  struct sender *s = sftq_conn_user(c);
   struct sjob *j = sftq_stream_user(c, sid);
   (void)app_error;
   if (j && sid != s->ctl.sid) {
@@ -738,21 +769,14 @@ static void cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error,
   }
 }
 
-/* Every byte of the chunk was acknowledged by QUIC: the buffer is free. */
-static void cb_stream_acked(sftq_conn *c, int64_t sid, void *ud) {
-  cb_stream_close(c, sid, 0, ud);
-}
-
-static void cb_writable(sftq_conn *c, void *ud) {
-  struct sender *s = ud;
-  (void)c;
+void send_cb_writable(sftq_conn *c) {
+  struct sender *s = sftq_conn_user(c);
   flush_sendq(s);
   pump(s);
 }
 
-static void cb_closed(sftq_conn *c, int reason, uint64_t app_error, void *ud) {
-  struct sender *s = ud;
-  (void)c;
+void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
+  struct sender *s = sftq_conn_user(c);
   s->conn_gone = 1;
   /* Free chunks that were read but never got a stream. */
   while (s->sq_head) {
@@ -788,8 +812,7 @@ static void cb_closed(sftq_conn *c, int reason, uint64_t app_error, void *ud) {
     }
   }
   s->closing = 1;
-  engine_stop(&s->e);
-  uv_stop(&s->e.loop);
+  complete(s);
 }
 
 static void progress_tick(uv_timer_t *t) {
@@ -822,12 +845,6 @@ static void progress_tick(uv_timer_t *t) {
   emit(s, &ev);
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-  struct sender *s = h->data;
-  (void)signum;
-  finish(s, SFT_ERR_CANCELLED, "interrupted");
-}
-
 /* ---- entry ---------------------------------------------------------------- */
 
 static int resolve(const char *host, uint16_t port, char *out, size_t cap) {
@@ -846,21 +863,83 @@ static int resolve(const char *host, uint16_t port, char *out, size_t cap) {
   return rv ? SFT_ERR_NOT_FOUND : 0;
 }
 
-int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
+static void free_now(struct sender *s) {
+  for (size_t i = 0; i < s->nfiles; i++) {
+    if (s->files[i].fd >= 0)
+      close(s->files[i].fd);
+    sft_xsend_del(s->files[i].xs);
+  }
+  while (s->sq_head) {
+    struct sjob *j = s->sq_head;
+    s->sq_head = j->next;
+    job_free(s, j);
+  }
+  free(s->files);
+  walk_free(&s->wl);
+  ctrl_free(&s->ctl);
+  free(s);
+}
+
+static void timer_closed(uv_handle_t *h) {
+  struct sender *s = h->data;
+  if (--s->handles_open == 0)
+    free_now(s);
+}
+
+/* Frees once released, no job is running and the connection is gone. */
+static void try_free(struct sender *s) {
+  if (!s->released || s->work || s->handles_open != 2 ||
+      (s->c && !s->conn_gone))
+    return;
+  uv_close((uv_handle_t *)&s->timer, timer_closed);
+  uv_close((uv_handle_t *)&s->ptimer, timer_closed);
+}
+
+void send_session_free(struct sender *s) {
+  if (!s)
+    return;
+  s->released = 1;
+  if (s->c && !s->conn_gone) {
+    /* Released before the end: close; freed when the connection is. */
+    s->done = NULL;
+    finish(s, SFT_ERR_CANCELLED, "cancelled");
+    return;
+  }
+  try_free(s);
+}
+
+void send_session_cancel(struct sender *s) {
+  finish(s, SFT_ERR_CANCELLED, "cancelled");
+}
+
+int send_session_start(uv_loop_t *loop, sftq_ctx *q,
+                       const struct sftd_send_opts *o, struct sftd_result *res,
+                       send_done_fn done, void *ud, struct sender **out) {
   struct sender *s;
-  sftq_config cfg;
   char numeric[256];
   int rv;
 
+  *out = NULL;
   memset(res, 0, sizeof(*res));
   s = calloc(1, sizeof(*s));
-  if (!s)
-    return SFT_ERR_NOMEM;
+  if (!s) {
+    res->err = SFT_ERR_NOMEM;
+    snprintf(res->why, sizeof(res->why), "out of memory");
+    return res->err;
+  }
+  s->loop = loop;
+  s->q = q;
   s->o = o;
   s->res = res;
+  s->done = done;
+  s->done_ud = ud;
   s->t0 = now();
   ctrl_init(&s->ctl);
   snprintf(s->host, sizeof(s->host), "%s", o->host);
+  uv_timer_init(loop, &s->timer);
+  uv_timer_init(loop, &s->ptimer);
+  s->timer.data = s->ptimer.data = s;
+  s->handles_open = 2;
 
   for (size_t i = 0; i < o->npaths; i++) {
     const char *bad = NULL;
@@ -871,7 +950,7 @@ int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
                rv == SFT_ERR_NOT_FOUND    ? "no such file or directory"
                : rv == SFT_ERR_UNSUPPORTED ? "not a regular file or directory"
                                            : sft_strerror(rv));
-      goto out;
+      goto fail;
     }
   }
   if (s->wl.skipped) {
@@ -883,8 +962,9 @@ int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
   s->nfiles = s->wl.n;
   s->files = calloc(s->nfiles ? s->nfiles : 1, sizeof(*s->files));
   if (!s->files) {
-    rv = SFT_ERR_NOMEM;
-    goto out;
+    res->err = SFT_ERR_NOMEM;
+    snprintf(res->why, sizeof(res->why), "out of memory");
+    goto fail;
   }
   for (size_t i = 0; i < s->nfiles; i++) {
     struct sfile *f = &s->files[i];
@@ -897,63 +977,74 @@ int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
       res->err = rv;
       snprintf(res->why, sizeof(res->why), "%s: cannot describe the file: %s",
                f->e->path, sft_strerror(rv));
-      goto out;
+      goto fail;
     }
   }
   if (getrandom(s->session_id, sizeof(s->session_id), 0) !=
       (ssize_t)sizeof(s->session_id)) {
-    rv = SFT_ERR_IO;
+    res->err = SFT_ERR_IO;
     snprintf(res->why, sizeof(res->why), "no randomness for the session id");
-    res->err = rv;
-    goto out;
+    goto fail;
   }
   rv = resolve(o->host, o->port, numeric, sizeof(numeric));
   if (rv) {
     res->err = rv;
     snprintf(res->why, sizeof(res->why),
              "cannot resolve the receiver's address '%s'", o->host);
-    goto out;
+    goto fail;
   }
-
-  engine_init(&s->e, s, on_signal);
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.handshake_timeout_ms = 10000;
-  cfg.copy_limit = 32u << 20;
-  cfg.cb.verify_peer = cb_verify;
-  cfg.cb.connected = cb_connected;
-  cfg.cb.stream_data = cb_stream_data;
-  cfg.cb.stream_close = cb_stream_close;
-  cfg.cb.stream_acked = cb_stream_acked;
-  cfg.cb.writable = cb_writable;
-  cfg.cb.closed = cb_closed;
-  cfg.user_data = s;
-  rv = engine_quic(&s->e, o->node, o->cc, &cfg, res);
-  if (rv)
-    goto loop_out;
-  rv = sftq_connect(s->e.q, numeric, o->port, s, &s->c);
+  rv = sftq_connect(q, numeric, o->port, s, &s->c);
   if (rv) {
+    s->c = NULL;
     res->err = rv;
     snprintf(res->why, sizeof(res->why), "cannot connect to %s:%u: %s",
              o->host, o->port, sft_strerror(rv));
-    goto loop_out;
+    goto fail;
   }
-  uv_timer_start(&s->e.ptimer, progress_tick, 100, 100);
-  uv_run(&s->e.loop, UV_RUN_DEFAULT);
-  progress_tick(&s->e.ptimer);
+  uv_timer_start(&s->ptimer, progress_tick, 100, 100);
+  *out = s;
+  return 0;
 
-loop_out:
-  engine_teardown(&s->e);
-out:
-  for (size_t i = 0; i < s->nfiles; i++) {
-    if (s->files[i].fd >= 0)
-      close(s->files[i].fd);
-    sft_xsend_del(s->files[i].xs);
+fail:
+  s->done = NULL;
+  s->released = 1;
+  try_free(s);
+  return res->err;
+}
+
+/* ---- one-shot `sft send` -------------------------------------------------- */
+
+static void oneshot_done(struct sender *s, void *ud) {
+  struct engine *e = ud;
+  (void)s;
+  engine_stop(e);
+  uv_stop(&e->loop);
+}
+
+static void oneshot_signal(uv_signal_t *h, int signum) {
+  (void)signum;
+  send_session_cancel(h->data);
+}
+
+int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
+  struct engine e;
+  struct sender *s = NULL;
+  sftq_config cfg;
+  int rv;
+
+  memset(res, 0, sizeof(*res));
+  engine_init(&e, NULL, oneshot_signal);
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.handshake_timeout_ms = 10000;
+  cfg.copy_limit = 32u << 20;
+  rv = engine_quic(&e, o->node, o->cc, &cfg, res);
+  if (!rv)
+    rv = send_session_start(&e.loop, e.q, o, res, oneshot_done, &e, &s);
+  if (!rv) {
+    e.sigint.data = e.sigterm.data = s;
+    uv_run(&e.loop, UV_RUN_DEFAULT);
+    send_session_free(s);
   }
-  free(s->files);
-  walk_free(&s->wl);
-  ctrl_free(&s->ctl);
-  res->seconds = (double)(now() - s->t0) / 1e9;
-  rv = res->err;
-  free(s);
-  return rv;
+  engine_teardown(&e);
+  return res->err;
 }

@@ -1,0 +1,57 @@
+/*
+ * Internal interface between the transfer sessions (send.c, recv.c) and the
+ * engine that hosts them (engine.c): one libuv loop and one QUIC context
+ * can carry any number of outgoing sessions (client connections) and one
+ * receiver (server connections). engine.c installs QUIC callbacks that
+ * dispatch on the connection's role to the functions below.
+ */
+#ifndef SFTD_XFER_INT_H
+#define SFTD_XFER_INT_H
+
+#include <uv.h>
+
+#include "daemon/quic/quic.h"
+#include "daemon/sftd.h"
+
+struct sender;
+struct receiver;
+
+/* ---- outgoing sessions (send.c) ------------------------------------------ */
+
+typedef void (*send_done_fn)(struct sender *s, void *ud);
+
+/* Starts a session on |loop| and |q| (enumerates the paths, connects).
+ * |done| is called once when it is over (res filled); then call
+ * send_session_free. On an immediate error nothing is started, res says
+ * why and *out is NULL. |o| and |res| must outlive the session. */
+int send_session_start(uv_loop_t *loop, sftq_ctx *q,
+                       const struct sftd_send_opts *o, struct sftd_result *res,
+                       send_done_fn done, void *ud, struct sender **out);
+/* Cancels (done follows). */
+void send_session_cancel(struct sender *s);
+/* Releases the session after done: memory is freed once no thread-pool job
+ * refers to it any more (possibly later, from the loop). */
+void send_session_free(struct sender *s);
+
+int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]);
+void send_cb_connected(sftq_conn *c);
+void send_cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
+                         size_t len, int fin);
+void send_cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error);
+void send_cb_writable(sftq_conn *c);
+void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error);
+
+/* ---- the receiver (recv.c) ------------------------------------------------- */
+
+int recv_cb_verify(struct receiver *r, sftq_conn *c,
+                   const uint8_t fp[SFTQ_FP_LEN]);
+void recv_cb_connected(struct receiver *r, sftq_conn *c);
+void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid);
+void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
+                         const uint8_t *data, size_t len, int fin);
+void recv_cb_stream_close(struct receiver *r, sftq_conn *c, int64_t sid,
+                          uint64_t app_error);
+void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
+                    uint64_t app_error);
+
+#endif
