@@ -906,7 +906,8 @@ static void progress_tick(uv_timer_t *t) {
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
-  struct receiver *r = h->data;
+  struct engine *e = h->data;
+  struct receiver *r = e->recv;
   (void)signum;
   if (!r->res->err) {
     r->res->err = SFT_ERR_CANCELLED;
@@ -915,18 +916,16 @@ static void on_signal(uv_signal_t *h, int signum) {
   stop(r);
 }
 
-int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
+int recv_create(struct engine *e, const struct sftd_recv_opts *o,
+                struct sftd_result *res, struct receiver **out) {
   struct receiver *r;
-  struct engine e;
-  sftq_config cfg;
   uint16_t port = 0;
-  uint64_t t0 = now();
   int rv;
 
-  memset(res, 0, sizeof(*res));
+  *out = NULL;
   r = calloc(1, sizeof(*r));
   if (!r)
-    return SFT_ERR_NOMEM;
+    return res->err = SFT_ERR_NOMEM;
   r->o = o;
   r->res = res;
   r->root_fd = -1;
@@ -940,27 +939,22 @@ int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
     free(r);
     return rv;
   }
-  engine_init(&e, r, on_signal);
-  r->eng = &e;
-  r->loop = &e.loop;
-  uv_timer_init(r->loop, &r->timer);
-  uv_timer_init(r->loop, &r->ptimer);
-  r->timer.data = r->ptimer.data = r;
-  e.recv = r;
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.manual_rx_credit = 1;
-  cfg.copy_limit = 32u << 20;
-  rv = engine_quic(&e, o->node, o->cc, &cfg, res);
-  if (rv)
-    goto out;
-  rv = sftq_listen(e.q, o->listen_addr, o->listen_port, &port);
+  r->eng = e;
+  r->loop = &e->loop;
+  rv = sftq_listen(e->q, o->listen_addr, o->listen_port, &port);
   if (rv) {
     res->err = rv;
     snprintf(res->why, sizeof(res->why),
              "cannot listen on %s:%u: %s (is another receiver running there?)",
              o->listen_addr, o->listen_port, sft_strerror(rv));
-    goto out;
+    close(r->root_fd);
+    free(r);
+    return rv;
   }
+  uv_timer_init(r->loop, &r->timer);
+  uv_timer_init(r->loop, &r->ptimer);
+  r->timer.data = r->ptimer.data = r;
+  e->recv = r;
   {
     char text[300];
     struct sftd_event ev = {.type = SFTD_EV_LISTENING, .text = text,
@@ -971,14 +965,43 @@ int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
     emit(r, &ev);
   }
   uv_timer_start(&r->ptimer, progress_tick, 100, 100);
-  uv_run(r->loop, UV_RUN_DEFAULT);
+  *out = r;
+  return 0;
+}
 
-out:
-  r->stopping = 1;
-  engine_teardown(&e); /* drains jobs and handles */
+void recv_destroy(struct receiver *r) {
+  if (!r)
+    return;
   close(r->root_fd);
-  res->seconds = (double)(now() - t0) / 1e9;
-  rv = res->err;
   free(r);
-  return rv;
+}
+
+static void oneshot_signal(uv_signal_t *h, int signum) {
+  struct engine *e = h->data;
+  if (e->recv)
+    on_signal(&e->sigint, signum);
+  else
+    uv_stop(&e->loop);
+}
+
+int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
+  struct receiver *r = NULL;
+  struct engine e;
+  sftq_config cfg;
+  uint64_t t0 = now();
+
+  memset(res, 0, sizeof(*res));
+  engine_init(&e, &e, oneshot_signal);
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.manual_rx_credit = 1;
+  cfg.copy_limit = 32u << 20;
+  if (engine_quic(&e, o->node, o->cc, &cfg, res) == 0 &&
+      recv_create(&e, o, res, &r) == 0) {
+    uv_run(&e.loop, UV_RUN_DEFAULT);
+    r->stopping = 1;
+  }
+  engine_teardown(&e); /* drains jobs and handles */
+  recv_destroy(r);
+  res->seconds = (double)(now() - t0) / 1e9;
+  return res->err;
 }

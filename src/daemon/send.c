@@ -95,6 +95,7 @@ struct sender {
   uint64_t bytes_done_files;      /* bytes of finished files */
   uint8_t session_id[SFT_SESSION_ID_LEN];
   int connected, hello_ok, closing, conn_gone;
+  int paused;
   int tofu_new;
   uint64_t t0;
   char host[256];
@@ -293,7 +294,7 @@ static void job_free(struct sender *s, struct sjob *j) {
 
 /* Opens streams for read chunks while the transport lets us. */
 static void flush_sendq(struct sender *s) {
-  while (s->sq_head && !s->closing) {
+  while (s->sq_head && !s->closing && !s->paused) {
     struct sjob *j = s->sq_head;
     sftq_iov iov[2];
     int64_t sid;
@@ -553,6 +554,8 @@ static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
     return 0;
   }
   f->st = SF_ACTIVE;
+  if (s->paused)
+    sft_xsend_pause(f->xs, now());
   return 0;
 }
 
@@ -906,6 +909,28 @@ void send_session_free(struct sender *s) {
     return;
   }
   try_free(s);
+}
+
+int send_session_pause(struct sender *s) {
+  if (s->closing || s->paused)
+    return SFT_ERR_STATE;
+  s->paused = 1;
+  for (size_t i = 0; i < s->next_offer; i++)
+    if (s->files[i].st == SF_ACTIVE)
+      sft_xsend_pause(s->files[i].xs, now());
+  return 0;
+}
+
+int send_session_resume(struct sender *s) {
+  if (s->closing || !s->paused)
+    return SFT_ERR_STATE;
+  s->paused = 0;
+  for (size_t i = 0; i < s->next_offer; i++)
+    if (s->files[i].st == SF_ACTIVE)
+      sft_xsend_resume(s->files[i].xs, now());
+  flush_sendq(s);
+  pump(s);
+  return 0;
 }
 
 void send_session_cancel(struct sender *s) {

@@ -29,6 +29,11 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q,
                        send_done_fn done, void *ud, struct sender **out);
 /* Cancels (done follows). */
 void send_session_cancel(struct sender *s);
+/* Pause: no chunk is read or started any more (bytes already queued in the
+ * transport, at most a few MiB, still drain). Resume: continues where it
+ * stopped. Return SFT_ERR_STATE when not applicable. */
+int send_session_pause(struct sender *s);
+int send_session_resume(struct sender *s);
 /* Releases the session after done: memory is freed once no thread-pool job
  * refers to it any more (possibly later, from the loop). */
 void send_session_free(struct sender *s);
@@ -42,6 +47,16 @@ void send_cb_writable(sftq_conn *c);
 void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error);
 
 /* ---- the receiver (recv.c) ------------------------------------------------- */
+
+struct engine;
+
+/* Creates the receiver on |e| (e->q must exist): opens the download
+ * directory, listens on o->listen_addr:o->listen_port (reported with
+ * SFTD_EV_LISTENING) and sets e->recv. On error res says why. */
+int recv_create(struct engine *e, const struct sftd_recv_opts *o,
+                struct sftd_result *res, struct receiver **out);
+/* Frees it after the engine's teardown (handles closed, jobs drained). */
+void recv_destroy(struct receiver *r);
 
 int recv_cb_verify(struct receiver *r, sftq_conn *c,
                    const uint8_t fp[SFTQ_FP_LEN]);
