@@ -56,12 +56,15 @@ static void d_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error,
     recv_cb_stream_close(e->recv, c, sid, app_error);
 }
 
-/* Every byte of a chunk stream was acknowledged: the sender's buffer is
- * free (same as a close for the sender). */
+/* Every byte written on a stream was acknowledged: the sender's chunk buffer
+ * is free (same as a close for the sender); the receiver's last words
+ * (ERROR + FIN) were delivered. */
 static void d_stream_acked(sftq_conn *c, int64_t sid, void *ud) {
-  (void)ud;
+  struct engine *e = ud;
   if (!sftq_conn_is_server(c))
     send_cb_stream_close(c, sid, 0);
+  else if (e->recv)
+    recv_cb_stream_acked(e->recv, c, sid);
 }
 
 static void d_writable(sftq_conn *c, void *ud) {

@@ -61,6 +61,8 @@ struct rsess {
   size_t nfiles, cap;
   size_t dirs_pending; /* directories whose mode is applied at the end */
   int hello_ok, gone, failed;
+  int fail_code;          /* the ERROR sent; close once it is delivered */
+  uint64_t fail_deadline; /* ...or at this time, whichever comes first */
   uint64_t files_ok, files_failed, bytes_ok;
   char peer[SFTD_FP_TEXT_MAX];
 };
@@ -137,14 +139,29 @@ static void sess_fail(struct rsess *ss, int err, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(text, sizeof(text), fmt, ap);
   va_end(ap);
-  if (ss->ctl.sid >= 0)
-    ctrl_send_error(&ss->ctl, err, SFT_FILE_ID_ALL, "%s", text);
   emit(ss->r, &ev);
   if (!ss->r->res->err) {
     ss->r->res->err = err;
     snprintf(ss->r->res->why, sizeof(ss->r->res->why), "%s", text);
   }
+  /* Tell the peer why: ERROR then FIN on the control stream, and close the
+   * connection once that is acknowledged (recv_cb_stream_acked) or after
+   * two seconds (pump). Closing at once would drop the queued ERROR. */
+  if (ss->ctl.sid >= 0 &&
+      ctrl_send_error(&ss->ctl, err, SFT_FILE_ID_ALL, "%s", text) == 0 &&
+      sftq_stream_write(ss->c, ss->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
+    ss->fail_code = err;
+    ss->fail_deadline = now() + 2000000000ull;
+    return;
+  }
   sftq_conn_close(ss->c, (uint64_t)-err);
+}
+
+void recv_cb_stream_acked(struct receiver *r, sftq_conn *c, int64_t sid) {
+  struct rsess *ss = sftq_conn_user(c);
+  (void)r;
+  if (ss && ss->failed && !ss->gone && sid == ss->ctl.sid)
+    sftq_conn_close(c, (uint64_t)-ss->fail_code);
 }
 
 /* ---- files ---------------------------------------------------------------- */
@@ -599,10 +616,20 @@ static void pump(struct receiver *r) {
   uint64_t t = now(), next = UINT64_MAX;
   if (r->stopping)
     return;
-  for (struct rsess *ss = r->sessions; ss; ss = ss->next)
+  for (struct rsess *ss = r->sessions; ss; ss = ss->next) {
+    if (ss->failed && !ss->gone && ss->fail_deadline) {
+      if (ss->fail_deadline <= t) {
+        ss->fail_deadline = 0;
+        sftq_conn_close(ss->c, (uint64_t)-ss->fail_code);
+      } else if (ss->fail_deadline < next) {
+        next = ss->fail_deadline;
+      }
+      continue;
+    }
     for (size_t i = 0; i < ss->nfiles; i++)
       if (ss->files[i])
         pump_file(r, ss->files[i], t, &next);
+  }
   if (next != UINT64_MAX) {
     uint64_t ms = next > t ? (next - t + 999999) / 1000000 : 0;
     uv_timer_start(&r->timer, on_timer, ms, 0);
@@ -821,6 +848,11 @@ void recv_cb_stream_close(struct receiver *r, sftq_conn *c, int64_t sid,
     k->stream_gone = 1; /* a job owns it */
     return;
   }
+  /* A stream reset before its chunk was complete: give back the flow-control
+   * credit of the bytes it delivered, or the connection's window shrinks
+   * with every reset stream (a hostile sender could stall us). */
+  if (k->credit)
+    sftq_stream_consume(c, sid, k->credit);
   rchunk_free(k);
 }
 

@@ -66,6 +66,7 @@ void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
                          const uint8_t *data, size_t len, int fin);
 void recv_cb_stream_close(struct receiver *r, sftq_conn *c, int64_t sid,
                           uint64_t app_error);
+void recv_cb_stream_acked(struct receiver *r, sftq_conn *c, int64_t sid);
 void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
                     uint64_t app_error);
 

@@ -397,9 +397,11 @@ static void emulate_close(sftq_conn *c, sftq_stream *st, int64_t sid,
   if (!st || st->tx_dead) return; /* tx_dead marks "already closed" here */
   st->tx_dead = true;
   ngtcp2_conn_set_stream_user_data(c->q, sid, NULL);
-  stream_retire(c, st);
+  /* The application's close comes first, while sftq_stream_user() still
+   * finds the stream's pointer (it frees what hangs off it). */
   if (c->ctx->cfg.cb.stream_close)
     c->ctx->cfg.cb.stream_close(c, sid, app_error, c->ctx->cfg.user_data);
+  stream_retire(c, st);
   ngtcp2_conn_extend_max_streams_uni(c->q, 1);
 }
 
@@ -459,9 +461,11 @@ static int stream_close_cb(ngtcp2_conn *q, uint32_t flags, int64_t sid,
   if (!st && remote_uni(q, sid)) return 0; /* close was emulated */
   c->lost_closed += ngtcp2_conn_get_stream_loss_count(q, sid);
   if (!(flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET)) app_error = 0;
-  if (st) stream_retire(c, st);
+  /* Application first, so sftq_stream_user() still works in its callback. */
   if (c->ctx->cfg.cb.stream_close)
     c->ctx->cfg.cb.stream_close(c, sid, app_error, c->ctx->cfg.user_data);
+  st = smap_get(&c->streams, sid);
+  if (st) stream_retire(c, st);
   /* Peer-initiated: let the peer open another one. */
   if (!ngtcp2_conn_is_local_stream(q, sid)) {
     if (sid & 2) ngtcp2_conn_extend_max_streams_uni(q, 1);
