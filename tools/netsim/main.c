@@ -14,11 +14,21 @@
  *   sft-netsim blast --to ADDR:PORT [--size N] [--rate 100mbit] [--duration S]
  *       Sends datagrams of N bytes (paced at --rate, unpaced if omitted),
  *       counts replies; prints "sent=.. received=.. sent_pps=.. recv_pps=..".
+ *   sft-netsim link [--spec SPEC | --spec-file FILE] [--ns-a NAME]
+ *                   [--ns-b NAME] [--addr-a CIDR] [--addr-b CIDR] [--dev NAME]
+ *                   [--reuse] [--duration S] [--stats-json FILE]
+ *       TUN link between two network namespaces it creates (default sftA,
+ *       sftB; 10.77.0.1/30, 10.77.0.2/30; up = A -> B). Prints
+ *       "ready A=.. B=.." once forwarding; on SIGINT/SIGTERM or --duration
+ *       deletes the namespaces and prints "stats {json}". SIGUSR1/SIGHUP as
+ *       for proxy. Needs root and /dev/net/tun.
  *   sft-netsim check SPEC      parse SPEC, print it canonically.
  */
 #define _GNU_SOURCE 1
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +38,7 @@
 
 #include "netsim/proxy.h"
 #include "netsim/spec.h"
+#include "netsim/tun.h"
 #include "sft/err.h"
 
 static void usage(void) {
@@ -39,6 +50,11 @@ static void usage(void) {
           "       sft-netsim echo --listen ADDR:PORT [--sink] [--duration S]\n"
           "       sft-netsim blast --to ADDR:PORT [--size N] [--rate R] "
           "[--duration S]\n"
+          "       sft-netsim link [--spec SPEC | --spec-file FILE] "
+          "[--ns-a NAME] [--ns-b NAME]\n"
+          "                  [--addr-a CIDR] [--addr-b CIDR] [--dev NAME] "
+          "[--reuse]\n"
+          "                  [--duration S] [--stats-json FILE]\n"
           "       sft-netsim check SPEC\n");
 }
 
@@ -433,6 +449,165 @@ static int cmd_blast(int argc, char **argv) {
   return 0;
 }
 
+/* ---- link ---- */
+
+struct link_app {
+  struct netsim_link *l;
+  const char *spec_file, *stats_json;
+  uv_signal_t sig[4];
+  uv_timer_t dur;
+  bool stopping;
+  char js[2048]; /* final stats */
+};
+
+static void link_stop(struct link_app *a) {
+  if (a->stopping)
+    return;
+  a->stopping = true;
+  struct netsim_link_stats st;
+  char *js = a->js;
+  netsim_link_get_stats(a->l, &st);
+  netsim_link_stats_json(&st, js, sizeof(a->js));
+  if (a->stats_json) {
+    FILE *f = fopen(a->stats_json, "w");
+    if (f) {
+      fprintf(f, "%s\n", js);
+      fclose(f);
+    } else {
+      fprintf(stderr, "sft-netsim: %s: %s\n", a->stats_json, strerror(errno));
+    }
+  }
+  for (int i = 0; i < 4; i++)
+    uv_close((uv_handle_t *)&a->sig[i], NULL);
+  uv_close((uv_handle_t *)&a->dur, NULL);
+  /* the namespaces are deleted from the close callbacks; "stats" is
+   * printed once they are gone (cmd_link, after uv_run) */
+  netsim_link_close(a->l, NULL, NULL);
+}
+
+static void on_link_signal(uv_signal_t *h, int signum) {
+  struct link_app *a = h->data;
+  if (signum == SIGUSR1) {
+    bool on = !netsim_link_blackhole(a->l);
+    netsim_link_set_blackhole(a->l, on);
+    fprintf(stderr, "sft-netsim: black hole %s\n", on ? "on" : "off");
+    return;
+  }
+  if (signum == SIGHUP) {
+    struct netsim_spec s;
+    char txt[NETSIM_SPEC_FMT_MAX];
+    if (a->spec_file && read_spec_file(a->spec_file, &s) == 0) {
+      netsim_link_set_spec(a->l, &s);
+      netsim_spec_format(&s, txt, sizeof(txt));
+      fprintf(stderr, "sft-netsim: spec now \"%s\"\n", txt);
+    }
+    return;
+  }
+  link_stop(a);
+}
+
+static void on_link_duration(uv_timer_t *t) { link_stop(t->data); }
+
+static int copy_name(char *dst, size_t cap, const char *v) {
+  if (strlen(v) >= cap) {
+    fprintf(stderr, "sft-netsim: name too long: %s\n", v);
+    return 2;
+  }
+  strcpy(dst, v);
+  return 0;
+}
+
+static int cmd_link(int argc, char **argv) {
+  struct netsim_link_cfg cfg;
+  struct link_app a;
+  const char *spec = NULL;
+  double duration = 0;
+  memset(&a, 0, sizeof(a));
+  netsim_link_cfg_default(&cfg);
+  for (int i = 1; i < argc; i++) {
+    const char *o = argv[i];
+    if (strcmp(o, "--reuse") == 0) {
+      cfg.reuse = true;
+      continue;
+    }
+    const char *v = i + 1 < argc ? argv[++i] : NULL;
+    int bad = !v;
+    if (bad)
+      ;
+    else if (strcmp(o, "--spec") == 0)
+      spec = v;
+    else if (strcmp(o, "--spec-file") == 0)
+      a.spec_file = v;
+    else if (strcmp(o, "--stats-json") == 0)
+      a.stats_json = v;
+    else if (strcmp(o, "--duration") == 0)
+      duration = parse_seconds(v);
+    else if (strcmp(o, "--ns-a") == 0)
+      bad = copy_name(cfg.ns_a, sizeof(cfg.ns_a), v);
+    else if (strcmp(o, "--ns-b") == 0)
+      bad = copy_name(cfg.ns_b, sizeof(cfg.ns_b), v);
+    else if (strcmp(o, "--dev") == 0)
+      bad = copy_name(cfg.dev, sizeof(cfg.dev), v);
+    else if (strcmp(o, "--addr-a") == 0)
+      bad = netsim_cidr_parse(v, &cfg.addr_a, &cfg.prefix_a) != 0;
+    else if (strcmp(o, "--addr-b") == 0)
+      bad = netsim_cidr_parse(v, &cfg.addr_b, &cfg.prefix_b) != 0;
+    else
+      bad = 1;
+    if (bad) {
+      usage();
+      return 2;
+    }
+  }
+  if (spec && a.spec_file) {
+    usage();
+    return 2;
+  }
+  if ((spec && parse_spec_str(spec, &cfg.spec)) ||
+      (a.spec_file && read_spec_file(a.spec_file, &cfg.spec)))
+    return 2;
+  /* A signal during setup must not kill us with namespaces in place: hold
+   * the stop signals until libuv's handlers are installed (then a pending
+   * one stops the link at once). A closed stdout must not kill us either. */
+  sigset_t hold, old;
+  sigemptyset(&hold);
+  sigaddset(&hold, SIGINT);
+  sigaddset(&hold, SIGTERM);
+  sigaddset(&hold, SIGHUP);
+  sigaddset(&hold, SIGUSR1);
+  signal(SIGPIPE, SIG_IGN);
+  sigprocmask(SIG_BLOCK, &hold, &old);
+  uv_loop_t *loop = uv_default_loop();
+  char err[512];
+  int rv = netsim_link_new(&a.l, loop, &cfg, err, sizeof(err));
+  if (rv) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    fprintf(stderr, "sft-netsim: link: %s: %s\n", sft_strerror(rv), err);
+    return rv == SFT_ERR_UNSUPPORTED ? 3 : 1;
+  }
+  static const int sigs[4] = {SIGINT, SIGTERM, SIGUSR1, SIGHUP};
+  for (int i = 0; i < 4; i++) {
+    uv_signal_init(loop, &a.sig[i]);
+    a.sig[i].data = &a;
+    uv_signal_start(&a.sig[i], on_link_signal, sigs[i]);
+  }
+  uv_timer_init(loop, &a.dur);
+  a.dur.data = &a;
+  if (duration > 0)
+    uv_timer_start(&a.dur, on_link_duration, (uint64_t)(duration * 1000), 0);
+  char ha[INET_ADDRSTRLEN], hb[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &cfg.addr_a, ha, sizeof(ha));
+  inet_ntop(AF_INET, &cfg.addr_b, hb, sizeof(hb));
+  printf("ready A=%s B=%s\n", ha, hb);
+  fflush(stdout);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  printf("stats %s\n", a.js);
+  fflush(stdout);
+  uv_loop_close(loop);
+  return 0;
+}
+
 static int cmd_check(int argc, char **argv) {
   struct netsim_spec s;
   char out[NETSIM_SPEC_FMT_MAX];
@@ -460,6 +635,8 @@ int main(int argc, char **argv) {
     return cmd_blast(argc - 1, argv + 1);
   if (strcmp(argv[1], "check") == 0)
     return cmd_check(argc - 1, argv + 1);
+  if (strcmp(argv[1], "link") == 0)
+    return cmd_link(argc - 1, argv + 1);
   usage();
   return 2;
 }
