@@ -31,6 +31,12 @@ int cmd_send_main(int argc, char **argv);
 int cmd_recv_main(int argc, char **argv);
 int cmd_id_main(int argc, char **argv);
 int cmd_trust_main(int argc, char **argv);
+int cmd_daemon_main(int argc, char **argv);
+int cmd_ls_main(int argc, char **argv);
+int cmd_status_main(int argc, char **argv);
+int cmd_pause_main(int argc, char **argv);
+int cmd_resume_main(int argc, char **argv);
+int cmd_cancel_main(int argc, char **argv);
 int cmd_hash_main(int argc, char **argv);
 
 #endif /* SFT_CLI_H */

@@ -2,13 +2,16 @@
  * sft send / sft recv / sft id / sft trust: the one-shot transfer commands,
  * on top of the daemon's public API (daemon/sftd.h).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "apiclient.h"
 #include "cli.h"
 #include "daemon/sftd.h"
 #include "progress.h"
@@ -260,7 +263,12 @@ static void send_usage(FILE *f) {
           "  --json             one JSON event per line on stdout\n"
           "  --data-dir DIR     node identity and trust files (default "
           "$SFT_DATA_DIR\n"
-          "                     or ~/.local/share/sft)\n");
+          "                     or ~/.local/share/sft)\n"
+          "  --no-daemon        send from this process even if `sft daemon` "
+          "runs\n"
+          "  --api HOST:PORT    the daemon's API (default 127.0.0.1:8080)\n"
+          "When a daemon with this data directory is running, it takes the "
+          "transfer.\n");
 }
 
 int cmd_send_main(int argc, char **argv) {
@@ -271,9 +279,13 @@ int cmd_send_main(int argc, char **argv) {
       {"cc", required_argument, 0, 'C'},
       {"json", no_argument, 0, 'j'},
       {"data-dir", required_argument, 0, 'd'},
+      {"no-daemon", no_argument, 0, 'N'},
+      {"api", required_argument, 0, 'A'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   struct sftd_send_opts o;
+  int no_daemon = 0;
+  const char *api_addr = NULL, *peer_id_text = NULL, *prio_text = "normal";
   struct sftd_node node;
   struct sftd_result res;
   struct ui u;
@@ -298,6 +310,7 @@ int cmd_send_main(int argc, char **argv) {
         return SFT_EXIT_USAGE;
       }
       o.peer_fp = peer_fp;
+      peer_id_text = optarg;
       break;
     case 'P':
       if (!strcmp(optarg, "critical"))
@@ -311,6 +324,7 @@ int cmd_send_main(int argc, char **argv) {
                   optarg);
         return SFT_EXIT_USAGE;
       }
+      prio_text = optarg;
       break;
     case 'c': {
       unsigned long long v;
@@ -331,6 +345,12 @@ int cmd_send_main(int argc, char **argv) {
     case 'd':
       data_dir = optarg;
       break;
+    case 'N':
+      no_daemon = 1;
+      break;
+    case 'A':
+      api_addr = optarg;
+      break;
     case 'h':
       send_usage(stdout);
       return SFT_EXIT_OK;
@@ -350,6 +370,41 @@ int cmd_send_main(int argc, char **argv) {
               "e.g. 192.0.2.7:5000)",
               argv[argc - 1]);
     return SFT_EXIT_USAGE;
+  }
+  if (!no_daemon) {
+    /* A running daemon (its API answering, its token readable) takes the
+     * transfer: it survives this command, and shares the link by priority
+     * with the daemon's other transfers. */
+    struct api a;
+    if (api_init(&a, api_addr, data_dir) == 0 && api_alive(&a)) {
+      json_t *req = json_object(), *paths = json_array();
+      int rc;
+      for (int i = optind; i < argc - 1; i++) {
+        char *rp = realpath(argv[i], NULL);
+        if (!rp) {
+          cli_error("%s: %s", argv[i], strerror(errno));
+          json_decref(req);
+          json_decref(paths);
+          return SFT_EXIT_FAILURE;
+        }
+        json_array_append_new(paths, json_string(rp));
+        free(rp);
+      }
+      json_object_set_new(req, "paths", paths);
+      json_object_set_new(req, "peer", json_string(argv[argc - 1]));
+      json_object_set_new(req, "priority", json_string(prio_text));
+      if (peer_id_text)
+        json_object_set_new(req, "peer_id", json_string(peer_id_text));
+      if (o.chunk_size)
+        json_object_set_new(req, "chunk_size", json_integer(o.chunk_size));
+      rc = cli_send_via_daemon(&a, req, json);
+      json_decref(req);
+      return rc;
+    }
+    if (api_addr) {
+      cli_error("%s", a.why[0] ? a.why : "the daemon does not answer");
+      return SFT_EXIT_NETWORK;
+    }
   }
   if (load_node(data_dir, &node))
     return SFT_EXIT_FAILURE;

@@ -19,6 +19,12 @@ static const struct subcommand subcommands[] = {
     {"recv", cmd_recv_main, "receive files into a directory"},
     {"id", cmd_id_main, "print this node's identity (SFT1-...)"},
     {"trust", cmd_trust_main, "let a sender's identity send to this node"},
+    {"daemon", cmd_daemon_main, "run as a service: receive, send, REST API"},
+    {"ls", cmd_ls_main, "list the daemon's transfers"},
+    {"status", cmd_status_main, "show one transfer of the daemon"},
+    {"pause", cmd_pause_main, "pause a transfer of the daemon"},
+    {"resume", cmd_resume_main, "resume a paused transfer"},
+    {"cancel", cmd_cancel_main, "cancel a transfer of the daemon"},
     {"hash", cmd_hash_main, "hash files as b3sum does; --chunks: the sft root"},
     {"version", cmd_version_main, "print sft's version"},
 };

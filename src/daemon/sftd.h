@@ -146,4 +146,21 @@ struct sftd_recv_opts {
  * received and verified. */
 int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res);
 
+/* ---- the daemon -------------------------------------------------------- */
+
+struct sftd_daemon_opts {
+  const char *config_path;  /* INI file, or NULL */
+  const char *const *sets;  /* "section.key=value" overrides */
+  size_t nsets;
+  char *const *envp;        /* environment for SFT_<SECTION>_<KEY> */
+  const char *data_dir;     /* --data-dir, or NULL */
+  int print_config;         /* print the effective configuration and exit */
+};
+
+/* Runs the daemon until SIGINT/SIGTERM. Returns 0, or an error with |why|:
+ * SFT_ERR_INVAL for a bad configuration (the message names the file, line
+ * and reason), others for start-up failures. */
+int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
+                    size_t whylen);
+
 #endif /* SFTD_H */

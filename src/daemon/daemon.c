@@ -1,0 +1,732 @@
+/*
+ * `sft daemon`: one long-running process that receives (QUIC listener),
+ * sends on request, and serves the REST control API, all on one libuv loop.
+ *
+ *   configuration   config.c (file < SFT_<SECTION>_<KEY> < --set flags)
+ *   identity        node.c (data directory, key, trust files)
+ *   transfers       engine.c + send.c / recv.c (sessions on one QUIC context)
+ *   sessions        store/ (SQLite): each outgoing transfer is recorded with
+ *                   durable milestones (created, completed, failed, cancelled)
+ *   API             api/http.c (libwebsockets on this loop, bearer token)
+ *
+ * Routes: docs/internals/daemon.md. Not yet: resume of interrupted transfers
+ * after a restart (they are recorded as failed with reason "interrupted"),
+ * incoming sessions in the store, the priority scheduler across transfers.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "daemon/api/http.h"
+#include "daemon/clock.h"
+#include "daemon/config.h"
+#include "daemon/engine.h"
+#include "daemon/sftd.h"
+#include "daemon/store/store.h"
+#include "daemon/xfer_int.h"
+#include "sft/hash.h"
+#include "sft/xfer.h"
+
+#define MAX_XFERS 4096      /* transfers kept in memory (live + recent) */
+#define MAX_PATHS 1024      /* paths in one send request */
+
+struct daemon;
+
+/* One outgoing transfer requested through the API. */
+struct dxfer {
+  struct daemon *d;
+  uint8_t id[SFT_SESSION_ID_LEN];
+  char id_hex[2 * SFT_SESSION_ID_LEN + 1];
+  char peer[300];          /* host:port as given */
+  char host[300];          /* its host part */
+  char **paths;
+  size_t npaths;
+  struct sftd_send_opts opts;
+  struct sftd_result res;
+  struct sender *s;
+  int state;               /* enum sft_xfer_state */
+  int paused;
+  struct sftd_progress p;  /* last progress snapshot */
+  uint64_t created_ns;
+  uint8_t peer_fp[SFTD_FP_LEN];
+  int have_peer_fp;
+};
+
+struct daemon {
+  struct engine e;
+  struct sftd_config cfg;
+  struct sftd_node node;
+  struct sftd_store *store;
+  struct receiver *recv;
+  struct sftd_recv_opts ropts;
+  struct sftd_result rres;
+  sftd_http *http;
+  char token[128];
+  char download_dir[4096];
+  char listen_host[256];
+  struct dxfer *x[MAX_XFERS];
+  size_t nx;
+  uint64_t recv_files, recv_bytes;
+  int stopping;
+  uint64_t started_ns;
+};
+
+static void log_line(struct daemon *d, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void log_line(struct daemon *d, int level, const char *fmt, ...) {
+  static const char *names[] = {"error", "warn", "info", "debug"};
+  va_list ap;
+  if (level > (int)d->cfg.log_level)
+    return;
+  fprintf(stderr, "sft-daemon %s: ", names[level < 4 ? level : 3]);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+static const char *prio_name(int p) {
+  return p == 0 ? "critical" : p == 1 ? "high" : "normal";
+}
+
+/* ---- persistence of outgoing transfers ----------------------------------- */
+
+static void store_save(struct dxfer *x, int milestone) {
+  struct sftd_store_session ss;
+  struct daemon *d = x->d;
+  int rv;
+  if (!d->store)
+    return;
+  memset(&ss, 0, sizeof(ss));
+  memcpy(ss.id, x->id, sizeof(ss.id));
+  ss.direction = SFTD_DIR_SEND;
+  if (x->have_peer_fp)
+    memcpy(ss.peer_fp, x->peer_fp, sizeof(ss.peer_fp));
+  snprintf(ss.peer_addr, sizeof(ss.peer_addr), "%s", x->peer);
+  ss.priority = (int)x->opts.priority;
+  ss.state = x->state;
+  ss.error_code = x->res.err;
+  if (x->res.err)
+    snprintf(ss.error_text, sizeof(ss.error_text), "%s", x->res.why);
+  ss.created_ns = x->created_ns;
+  ss.updated_ns = sftd_wall_ns();
+  ss.bytes_total = x->p.bytes_total;
+  ss.bytes_done = x->p.bytes_done;
+  rv = sftd_store_save_session(d->store, &ss,
+                               milestone ? SFTD_STORE_SYNC_FULL : 0);
+  if (rv)
+    log_line(d, 1, "cannot record transfer %s: %s", x->id_hex,
+             sft_strerror(rv));
+}
+
+/* ---- transfer events -------------------------------------------------------- */
+
+static void on_send_event(const struct sftd_event *ev, void *ud) {
+  struct dxfer *x = ud;
+  switch (ev->type) {
+  case SFTD_EV_PROGRESS:
+    x->p = ev->p;
+    if (x->state == SFT_XS_PREPARING && ev->p.bytes_done)
+      x->state = SFT_XS_TRANSFERRING;
+    break;
+  case SFTD_EV_CONNECTED:
+    if (x->state == SFT_XS_PREPARING)
+      x->state = x->paused ? SFT_XS_PAUSED : SFT_XS_TRANSFERRING;
+    break;
+  case SFTD_EV_FILE_FAILED:
+    log_line(x->d, 1, "transfer %s: %s: %s", x->id_hex, ev->name,
+             ev->text ? ev->text : "");
+    break;
+  case SFTD_EV_WARN:
+    log_line(x->d, 1, "transfer %s: %s", x->id_hex, ev->text);
+    break;
+  default:
+    break;
+  }
+}
+
+static void on_send_done(struct sender *s, void *ud) {
+  struct dxfer *x = ud;
+  (void)s;
+  x->state = x->res.err ? SFT_XS_FAILED : SFT_XS_COMPLETED;
+  if (!x->res.err)
+    x->p.bytes_done = x->p.bytes_total;
+  log_line(x->d, 2, "transfer %s to %s %s%s%s", x->id_hex, x->peer,
+           x->res.err ? "failed: " : "completed",
+           x->res.err ? x->res.why : "", "");
+  store_save(x, 1);
+  send_session_free(x->s);
+  x->s = NULL;
+}
+
+static void on_recv_event(const struct sftd_event *ev, void *ud) {
+  struct daemon *d = ud;
+  switch (ev->type) {
+  case SFTD_EV_FILE_DONE:
+    d->recv_files++;
+    d->recv_bytes += ev->size;
+    log_line(d, 2, "received %s (%" PRIu64 " bytes)", ev->name, ev->size);
+    break;
+  case SFTD_EV_FILE_FAILED:
+    log_line(d, 1, "receiving %s failed: %s", ev->name,
+             ev->text ? ev->text : "");
+    break;
+  case SFTD_EV_REFUSED_PEER:
+    log_line(d, 1,
+             "refused a connection from %s: not in trusted_peers (sft trust "
+             "%s)",
+             ev->text, ev->text);
+    break;
+  case SFTD_EV_LISTENING:
+    log_line(d, 2, "receiving on %s into %s", ev->text, d->download_dir);
+    break;
+  case SFTD_EV_WARN:
+    log_line(d, 1, "%s", ev->text);
+    break;
+  default:
+    break;
+  }
+}
+
+/* ---- JSON views ---------------------------------------------------------------- */
+
+static const char *state_name(int st) {
+  return sft_xfer_state_name((enum sft_xfer_state)st);
+}
+
+static json_t *xfer_progress_json(const struct dxfer *x) {
+  double pct = x->p.bytes_total
+                   ? 100.0 * (double)x->p.bytes_done / (double)x->p.bytes_total
+                   : (x->state == SFT_XS_COMPLETED ? 100.0 : 0.0);
+  return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}",
+                   "id", x->id_hex, "state", state_name(x->state),
+                   "bytes_done", (json_int_t)x->p.bytes_done, "bytes_total",
+                   (json_int_t)x->p.bytes_total, "chunks_done",
+                   (json_int_t)x->p.chunks_done, "chunks_total",
+                   (json_int_t)x->p.chunks_total, "files_done",
+                   (json_int_t)x->p.files_done, "files_total",
+                   (json_int_t)x->p.files_total, "percent", pct, "rtt_ms",
+                   x->p.rtt_ms);
+}
+
+static json_t *xfer_json(const struct dxfer *x) {
+  json_t *o = xfer_progress_json(x);
+  json_t *paths = json_array();
+  for (size_t i = 0; i < x->npaths; i++)
+    json_array_append_new(paths, json_string(x->paths[i]));
+  json_object_set_new(o, "direction", json_string("send"));
+  json_object_set_new(o, "peer", json_string(x->peer));
+  json_object_set_new(o, "peer_id", json_string(x->res.peer_fp_text));
+  json_object_set_new(o, "priority",
+                      json_string(prio_name((int)x->opts.priority)));
+  json_object_set_new(o, "paths", paths);
+  json_object_set_new(o, "files_ok", json_integer((json_int_t)x->res.files_ok));
+  json_object_set_new(o, "files_failed",
+                      json_integer((json_int_t)(x->res.files_failed +
+                                                x->res.files_refused)));
+  json_object_set_new(o, "chunks_sent",
+                      json_integer((json_int_t)x->res.chunks_sent));
+  json_object_set_new(o, "chunks_resent",
+                      json_integer((json_int_t)x->res.chunks_resent));
+  if (x->res.err)
+    json_object_set_new(o, "error", json_pack("{s:s, s:s}", "code",
+                                              sft_err_name(x->res.err),
+                                              "message", x->res.why));
+  return o;
+}
+
+/* ---- routes ---------------------------------------------------------------------- */
+
+static struct dxfer *find(struct daemon *d, const char *id) {
+  for (size_t i = 0; i < d->nx; i++)
+    if (!strcmp(d->x[i]->id_hex, id))
+      return d->x[i];
+  return NULL;
+}
+
+static struct dxfer *lookup(struct daemon *d, const struct sftd_http_req *req,
+                            struct sftd_http_resp *resp) {
+  const char *id = sftd_http_param(req, "id");
+  struct dxfer *x = id ? find(d, id) : NULL;
+  if (!x)
+    sftd_http_resp_error(resp, 404, "not_found", "no transfer with id '%s'",
+                         id ? id : "");
+  return x;
+}
+
+static int h_health(const struct sftd_http_req *req,
+                    struct sftd_http_resp *resp, void *ud) {
+  struct daemon *d = ud;
+  (void)req;
+  sftd_http_resp_json(resp, 200,
+                      json_pack("{s:s, s:s, s:f}", "status", "ok", "node",
+                                d->node.fp_text, "uptime_s",
+                                (double)(sftd_now_ns() - d->started_ns) / 1e9));
+  return SFTD_HTTP_DONE;
+}
+
+static void free_xfer(struct dxfer *x) {
+  for (size_t i = 0; i < x->npaths; i++)
+    free(x->paths[i]);
+  free(x->paths);
+  free(x);
+}
+
+/* Duplicate prevention: the same paths to the same peer while a transfer
+ * with them is still running returns that transfer. */
+static struct dxfer *find_duplicate(struct daemon *d, const char *peer,
+                                    json_t *paths) {
+  for (size_t i = 0; i < d->nx; i++) {
+    struct dxfer *x = d->x[i];
+    if (sft_xfer_state_terminal((enum sft_xfer_state)x->state) ||
+        strcmp(x->peer, peer) || x->npaths != json_array_size(paths))
+      continue;
+    size_t k = 0;
+    for (; k < x->npaths; k++)
+      if (strcmp(x->paths[k], json_string_value(json_array_get(paths, k))))
+        break;
+    if (k == x->npaths)
+      return x;
+  }
+  return NULL;
+}
+
+static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
+                  void *ud) {
+  static const struct sftd_http_field fields[] = {
+      {"paths", SFTD_F_ARRAY, 1, 1, MAX_PATHS},
+      {"peer", SFTD_F_STRING, 1, 3, 280},
+      {"peer_id", SFTD_F_STRING, 0, 1, 128},
+      {"priority", SFTD_F_STRING, 0, 1, 16},
+      {"chunk_size", SFTD_F_INT, 0, 4096, 16 << 20},
+  };
+  struct daemon *d = ud;
+  struct dxfer *x, *dup;
+  json_t *paths, *v;
+  const char *peer, *colon;
+  char *end;
+  unsigned long port;
+  size_t i;
+  int rv;
+
+  if (sftd_http_validate(resp, req->body, fields, 5))
+    return SFTD_HTTP_DONE;
+  paths = json_object_get(req->body, "paths");
+  json_array_foreach(paths, i, v) {
+    if (!json_is_string(v) || !json_string_length(v) ||
+        json_string_length(v) >= 4096) {
+      sftd_http_resp_error(resp, 400, "invalid_field",
+                           "paths[%zu] must be a non-empty path string", i);
+      return SFTD_HTTP_DONE;
+    }
+    if (json_string_value(v)[0] != '/') {
+      sftd_http_resp_error(resp, 400, "invalid_field",
+                           "paths[%zu] must be an absolute path (the daemon "
+                           "does not share your working directory)",
+                           i);
+      return SFTD_HTTP_DONE;
+    }
+  }
+  peer = json_string_value(json_object_get(req->body, "peer"));
+  colon = strrchr(peer, ':');
+  port = colon ? strtoul(colon + 1, &end, 10) : 0;
+  if (!colon || colon == peer || !colon[1] || *end || port == 0 ||
+      port > 65535) {
+    sftd_http_resp_error(resp, 400, "invalid_field",
+                         "peer must be HOST:PORT, not '%s'", peer);
+    return SFTD_HTTP_DONE;
+  }
+  if ((dup = find_duplicate(d, peer, paths))) {
+    json_t *o = xfer_json(dup);
+    json_object_set_new(o, "duplicate", json_true());
+    sftd_http_resp_json(resp, 200, o);
+    return SFTD_HTTP_DONE;
+  }
+  if (d->nx == MAX_XFERS) {
+    sftd_http_resp_error(resp, 503, "busy", "too many transfers in memory");
+    return SFTD_HTTP_DONE;
+  }
+  x = calloc(1, sizeof(*x));
+  if (!x || !(x->paths = calloc(json_array_size(paths), sizeof(char *)))) {
+    free(x);
+    sftd_http_resp_error(resp, 500, "nomem", "out of memory");
+    return SFTD_HTTP_DONE;
+  }
+  x->d = d;
+  x->npaths = json_array_size(paths);
+  json_array_foreach(paths, i, v) x->paths[i] = strdup(json_string_value(v));
+  snprintf(x->peer, sizeof(x->peer), "%s", peer);
+  snprintf(x->host, sizeof(x->host), "%.*s", (int)(colon - peer), peer);
+  x->opts.port = (uint16_t)port;
+  x->opts.host = x->host;
+  x->opts.priority = SFTD_PRIO_NORMAL;
+  if ((v = json_object_get(req->body, "priority"))) {
+    const char *p = json_string_value(v);
+    if (!strcmp(p, "critical"))
+      x->opts.priority = SFTD_PRIO_CRITICAL;
+    else if (!strcmp(p, "high"))
+      x->opts.priority = SFTD_PRIO_HIGH;
+    else if (strcmp(p, "normal")) {
+      free_xfer(x);
+      sftd_http_resp_error(resp, 400, "invalid_field",
+                           "priority must be critical, high or normal");
+      return SFTD_HTTP_DONE;
+    }
+  }
+  if ((v = json_object_get(req->body, "peer_id"))) {
+    const char *t = json_string_value(v);
+    if (sftd_fp_parse(t, strlen(t), x->peer_fp)) {
+      free_xfer(x);
+      sftd_http_resp_error(resp, 400, "invalid_field",
+                           "peer_id is not a valid identity (SFT1-...)");
+      return SFTD_HTTP_DONE;
+    }
+    x->have_peer_fp = 1;
+    x->opts.peer_fp = x->peer_fp;
+  }
+  if ((v = json_object_get(req->body, "chunk_size")))
+    x->opts.chunk_size = (uint32_t)json_integer_value(v);
+  else
+    x->opts.chunk_size = d->cfg.chunk_size;
+  x->opts.node = &d->node;
+  x->opts.paths = (const char *const *)x->paths;
+  x->opts.npaths = x->npaths;
+  x->opts.on_event = on_send_event;
+  x->opts.ud = x;
+  x->created_ns = sftd_wall_ns();
+  x->state = SFT_XS_PREPARING;
+  rv = send_session_start(&d->e.loop, d->e.q, &x->opts, &x->res, on_send_done,
+                          x, &x->s);
+  if (rv) {
+    int status = rv == SFT_ERR_NOT_FOUND || rv == SFT_ERR_UNSUPPORTED ? 400
+                                                                       : 500;
+    sftd_http_resp_error(resp, status,
+                         rv == SFT_ERR_NOT_FOUND ? "not_found" : "send_failed",
+                         "%s", x->res.why);
+    free_xfer(x);
+    return SFTD_HTTP_DONE;
+  }
+  if (getrandom(x->id, sizeof(x->id), 0) != (ssize_t)sizeof(x->id))
+    memset(x->id, 0, sizeof(x->id));
+  sft_hex(x->id, sizeof(x->id), x->id_hex);
+  d->x[d->nx++] = x;
+  store_save(x, 1);
+  log_line(d, 2, "transfer %s: %zu path(s) to %s (%s)", x->id_hex, x->npaths,
+           x->peer, prio_name((int)x->opts.priority));
+  sftd_http_resp_json(resp, 202, xfer_json(x));
+  return SFTD_HTTP_DONE;
+}
+
+static int h_get(const struct sftd_http_req *req, struct sftd_http_resp *resp,
+                 void *ud) {
+  struct dxfer *x = lookup(ud, req, resp);
+  if (x)
+    sftd_http_resp_json(resp, 200, xfer_json(x));
+  return SFTD_HTTP_DONE;
+}
+
+static int h_progress(const struct sftd_http_req *req,
+                      struct sftd_http_resp *resp, void *ud) {
+  struct dxfer *x = lookup(ud, req, resp);
+  if (x)
+    sftd_http_resp_json(resp, 200, xfer_progress_json(x));
+  return SFTD_HTTP_DONE;
+}
+
+static int h_action(const struct sftd_http_req *req,
+                    struct sftd_http_resp *resp, void *ud, int what) {
+  struct dxfer *x = lookup(ud, req, resp);
+  int rv = 0;
+  if (!x)
+    return SFTD_HTTP_DONE;
+  if (sft_xfer_state_terminal((enum sft_xfer_state)x->state) || !x->s) {
+    sftd_http_resp_error(resp, 409, "conflict", "transfer %s is already %s",
+                         x->id_hex, state_name(x->state));
+    return SFTD_HTTP_DONE;
+  }
+  if (what == 0) {
+    rv = send_session_pause(x->s);
+    if (!rv) {
+      x->paused = 1;
+      x->state = SFT_XS_PAUSED;
+    }
+  } else if (what == 1) {
+    rv = send_session_resume(x->s);
+    if (!rv) {
+      x->paused = 0;
+      x->state = SFT_XS_TRANSFERRING;
+    }
+  } else {
+    send_session_cancel(x->s);
+  }
+  if (rv) {
+    sftd_http_resp_error(resp, 409, "conflict", "transfer %s is %s",
+                         x->id_hex, state_name(x->state));
+    return SFTD_HTTP_DONE;
+  }
+  store_save(x, 0);
+  sftd_http_resp_json(resp, 200, xfer_json(x));
+  return SFTD_HTTP_DONE;
+}
+
+static int h_pause(const struct sftd_http_req *r, struct sftd_http_resp *p,
+                   void *ud) {
+  return h_action(r, p, ud, 0);
+}
+static int h_resume(const struct sftd_http_req *r, struct sftd_http_resp *p,
+                    void *ud) {
+  return h_action(r, p, ud, 1);
+}
+static int h_cancel(const struct sftd_http_req *r, struct sftd_http_resp *p,
+                    void *ud) {
+  return h_action(r, p, ud, 2);
+}
+
+static int h_sessions(const struct sftd_http_req *req,
+                      struct sftd_http_resp *resp, void *ud) {
+  struct daemon *d = ud;
+  const char *status = sftd_http_query(req, "status");
+  json_t *arr = json_array();
+  for (size_t i = d->nx; i-- > 0;) {
+    struct dxfer *x = d->x[i];
+    if (status && strcasecmp(status, state_name(x->state)))
+      continue;
+    json_array_append_new(arr, xfer_json(x));
+  }
+  sftd_http_resp_json(resp, 200, json_pack("{s:o}", "sessions", arr));
+  return SFTD_HTTP_DONE;
+}
+
+static int h_metrics(const struct sftd_http_req *req,
+                     struct sftd_http_resp *resp, void *ud) {
+  struct daemon *d = ud;
+  json_t *classes = json_object();
+  uint64_t active = 0, sent_chunks = 0, bytes = 0;
+  static const char *names[] = {"critical", "high", "normal"};
+  uint64_t per[3] = {0, 0, 0};
+  (void)req;
+  for (size_t i = 0; i < d->nx; i++) {
+    struct dxfer *x = d->x[i];
+    if (!sft_xfer_state_terminal((enum sft_xfer_state)x->state)) {
+      active++;
+      per[x->opts.priority]++;
+    }
+    sent_chunks += x->res.chunks_sent;
+    bytes += x->p.bytes_done;
+  }
+  for (int c = 0; c < 3; c++)
+    json_object_set_new(classes, names[c],
+                        json_pack("{s:I}", "active", (json_int_t)per[c]));
+  sftd_http_resp_json(
+      resp, 200,
+      json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "active_sessions",
+                (json_int_t)active, "chunks_sent_total",
+                (json_int_t)sent_chunks, "bytes_sent_total", (json_int_t)bytes,
+                "files_received_total", (json_int_t)d->recv_files,
+                "bytes_received_total", (json_int_t)d->recv_bytes, "classes",
+                classes));
+  return SFTD_HTTP_DONE;
+}
+
+/* ---- start-up and shutdown ------------------------------------------------------ */
+
+static void on_signal(uv_signal_t *h, int signum) {
+  struct daemon *d = h->data;
+  log_line(d, 2, "signal %d: stopping", signum);
+  d->stopping = 1;
+  for (size_t i = 0; i < d->nx; i++)
+    if (d->x[i]->s)
+      send_session_cancel(d->x[i]->s);
+  engine_stop(&d->e);
+  sftd_http_free(d->http);
+  d->http = NULL;
+  uv_stop(&d->e.loop);
+}
+
+static int fail(char *why, size_t whylen, int rv, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *why, size_t whylen, int rv, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, whylen, fmt, ap);
+  va_end(ap);
+  return rv;
+}
+
+int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
+                    size_t whylen) {
+  struct daemon *d = calloc(1, sizeof(*d));
+  struct sftd_config_err cerr = {0};
+  struct sftd_http_config hc;
+  sftq_config qc;
+  char path[4300], errbuf[SFTD_STORE_ERRBUF_SIZE];
+  const char *data_dir;
+  int rv;
+
+  if (!d)
+    return fail(why, whylen, SFT_ERR_NOMEM, "out of memory");
+  d->started_ns = sftd_now_ns();
+  rv = sftd_config_load(&d->cfg, o->config_path, o->envp, o->sets, o->nsets,
+                        &cerr);
+  if (rv) {
+    free(d);
+    return fail(why, whylen, SFT_ERR_INVAL, "%s", cerr.msg);
+  }
+  if (o->print_config) {
+    sftd_config_write(&d->cfg, SFTD_PRINT_ORIGINS, stdout);
+    free(d);
+    return 0;
+  }
+  data_dir = o->data_dir ? o->data_dir
+             : d->cfg.data_dir[0] ? d->cfg.data_dir
+                                  : NULL;
+  rv = sftd_node_load(data_dir, &d->node, why, whylen);
+  if (rv) {
+    free(d);
+    return rv;
+  }
+  if (d->cfg.download_dir[0])
+    snprintf(d->download_dir, sizeof(d->download_dir), "%s",
+             d->cfg.download_dir);
+  else
+    snprintf(d->download_dir, sizeof(d->download_dir), "%s/downloads",
+             d->node.data_dir);
+  if (mkdir(d->download_dir, 0700) != 0 && errno != EEXIST) {
+    rv = fail(why, whylen, SFT_ERR_IO, "cannot create %s: %s",
+              d->download_dir, strerror(errno));
+    free(d);
+    return rv;
+  }
+  if (sftd_config_database_path(&d->cfg, d->node.data_dir, path,
+                                sizeof(path)) ||
+      sftd_store_open_sqlite(path, &d->store, errbuf)) {
+    rv = fail(why, whylen, SFT_ERR_IO, "cannot open the session store %s: %s",
+              path, errbuf);
+    free(d);
+    return rv;
+  }
+  {
+    /* Transfers that were running when the daemon last stopped are not
+     * resumed yet: record them as failed so nothing claims to be running. */
+    struct sftd_store_session ss[64];
+    size_t n = 0;
+    unsigned live = SFTD_STORE_STATE_BIT(SFT_XS_IDLE) |
+                    SFTD_STORE_STATE_BIT(SFT_XS_PREPARING) |
+                    SFTD_STORE_STATE_BIT(SFT_XS_TRANSFERRING) |
+                    SFTD_STORE_STATE_BIT(SFT_XS_PAUSED) |
+                    SFTD_STORE_STATE_BIT(SFT_XS_COMPLETING);
+    while (sftd_store_list_sessions(d->store, live, 0, ss, 64, &n) == 0 && n) {
+      for (size_t i = 0; i < n; i++) {
+        ss[i].state = SFT_XS_FAILED;
+        ss[i].error_code = SFT_ERR_CANCELLED;
+        snprintf(ss[i].error_text, sizeof(ss[i].error_text),
+                 "interrupted: the daemon stopped");
+        ss[i].updated_ns = sftd_wall_ns();
+        sftd_store_save_session(d->store, &ss[i], SFTD_STORE_SYNC_FULL);
+      }
+      if (n < 64)
+        break;
+    }
+    if (d->cfg.cleanup_days) {
+      uint64_t gone = 0;
+      sftd_store_cleanup(d->store, sftd_wall_ns(), d->cfg.cleanup_days, &gone);
+    }
+  }
+
+  engine_init(&d->e, d, on_signal);
+  memset(&qc, 0, sizeof(qc));
+  qc.manual_rx_credit = 1;
+  qc.copy_limit = 32u << 20;
+  qc.idle_timeout_ms = (uint32_t)d->cfg.idle_timeout_ms;
+  qc.handshake_timeout_ms = 10000;
+  {
+    static const char *cc[] = {"bbr2", "bbr", "cubic", "reno"};
+    rv = engine_quic(&d->e, &d->node, cc[d->cfg.congestion_control], &qc,
+                     &d->rres);
+  }
+  if (rv) {
+    snprintf(why, whylen, "%s", d->rres.why);
+    goto out;
+  }
+  snprintf(d->listen_host, sizeof(d->listen_host), "%s",
+           d->cfg.quic_bind_addr.host);
+  d->ropts.node = &d->node;
+  d->ropts.dir = d->download_dir;
+  d->ropts.listen_addr = d->listen_host;
+  d->ropts.listen_port = d->cfg.quic_bind_addr.port;
+  d->ropts.accept_any = d->cfg.accept_any;
+  d->ropts.overwrite = d->cfg.overwrite;
+  d->ropts.max_size = d->cfg.max_file_size;
+  d->ropts.on_event = on_recv_event;
+  d->ropts.ud = d;
+  rv = recv_create(&d->e, &d->ropts, &d->rres, &d->recv);
+  if (rv) {
+    snprintf(why, whylen, "%s", d->rres.why);
+    goto out;
+  }
+  if (sftd_datadir_file(d->node.data_dir, "api.token", path, sizeof(path)) ||
+      (rv = sftd_http_token_load_or_create(path, d->token, sizeof(d->token)))) {
+    rv = fail(why, whylen, rv ? rv : SFT_ERR_IO,
+              "cannot read or create the API token %s: %s", path,
+              sft_strerror(rv ? rv : SFT_ERR_IO));
+    goto out;
+  }
+  sftd_http_config_default(&hc);
+  hc.addr = d->cfg.api_bind_addr.host;
+  hc.port = d->cfg.api_bind_addr.port;
+  hc.token = d->token;
+  hc.body_limit = (size_t)d->cfg.body_limit;
+  hc.rate_per_s = d->cfg.rate_limit;
+  rv = sftd_http_new(&d->http, &d->e.loop, &hc);
+  if (rv) {
+    rv = fail(why, whylen, rv,
+              "cannot serve the API on %s:%u: %s (is another daemon "
+              "running?)",
+              hc.addr, d->cfg.api_bind_addr.port, sft_strerror(rv));
+    goto out;
+  }
+  sftd_http_route(d->http, SFTD_HTTP_GET, "/healthz", h_health, d,
+                  SFTD_HTTP_PUBLIC);
+  sftd_http_route(d->http, SFTD_HTTP_POST, "/api/transfer/send", h_send, d, 0);
+  sftd_http_route(d->http, SFTD_HTTP_GET, "/api/transfer/{id}", h_get, d, 0);
+  sftd_http_route(d->http, SFTD_HTTP_GET, "/api/transfer/{id}/progress",
+                  h_progress, d, 0);
+  sftd_http_route(d->http, SFTD_HTTP_POST, "/api/transfer/{id}/pause", h_pause,
+                  d, 0);
+  sftd_http_route(d->http, SFTD_HTTP_POST, "/api/transfer/{id}/resume",
+                  h_resume, d, 0);
+  sftd_http_route(d->http, SFTD_HTTP_POST, "/api/transfer/{id}/cancel",
+                  h_cancel, d, 0);
+  sftd_http_route(d->http, SFTD_HTTP_GET, "/api/sessions", h_sessions, d, 0);
+  sftd_http_route(d->http, SFTD_HTTP_GET, "/api/metrics", h_metrics, d, 0);
+  log_line(d, 2, "node %s; API on http://%s:%d (token in %s/api.token)",
+           d->node.fp_text, hc.addr, sftd_http_port(d->http),
+           d->node.data_dir);
+  printf("api %s:%d\n", hc.addr, sftd_http_port(d->http));
+  fflush(stdout);
+  uv_run(&d->e.loop, UV_RUN_DEFAULT);
+  rv = 0;
+
+out:
+  for (size_t i = 0; i < d->nx; i++)
+    if (d->x[i]->s) {
+      d->x[i]->state = SFT_XS_FAILED;
+      store_save(d->x[i], 1);
+    }
+  if (d->http)
+    sftd_http_free(d->http);
+  engine_teardown(&d->e);
+  recv_destroy(d->recv);
+  for (size_t i = 0; i < d->nx; i++)
+    free_xfer(d->x[i]);
+  sftd_store_close(d->store);
+  free(d);
+  return rv;
+}
