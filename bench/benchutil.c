@@ -30,9 +30,12 @@ void bench_fill(void *p, size_t n, uint64_t seed) {
   }
 }
 
+volatile uint8_t bench_sink;
+
 void bench_consume(const void *p, size_t n) {
-  static volatile uint8_t sink;
   const uint8_t *q = p;
+  uint8_t x = 0;
   for (size_t i = 0; i < n; i++)
-    sink ^= q[i];
+    x ^= q[i];
+  bench_sink = x;
 }

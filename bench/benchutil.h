@@ -20,6 +20,7 @@ double bench_median(double *v, size_t n);
 void bench_fill(void *p, size_t n, uint64_t seed);
 
 /* Keep the compiler from discarding a computed value. */
+extern volatile uint8_t bench_sink;
 void bench_consume(const void *p, size_t n);
 
 #endif

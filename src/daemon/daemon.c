@@ -540,14 +540,20 @@ static int h_metrics(const struct sftd_http_req *req,
 static void on_signal(uv_signal_t *h, int signum) {
   struct daemon *d = h->data;
   log_line(d, 2, "signal %d: stopping", signum);
+  if (d->stopping)
+    return;
   d->stopping = 1;
+  /* Close everything and let the loop run down by itself, so libuv-hosted
+   * libraries (libwebsockets) finish their own clean-up. */
   for (size_t i = 0; i < d->nx; i++)
     if (d->x[i]->s)
       send_session_cancel(d->x[i]->s);
   engine_stop(&d->e);
   sftd_http_free(d->http);
   d->http = NULL;
-  uv_stop(&d->e.loop);
+  recv_shutdown(d->recv);
+  sftq_ctx_free(d->e.q);
+  d->e.q = NULL;
 }
 
 static int fail(char *why, size_t whylen, int rv, const char *fmt, ...)

@@ -1001,6 +1001,14 @@ int recv_create(struct engine *e, const struct sftd_recv_opts *o,
   return 0;
 }
 
+void recv_shutdown(struct receiver *r) {
+  if (!r)
+    return;
+  r->stopping = 1;
+  uv_timer_stop(&r->timer);
+  uv_timer_stop(&r->ptimer);
+}
+
 void recv_destroy(struct receiver *r) {
   if (!r)
     return;

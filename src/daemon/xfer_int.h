@@ -55,6 +55,9 @@ struct engine;
  * SFTD_EV_LISTENING) and sets e->recv. On error res says why. */
 int recv_create(struct engine *e, const struct sftd_recv_opts *o,
                 struct sftd_result *res, struct receiver **out);
+/* Stops its timers (the loop can then run down once the QUIC context is
+ * freed). */
+void recv_shutdown(struct receiver *r);
 /* Frees it after the engine's teardown (handles closed, jobs drained). */
 void recv_destroy(struct receiver *r);
 

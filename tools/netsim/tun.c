@@ -26,6 +26,8 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
+static void errf(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void errf(char *err, size_t cap, const char *fmt, ...) {
   if (!err || cap == 0)
     return;
