@@ -171,7 +171,7 @@ static int cmd_proxy(int argc, char **argv) {
   double duration = 0;
   memset(&a, 0, sizeof(a));
   netsim_proxy_cfg_default(&cfg);
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) { /* option-value pairs */
     const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) {
       usage();
@@ -195,7 +195,6 @@ static int cmd_proxy(int argc, char **argv) {
       usage();
       return 2;
     }
-    i++;
   }
   if (!listen || !to || (spec && a.spec_file)) {
     usage();
