@@ -260,6 +260,8 @@ static void send_usage(FILE *f) {
           "  --chunk-size SIZE  e.g. 256K, 1M (default 1M)\n"
           "  --cc NAME          congestion controller: bbr2 (default), bbr, "
           "cubic, reno\n"
+          "  --bwlimit RATE     at most RATE bits/s (k, M, G: powers of 1000; "
+          "e.g. 50M)\n"
           "  --json             one JSON event per line on stdout\n"
           "  --data-dir DIR     node identity and trust files (default "
           "$SFT_DATA_DIR\n"
@@ -280,12 +282,14 @@ int cmd_send_main(int argc, char **argv) {
       {"json", no_argument, 0, 'j'},
       {"data-dir", required_argument, 0, 'd'},
       {"no-daemon", no_argument, 0, 'N'},
+      {"bwlimit", required_argument, 0, 'B'},
       {"api", required_argument, 0, 'A'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   struct sftd_send_opts o;
   int no_daemon = 0;
   const char *api_addr = NULL, *peer_id_text = NULL, *prio_text = "normal";
+  const char *bwlimit_text = NULL;
   struct sftd_node node;
   struct sftd_result res;
   struct ui u;
@@ -348,6 +352,16 @@ int cmd_send_main(int argc, char **argv) {
     case 'N':
       no_daemon = 1;
       break;
+    case 'B': {
+      const char *why = NULL;
+      if (sftd_parse_rate(optarg, &o.bwlimit_bps, &why)) {
+        cli_error("--bwlimit '%s': %s (e.g. 10M = 10 Mbit/s)", optarg,
+                  why ? why : "not a rate");
+        return SFT_EXIT_USAGE;
+      }
+      bwlimit_text = optarg;
+      break;
+    }
     case 'A':
       api_addr = optarg;
       break;
@@ -397,6 +411,8 @@ int cmd_send_main(int argc, char **argv) {
         json_object_set_new(req, "peer_id", json_string(peer_id_text));
       if (o.chunk_size)
         json_object_set_new(req, "chunk_size", json_integer(o.chunk_size));
+      if (bwlimit_text)
+        json_object_set_new(req, "bwlimit", json_string(bwlimit_text));
       rc = cli_send_via_daemon(&a, req, json);
       json_decref(req);
       return rc;

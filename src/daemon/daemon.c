@@ -74,6 +74,7 @@ struct daemon {
   struct dxfer *x[MAX_XFERS];
   size_t nx;
   uint64_t recv_files, recv_bytes;
+  struct sft_rate rate; /* the global bwlimit, shared by all transfers */
   int stopping;
   uint64_t started_ns;
 };
@@ -306,6 +307,7 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
       {"peer_id", SFTD_F_STRING, 0, 1, 128},
       {"priority", SFTD_F_STRING, 0, 1, 16},
       {"chunk_size", SFTD_F_INT, 0, 4096, 16 << 20},
+      {"bwlimit", SFTD_F_STRING, 0, 1, 32},
   };
   struct daemon *d = ud;
   struct dxfer *x, *dup;
@@ -316,7 +318,7 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
   size_t i;
   int rv;
 
-  if (sftd_http_validate(resp, req->body, fields, 5))
+  if (sftd_http_validate(resp, req->body, fields, 6))
     return SFTD_HTTP_DONE;
   paths = json_object_get(req->body, "paths");
   json_array_foreach(paths, i, v) {
@@ -391,6 +393,17 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
     x->have_peer_fp = 1;
     x->opts.peer_fp = x->peer_fp;
   }
+  x->opts.bwlimit_bps = d->cfg.per_transfer_bwlimit;
+  if ((v = json_object_get(req->body, "bwlimit"))) {
+    const char *why = NULL;
+    if (sftd_parse_rate(json_string_value(v), &x->opts.bwlimit_bps, &why)) {
+      free_xfer(x);
+      sftd_http_resp_error(resp, 400, "invalid_field", "bwlimit: %s",
+                           why ? why : "not a rate (e.g. 10M)");
+      return SFTD_HTTP_DONE;
+    }
+  }
+  x->opts.shared_rate = d->cfg.bwlimit ? &d->rate : NULL;
   if ((v = json_object_get(req->body, "chunk_size")))
     x->opts.chunk_size = (uint32_t)json_integer_value(v);
   else
@@ -646,6 +659,7 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
     }
   }
 
+  sft_rate_init(&d->rate, d->cfg.bwlimit, 0, sftd_now_ns());
   engine_init(&d->e, d, on_signal);
   memset(&qc, 0, sizeof(qc));
   qc.manual_rx_credit = 1;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/config.h"
 #include "daemon/identity.h"
 #include "daemon/quic/quic.h"
 #include "daemon/sftd.h"
@@ -122,4 +123,8 @@ int sftd_node_trusted(const struct sftd_node *n,
   if (rv)
     return rv;
   return sftd_trusted_peers_lookup(path, fp, NULL, 0, NULL);
+}
+
+int sftd_parse_rate(const char *s, uint64_t *bps, const char **why) {
+  return sftd_parse_bits_per_sec(s, bps, why);
 }

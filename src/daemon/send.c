@@ -96,6 +96,8 @@ struct sender {
   uint8_t session_id[SFT_SESSION_ID_LEN];
   int connected, hello_ok, closing, conn_gone;
   int paused;
+  struct sft_rate rate;    /* this transfer's bandwidth limit */
+  uint64_t rate_wait;      /* a chunk waits for tokens until then; 0 none */
   int tofu_new;
   uint64_t t0;
   char host[256];
@@ -293,14 +295,44 @@ static void job_free(struct sender *s, struct sjob *j) {
 }
 
 /* Opens streams for read chunks while the transport lets us. */
+/* Both token buckets (this transfer's and the shared one) must allow |n|
+ * bytes (0), else *at is when to try again. rate_charge() then takes them. */
+static int rate_allow(struct sender *s, uint64_t n, uint64_t *at) {
+  uint64_t t = now(), a1 = 0, a2 = 0;
+  struct sft_rate *g = s->o->shared_rate;
+  int r1 = sft_rate_check(&s->rate, t, n, &a1);
+  int r2 = g ? sft_rate_check(g, t, n, &a2) : 0;
+  if (r1 || r2) {
+    *at = a1 > a2 ? a1 : a2;
+    return SFT_ERR_AGAIN;
+  }
+  return 0;
+}
+
+static void rate_charge(struct sender *s, uint64_t n) {
+  uint64_t t = now(), at;
+  sft_rate_take(&s->rate, t, n, &at);
+  if (s->o->shared_rate)
+    sft_rate_take(s->o->shared_rate, t, n, &at);
+}
+
 static void flush_sendq(struct sender *s) {
+  s->rate_wait = 0;
   while (s->sq_head && !s->closing && !s->paused) {
     struct sjob *j = s->sq_head;
     sftq_iov iov[2];
     int64_t sid;
-    int rv = sftq_stream_open_uni(s->c, &sid);
+    uint64_t at;
+    int rv;
+    if (rate_allow(s, j->hdr_len + j->len, &at)) {
+      s->rate_wait = at; /* the pump's timer brings us back */
+      return;
+    }
+    rv = sftq_stream_open_uni(s->c, &sid);
     if (rv == SFT_ERR_AGAIN)
       return; /* writable() calls us again */
+    if (rv == 0)
+      rate_charge(s, j->hdr_len + j->len);
     if (rv) {
       finish(s, rv, "cannot open a stream: %s", sft_strerror(rv));
       return;
@@ -416,6 +448,10 @@ static void pump(struct sender *s) {
 
   if (s->closing || !s->hello_ok)
     return;
+  if (s->rate_wait && s->rate_wait <= t)
+    flush_sendq(s);
+  if (s->rate_wait)
+    next = s->rate_wait;
   budget = budget_bytes(s);
   for (size_t i = 0; i < s->next_offer && more; i++) {
     struct sfile *f = &s->files[i];
@@ -960,6 +996,7 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q,
   s->done_ud = ud;
   s->t0 = now();
   ctrl_init(&s->ctl);
+  sft_rate_init(&s->rate, o->bwlimit_bps, 0, s->t0);
   snprintf(s->host, sizeof(s->host), "%s", o->host);
   uv_timer_init(loop, &s->timer);
   uv_timer_init(loop, &s->ptimer);

@@ -13,6 +13,7 @@
 
 #include "daemon/identity.h" /* fingerprint text: sftd_fp_format/parse */
 #include "sft/err.h"
+#include "sft/rate.h"
 
 #define SFTD_FP_TEXT_MAX SFTD_FP_TEXT_SIZE
 
@@ -103,6 +104,9 @@ struct sftd_send_opts {
   const uint8_t *peer_fp;      /* pinned receiver identity, or NULL: TOFU */
   enum sftd_priority priority;
   uint32_t chunk_size;         /* 0: chosen by the tuning policy */
+  uint64_t bwlimit_bps;        /* this transfer's limit, bits/s; 0: none */
+  struct sft_rate *shared_rate; /* a limit shared with other transfers (the
+                                  daemon's global bwlimit), or NULL */
   const char *cc;              /* congestion controller name, NULL: bbr2 */
   sftd_event_fn on_event;
   void *ud;
@@ -145,6 +149,11 @@ struct sftd_recv_opts {
  * first session ends. Returns 0 if every file of the (last) session was
  * received and verified. */
 int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res);
+
+/* Parses a rate in bits per second: "10M" = 10,000,000 bit/s (k, M, G, T
+ * are powers of 1000), "none" or "0" = unlimited. 0 or SFT_ERR_INVAL /
+ * SFT_ERR_RANGE with a static reason in *why. */
+int sftd_parse_rate(const char *s, uint64_t *bps, const char **why);
 
 /* ---- the daemon -------------------------------------------------------- */
 

@@ -115,6 +115,21 @@ for path in sys.argv[1:]:
 PY
 ok "--json: one JSON event per line on both sides"
 
+# 6b. --bwlimit holds the rate down: 4 MiB at 16 Mbit/s cannot take less
+#     than ~2 s (a lower bound only: a loaded machine may be slower).
+mkdir -p "$T/in4"; head -c 4194304 /dev/urandom >"$T/bw.bin"
+start_recv r7 --dir "$T/in4" --once --accept-any --data-dir "$T/rd"
+t0=$(date +%s%N)
+"$SFT" send "$T/bw.bin" "127.0.0.1:$PORT" --bwlimit 16M --no-daemon --data-dir "$T/sd" \
+  >/dev/null 2>&1 || fail "send with --bwlimit"
+t1=$(date +%s%N)
+wait_exit "$RECV_PID"
+cmp "$T/bw.bin" "$T/in4/bw.bin" || fail "bwlimit copy differs"
+[ $(( (t1 - t0) / 1000000 )) -ge 1500 ] || fail "--bwlimit 16M sent 4 MiB in $(( (t1 - t0) / 1000000 )) ms"
+rc=0; "$SFT" send "$T/bw.bin" 127.0.0.1:9 --bwlimit fast 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "bad --bwlimit: exit $rc"
+ok "--bwlimit 16M: 4 MiB took $(( (t1 - t0) / 1000000 )) ms (>= 1500), bad value exits 2"
+
 # 7. Usage errors exit 2; a missing path exits 1 naming it; nobody
 #    listening exits 5.
 rc=0; "$SFT" send "$T/other" --data-dir "$T/sd" 2>/dev/null || rc=$?; [ "$rc" = 2 ] || fail "no target: $rc"
