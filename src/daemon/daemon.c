@@ -16,7 +16,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <strings.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -76,6 +79,7 @@ struct daemon {
   uint64_t recv_files, recv_bytes;
   struct sft_rate rate; /* the global bwlimit, shared by all transfers */
   int stopping;
+  int log_level; /* 0 error .. 3 debug: [log] level, or $SFT_LOG */
   uint64_t started_ns;
 };
 
@@ -83,14 +87,29 @@ static void log_line(struct daemon *d, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void log_line(struct daemon *d, int level, const char *fmt, ...) {
   static const char *names[] = {"error", "warn", "info", "debug"};
+  char msg[2048], ts[40];
   va_list ap;
-  if (level > (int)d->cfg.log_level)
+  time_t t = time(NULL);
+  struct tm tm;
+  if (level > d->log_level)
     return;
-  fprintf(stderr, "sft-daemon %s: ", names[level < 4 ? level : 3]);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+  gmtime_r(&t, &tm);
+  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  /* logfmt: one event per line, the message quoted and escaped. */
+  fprintf(stderr, "time=%s level=%s msg=\"", ts, names[level < 4 ? level : 3]);
+  for (const char *p = msg; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"' || c == '\\')
+      fprintf(stderr, "\\%c", c);
+    else if (c < 0x20 || c == 0x7f)
+      fprintf(stderr, "\\x%02x", c);
+    else
+      fputc(c, stderr);
+  }
+  fputs("\"\n", stderr);
 }
 
 static const char *prio_name(int p) {
@@ -597,6 +616,14 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   if (rv) {
     free(d);
     return fail(why, whylen, SFT_ERR_INVAL, "%s", cerr.msg);
+  }
+  d->log_level = (int)d->cfg.log_level;
+  {
+    static const char *lv[] = {"error", "warn", "info", "debug"};
+    const char *env = getenv("SFT_LOG");
+    for (int i = 0; env && i < 4; i++)
+      if (!strcasecmp(env, lv[i]))
+        d->log_level = i;
   }
   if (o->print_config) {
     sftd_config_write(&d->cfg, SFTD_PRINT_ORIGINS, stdout);
