@@ -13,6 +13,7 @@
  * after a restart (they are recorded as failed with reason "interrupted"),
  * incoming sessions in the store, the priority scheduler across transfers.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -35,6 +36,8 @@
 #include "daemon/store/store.h"
 #include "daemon/xfer_int.h"
 #include "sft/hash.h"
+#include "sft/limits.h"
+#include "sft/metrics.h"
 #include "sft/xfer.h"
 
 #define MAX_XFERS 4096      /* transfers kept in memory (live + recent) */
@@ -78,6 +81,8 @@ struct daemon {
   size_t nx;
   uint64_t recv_files, recv_bytes;
   struct sft_rate rate; /* the global bwlimit, shared by all transfers */
+  sft_metrics *metrics; /* Prometheus registry, GET /metrics */
+  struct sft_metrics_std m;
   int stopping;
   int log_level; /* 0 error .. 3 debug: [log] level, or $SFT_LOG */
   uint64_t started_ns;
@@ -182,6 +187,16 @@ static void on_send_done(struct sender *s, void *ud) {
            x->res.err ? "failed: " : "completed",
            x->res.err ? x->res.why : "", "");
   store_save(x, 1);
+  if (x->d->metrics) {
+    sft_metric_inc(x->d->m.chunks_sent, (double)x->res.chunks_sent);
+    sft_metric_inc(x->d->m.retries, (double)x->res.chunks_resent);
+    sft_metric_inc(x->d->m.bytes_transferred, (double)x->res.bytes);
+    if (x->res.err)
+      sft_metric_inc(x->d->m.chunks_failed,
+                     (double)(x->p.chunks_total > x->p.chunks_done
+                                  ? x->p.chunks_total - x->p.chunks_done
+                                  : 0));
+  }
   send_session_free(x->s);
   x->s = NULL;
 }
@@ -192,6 +207,13 @@ static void on_recv_event(const struct sftd_event *ev, void *ud) {
   case SFTD_EV_FILE_DONE:
     d->recv_files++;
     d->recv_bytes += ev->size;
+    if (d->metrics) {
+      sft_metric_inc(d->m.bytes_transferred, (double)ev->size);
+      /* chunks of the default size; the receiver reports files, not chunks */
+      sft_metric_inc(d->m.chunks_received,
+                     (double)((ev->size + SFT_CHUNK_SIZE_DEFAULT - 1) /
+                              SFT_CHUNK_SIZE_DEFAULT));
+    }
     log_line(d, 2, "received %s (%" PRIu64 " bytes)", ev->name, ev->size);
     break;
   case SFTD_EV_FILE_FAILED:
@@ -567,6 +589,66 @@ static int h_metrics(const struct sftd_http_req *req,
   return SFTD_HTTP_DONE;
 }
 
+/* Process metrics from /proc (Linux). */
+static void process_metrics(struct daemon *d) {
+  FILE *f = fopen("/proc/self/stat", "r");
+  long tck = sysconf(_SC_CLK_TCK);
+  if (f) {
+    unsigned long ut = 0, st = 0;
+    long rss = 0;
+    /* fields 14, 15 (utime, stime) and 24 (rss, pages) */
+    if (fscanf(f,
+               "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu "
+               "%*d %*d %*d %*d %*d %*d %*u %*u %ld",
+               &ut, &st, &rss) == 3) {
+      sft_metric_set(d->m.cpu_seconds, (double)(ut + st) / (double)tck);
+      sft_metric_set(d->m.resident_bytes,
+                     (double)rss * (double)sysconf(_SC_PAGESIZE));
+    }
+    fclose(f);
+  }
+  {
+    DIR *dir = opendir("/proc/self/fd");
+    int n = 0;
+    if (dir) {
+      while (readdir(dir))
+        n++;
+      closedir(dir);
+      sft_metric_set(d->m.open_fds, n > 3 ? n - 3 : 0); /* ., .., dir fd */
+    }
+  }
+}
+
+static int h_prometheus(const struct sftd_http_req *req,
+                        struct sftd_http_resp *resp, void *ud) {
+  struct daemon *d = ud;
+  uint64_t active = 0, per[3] = {0, 0, 0};
+  double rate = 0;
+  char *out = NULL;
+  size_t len = 0;
+  (void)req;
+  for (size_t i = 0; i < d->nx; i++) {
+    struct dxfer *x = d->x[i];
+    if (!sft_xfer_state_terminal((enum sft_xfer_state)x->state)) {
+      active++;
+      per[x->opts.priority]++;
+    }
+  }
+  sft_metric_set(d->m.active_sessions, (double)active);
+  for (int c = 0; c < 3; c++)
+    sft_metric_set(d->m.queue_size[c], (double)per[c]);
+  sft_metric_set(d->m.bandwidth_bps, rate);
+  process_metrics(d);
+  if (sft_metrics_format_alloc(d->metrics, 16u << 20, &out, &len)) {
+    sftd_http_resp_error(resp, 500, "metrics", "cannot format metrics");
+    return SFTD_HTTP_DONE;
+  }
+  sftd_http_resp_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8",
+                      out, len);
+  sft_metrics_buf_free(d->metrics, out);
+  return SFTD_HTTP_DONE;
+}
+
 /* ---- start-up and shutdown ------------------------------------------------------ */
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -687,6 +769,14 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   }
 
   sft_rate_init(&d->rate, d->cfg.bwlimit, 0, sftd_now_ns());
+  if (sft_metrics_new(&d->metrics, NULL) == 0 &&
+      sft_metrics_std_register(d->metrics, &d->m) == 0) {
+    sft_metric_set(d->m.start_time, (double)sftd_wall_ns() / 1e9);
+  } else {
+    sft_metrics_del(d->metrics);
+    d->metrics = NULL;
+    log_line(d, 1, "metrics unavailable");
+  }
   engine_init(&d->e, d, on_signal);
   memset(&qc, 0, sizeof(qc));
   qc.manual_rx_credit = 1;
@@ -753,6 +843,8 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
                   h_cancel, d, 0);
   sftd_http_route(d->http, SFTD_HTTP_GET, "/api/sessions", h_sessions, d, 0);
   sftd_http_route(d->http, SFTD_HTTP_GET, "/api/metrics", h_metrics, d, 0);
+  if (d->metrics)
+    sftd_http_route(d->http, SFTD_HTTP_GET, "/metrics", h_prometheus, d, 0);
   log_line(d, 2, "node %s; API on http://%s:%d (token in %s/api.token)",
            d->node.fp_text, hc.addr, sftd_http_port(d->http),
            d->node.data_dir);
@@ -774,6 +866,7 @@ out:
   for (size_t i = 0; i < d->nx; i++)
     free_xfer(d->x[i]);
   sftd_store_close(d->store);
+  sft_metrics_del(d->metrics);
   free(d);
   return rv;
 }

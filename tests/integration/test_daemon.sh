@@ -115,6 +115,17 @@ rc=0; "$SFT" send "$T/f.bin" "127.0.0.1:$QPORT" --no-daemon --data-dir "$T/s" \
 cmp "$T/f.bin" "$T/d/downloads/f.bin" || fail "daemon's copy differs"
 ok "the daemon receives from trusted senders only"
 
+# 5b. Prometheus exposition at /metrics: token required, valid text format,
+#     the transfers above counted.
+[ "$(code "http://$API/metrics")" = 401 ] || fail "/metrics without a token"
+curl -s "${AUTH[@]}" "http://$API/metrics" >"$T/metrics.txt"
+grep -q '^chunks_sent_total [1-9]' "$T/metrics.txt" || fail "chunks_sent_total: $(grep chunks_sent "$T/metrics.txt")"
+grep -q '^process_resident_memory_bytes [1-9]' "$T/metrics.txt" || fail "process metrics"
+if command -v promtool >/dev/null; then
+  promtool check metrics <"$T/metrics.txt" >"$T/promtool.out" 2>&1 || { cat "$T/promtool.out"; fail "promtool"; }
+fi
+ok "/metrics: token required, promtool-valid, transfers counted"
+
 # 6. SIGTERM stops it cleanly; the session store passes integrity_check.
 kill -TERM "$DPID"
 wait_exit "$DPID"
