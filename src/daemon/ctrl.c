@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "daemon/ctrl.h"
+#include "daemon/xport.h"
 
 void ctrl_init(struct ctrl *k) {
   memset(k, 0, sizeof(*k));
@@ -74,7 +75,7 @@ int ctrl_write(struct ctrl *k, const uint8_t *frame, size_t len) {
   sftq_iov iov = {frame, len};
   if (k->sid < 0)
     return SFT_ERR_STATE;
-  return sftq_stream_write(k->c, k->sid, &iov, 1, SFTQ_WRITE_COPY);
+  return XP(stream_write, k->c, k->sid, &iov, 1, SFTQ_WRITE_COPY);
 }
 
 int ctrl_send_error(struct ctrl *k, int code, uint64_t file_id,

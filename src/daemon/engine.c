@@ -3,6 +3,7 @@
 
 #include "daemon/engine.h"
 #include "daemon/xfer_int.h"
+#include "daemon/xport.h"
 
 void engine_init(struct engine *e, void *owner, uv_signal_cb on_signal) {
   uv_loop_init(&e->loop);
@@ -19,14 +20,14 @@ void engine_init(struct engine *e, void *owner, uv_signal_cb on_signal) {
 
 static int d_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN], void *ud) {
   struct engine *e = ud;
-  if (!sftq_conn_is_server(c))
+  if (!XP(conn_is_server, c))
     return send_cb_verify(c, fp);
   return e->recv ? recv_cb_verify(e->recv, c, fp) : -1;
 }
 
 static void d_connected(sftq_conn *c, void *ud) {
   struct engine *e = ud;
-  if (!sftq_conn_is_server(c))
+  if (!XP(conn_is_server, c))
     send_cb_connected(c);
   else if (e->recv)
     recv_cb_connected(e->recv, c);
@@ -34,14 +35,14 @@ static void d_connected(sftq_conn *c, void *ud) {
 
 static void d_stream_open(sftq_conn *c, int64_t sid, void *ud) {
   struct engine *e = ud;
-  if (sftq_conn_is_server(c) && e->recv)
+  if (XP(conn_is_server, c) && e->recv)
     recv_cb_stream_open(e->recv, c, sid);
 }
 
 static void d_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
                           size_t len, int fin, void *ud) {
   struct engine *e = ud;
-  if (!sftq_conn_is_server(c))
+  if (!XP(conn_is_server, c))
     send_cb_stream_data(c, sid, data, len, fin);
   else if (e->recv)
     recv_cb_stream_data(e->recv, c, sid, data, len, fin);
@@ -50,7 +51,7 @@ static void d_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
 static void d_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error,
                            void *ud) {
   struct engine *e = ud;
-  if (!sftq_conn_is_server(c))
+  if (!XP(conn_is_server, c))
     send_cb_stream_close(c, sid, app_error);
   else if (e->recv)
     recv_cb_stream_close(e->recv, c, sid, app_error);
@@ -61,7 +62,7 @@ static void d_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error,
  * (ERROR + FIN) were delivered. */
 static void d_stream_acked(sftq_conn *c, int64_t sid, void *ud) {
   struct engine *e = ud;
-  if (!sftq_conn_is_server(c))
+  if (!XP(conn_is_server, c))
     send_cb_stream_close(c, sid, 0);
   else if (e->recv)
     recv_cb_stream_acked(e->recv, c, sid);
@@ -69,13 +70,13 @@ static void d_stream_acked(sftq_conn *c, int64_t sid, void *ud) {
 
 static void d_writable(sftq_conn *c, void *ud) {
   (void)ud;
-  if (!sftq_conn_is_server(c))
+  if (!XP(conn_is_server, c))
     send_cb_writable(c);
 }
 
 static void d_closed(sftq_conn *c, int reason, uint64_t app_error, void *ud) {
   struct engine *e = ud;
-  if (!sftq_conn_is_server(c))
+  if (!XP(conn_is_server, c))
     send_cb_closed(c, reason, app_error);
   else if (e->recv)
     recv_cb_closed(e->recv, c, reason, app_error);

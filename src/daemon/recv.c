@@ -27,6 +27,7 @@
 #include "daemon/xfer_int.h"
 #include "daemon/fsafe.h"
 #include "daemon/quic/quic.h"
+#include "daemon/xport.h"
 #include "daemon/sftd.h"
 #include "sft/chunk.h"
 #include "sft/hash.h"
@@ -149,19 +150,19 @@ static void sess_fail(struct rsess *ss, int err, const char *fmt, ...) {
    * two seconds (pump). Closing at once would drop the queued ERROR. */
   if (ss->ctl.sid >= 0 &&
       ctrl_send_error(&ss->ctl, err, SFT_FILE_ID_ALL, "%s", text) == 0 &&
-      sftq_stream_write(ss->c, ss->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
+      XP(stream_write, ss->c, ss->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
     ss->fail_code = err;
     ss->fail_deadline = now() + 2000000000ull;
     return;
   }
-  sftq_conn_close(ss->c, (uint64_t)-err);
+  XPV(conn_close, ss->c, (uint64_t)-err);
 }
 
 void recv_cb_stream_acked(struct receiver *r, sftq_conn *c, int64_t sid) {
-  struct rsess *ss = sftq_conn_user(c);
+  struct rsess *ss = XP(conn_user, c);
   (void)r;
   if (ss && ss->failed && !ss->gone && sid == ss->ctl.sid)
-    sftq_conn_close(c, (uint64_t)-ss->fail_code);
+    XPV(conn_close, c, (uint64_t)-ss->fail_code);
 }
 
 /* ---- files ---------------------------------------------------------------- */
@@ -453,7 +454,7 @@ static void chunk_done(uv_work_t *w, int status) {
   /* Always give the credit back: the stream may be closed already, but the
    * connection-level window still counts these bytes. */
   if (!ss->gone)
-    sftq_stream_consume(k->c, k->sid, k->credit);
+    XP(stream_consume, k->c, k->sid, k->credit);
   if (status == 0 && f->st == RF_ACTIVE) {
     if (k->werr) {
       sft_xrecv_abort(f->xr, now(), k->werr);
@@ -474,7 +475,7 @@ static void chunk_done(uv_work_t *w, int status) {
     f->fd = -1;
   }
   if (!k->stream_gone && !ss->gone)
-    sftq_stream_set_user(k->c, k->sid, NULL);
+    XP(stream_set_user, k->c, k->sid, NULL);
   rchunk_free(k);
   sess_maybe_free(ss);
   pump(r);
@@ -540,8 +541,8 @@ static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
       return SFT_ERR_TRUNCATED;
     if (k->f->st != RF_ACTIVE) {
       /* Late chunk of a finished or failed file: drop it. */
-      sftq_stream_consume(k->c, k->sid, k->credit);
-      sftq_stream_set_user(k->c, k->sid, NULL);
+      XP(stream_consume, k->c, k->sid, k->credit);
+      XP(stream_set_user, k->c, k->sid, NULL);
       rchunk_free(k);
       return 0;
     }
@@ -620,7 +621,7 @@ static void pump(struct receiver *r) {
     if (ss->failed && !ss->gone && ss->fail_deadline) {
       if (ss->fail_deadline <= t) {
         ss->fail_deadline = 0;
-        sftq_conn_close(ss->c, (uint64_t)-ss->fail_code);
+        XPV(conn_close, ss->c, (uint64_t)-ss->fail_code);
       } else if (ss->fail_deadline < next) {
         next = ss->fail_deadline;
       }
@@ -752,16 +753,16 @@ void recv_cb_connected(struct receiver *r, sftq_conn *c) {
   uint8_t fp[SFTQ_FP_LEN];
   struct sftd_event ev = {.type = SFTD_EV_CONNECTED};
   if (!ss) {
-    sftq_conn_close(c, (uint64_t)-SFT_ERR_NOMEM);
+    XPV(conn_close, c, (uint64_t)-SFT_ERR_NOMEM);
     return;
   }
   ss->r = r;
   ss->c = c;
   ctrl_init(&ss->ctl);
   ss->ctl.c = c;
-  if (sftq_conn_peer_fp(c, fp) == 0)
+  if (XP(conn_peer_fp, c, fp) == 0)
     sftd_fp_format(fp, ss->peer);
-  sftq_conn_set_user(c, ss);
+  XP(conn_set_user, c, ss);
   ss->next = r->sessions;
   r->sessions = ss;
   ev.text = ss->peer;
@@ -769,7 +770,7 @@ void recv_cb_connected(struct receiver *r, sftq_conn *c) {
 }
 
 void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid) {
-  struct rsess *ss = sftq_conn_user(c);
+  struct rsess *ss = XP(conn_user, c);
   struct rchunk *k;
   (void)r;
   if (!ss)
@@ -782,47 +783,47 @@ void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid) {
       return;
     }
     ss->ctl.sid = sid;
-    sftq_stream_set_urgency(c, sid, 0);
+    XP(stream_set_urgency, c, sid, 0);
     return;
   }
   if ((sid & 3) != 2) { /* client-initiated unidirectional */
-    sftq_stream_cancel(c, sid, (uint64_t)-SFT_ERR_PEER);
+    XP(stream_cancel, c, sid, (uint64_t)-SFT_ERR_PEER);
     return;
   }
   k = calloc(1, sizeof(*k));
   if (!k) {
-    sftq_stream_cancel(c, sid, (uint64_t)-SFT_ERR_NOMEM);
+    XP(stream_cancel, c, sid, (uint64_t)-SFT_ERR_NOMEM);
     return;
   }
   k->ss = ss;
   k->c = c;
   k->sid = sid;
-  sftq_stream_set_user(c, sid, k);
+  XP(stream_set_user, c, sid, k);
 }
 
 void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
                          const uint8_t *data, size_t len, int fin) {
-  struct rsess *ss = sftq_conn_user(c);
+  struct rsess *ss = XP(conn_user, c);
   int rv;
   if (!ss || ss->failed)
     return;
   if (sid == ss->ctl.sid) {
-    sftq_stream_consume(c, sid, len);
+    XP(stream_consume, c, sid, len);
     rv = ctrl_feed(&ss->ctl, data, len, on_frame, ss);
     if (rv)
       sess_fail(ss, rv == SFT_ERR_VERSION ? SFT_ERR_VERSION : SFT_ERR_PEER,
                 "invalid control message from %s: %s", ss->peer,
                 sft_strerror(rv));
   } else {
-    struct rchunk *k = sftq_stream_user(c, sid);
+    struct rchunk *k = XP(stream_user, c, sid);
     if (!k) {
-      sftq_stream_consume(c, sid, len);
+      XP(stream_consume, c, sid, len);
       return;
     }
     rv = chunk_feed(k, data, len, fin);
     if (rv) {
-      sftq_stream_set_user(c, sid, NULL);
-      sftq_stream_consume(c, sid, k->credit);
+      XP(stream_set_user, c, sid, NULL);
+      XP(stream_consume, c, sid, k->credit);
       rchunk_free(k);
       sess_fail(ss, SFT_ERR_PEER, "invalid chunk stream from %s: %s",
                 ss->peer, sft_strerror(rv));
@@ -833,16 +834,16 @@ void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
 
 void recv_cb_stream_close(struct receiver *r, sftq_conn *c, int64_t sid,
                           uint64_t app_error) {
-  struct rsess *ss = sftq_conn_user(c);
+  struct rsess *ss = XP(conn_user, c);
   struct rchunk *k;
   (void)app_error;
   (void)r;
   if (!ss || sid == ss->ctl.sid)
     return;
-  k = sftq_stream_user(c, sid);
+  k = XP(stream_user, c, sid);
   if (!k)
     return;
-  sftq_stream_set_user(c, sid, NULL);
+  XP(stream_set_user, c, sid, NULL);
   if (k->have_hdr && k->got == k->h.payload_len && k->f &&
       k->f->jobs && k->w.data == k) {
     k->stream_gone = 1; /* a job owns it */
@@ -852,7 +853,7 @@ void recv_cb_stream_close(struct receiver *r, sftq_conn *c, int64_t sid,
    * credit of the bytes it delivered, or the connection's window shrinks
    * with every reset stream (a hostile sender could stall us). */
   if (k->credit)
-    sftq_stream_consume(c, sid, k->credit);
+    XP(stream_consume, c, sid, k->credit);
   rchunk_free(k);
 }
 
@@ -872,7 +873,7 @@ static void apply_dir_modes(struct rsess *ss) {
 
 void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
                     uint64_t app_error) {
-  struct rsess *ss = sftq_conn_user(c), **pp;
+  struct rsess *ss = XP(conn_user, c), **pp;
   (void)app_error;
   if (!ss) {
     (void)reason;
@@ -930,7 +931,7 @@ static void progress_tick(uv_timer_t *t) {
         ev.p.chunks_done += xs.chunks_done;
       }
     }
-    if (sftq_conn_stats(ss->c, &st) == 0)
+    if (XP(conn_stats, ss->c, &st) == 0)
       ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
   }
   if (ev.p.files_total)

@@ -27,6 +27,7 @@
 #include "daemon/xfer_int.h"
 #include "daemon/identity.h"
 #include "daemon/quic/quic.h"
+#include "daemon/xport.h"
 #include "daemon/sftd.h"
 #include "daemon/walk.h"
 #include "sft/chunk.h"
@@ -157,7 +158,7 @@ static void finish(struct sender *s, int err, const char *fmt, ...) {
     return;
   s->closing = 1;
   if (s->c && !s->conn_gone)
-    sftq_conn_close(s->c, err ? (uint64_t)-err : 0);
+    XPV(conn_close, s->c, err ? (uint64_t)-err : 0);
   uv_timer_stop(&s->timer);
   uv_timer_stop(&s->ptimer);
   if (s->conn_gone || !s->c)
@@ -171,7 +172,7 @@ static void finish(struct sender *s, int err, const char *fmt, ...) {
 static uint64_t budget_bytes(struct sender *s) {
   sftq_stats st;
   uint64_t b = BUDGET_MIN;
-  if (s->c && sftq_conn_stats(s->c, &st) == 0 && st.delivery_rate &&
+  if (s->c && XP(conn_stats, s->c, &st) == 0 && st.delivery_rate &&
       st.srtt_ns) {
     uint64_t bdp = st.delivery_rate * (st.srtt_ns / 1000) / 1000000;
     if (2 * bdp + (4u << 20) > b)
@@ -328,7 +329,7 @@ static void flush_sendq(struct sender *s) {
       s->rate_wait = at; /* the pump's timer brings us back */
       return;
     }
-    rv = sftq_stream_open_uni(s->c, &sid);
+    rv = XP(stream_open_uni, s->c, &sid);
     if (rv == SFT_ERR_AGAIN)
       return; /* writable() calls us again */
     if (rv == 0)
@@ -345,11 +346,11 @@ static void flush_sendq(struct sender *s) {
     iov[0].len = j->hdr_len;
     iov[1].base = j->data;
     iov[1].len = j->len;
-    sftq_stream_set_user(s->c, sid, j);
-    sftq_stream_set_urgency(s->c, sid, 3 + (unsigned)s->o->priority);
-    rv = sftq_stream_write(s->c, sid, iov, 2, SFTQ_WRITE_FIN);
+    XP(stream_set_user, s->c, sid, j);
+    XP(stream_set_urgency, s->c, sid, 3 + (unsigned)s->o->priority);
+    rv = XP(stream_write, s->c, sid, iov, 2, SFTQ_WRITE_FIN);
     if (rv) {
-      sftq_stream_set_user(s->c, sid, NULL);
+      XP(stream_set_user, s->c, sid, NULL);
       job_free(s, j);
       finish(s, rv, "cannot write a chunk: %s", sft_strerror(rv));
       return;
@@ -459,7 +460,7 @@ static void pump(struct sender *s) {
     if (f->st != SF_ACTIVE)
       continue;
     for (;;) {
-      if (s->held_bytes >= budget || sftq_conn_unsent(s->c) > UNSENT_MAX) {
+      if (s->held_bytes >= budget || XP(conn_unsent, s->c) > UNSENT_MAX) {
         more = 0; /* memory or queue full: wait for streams to drain */
         break;
       }
@@ -703,7 +704,7 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
 /* ---- transport callbacks ----------------------------------------------- */
 
 int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
-  struct sender *s = sftq_conn_user(c);
+  struct sender *s = XP(conn_user, c);
   sftd_fp_format(fp, s->res->peer_fp_text);
   if (s->o->peer_fp) {
     if (memcmp(fp, s->o->peer_fp, SFTQ_FP_LEN) == 0)
@@ -745,7 +746,7 @@ int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
 }
 
 void send_cb_connected(sftq_conn *c) {
-  struct sender *s = sftq_conn_user(c);
+  struct sender *s = XP(conn_user, c);
   struct sft_msg_hello h;
   struct sftd_event ev = {.type = SFTD_EV_CONNECTED};
   int rv;
@@ -754,13 +755,13 @@ void send_cb_connected(sftq_conn *c) {
     uint8_t fp[SFTQ_FP_LEN];
     struct sftd_event pe = {.type = SFTD_EV_PEER_NEW,
                             .text = s->res->peer_fp_text};
-    if (sftq_conn_peer_fp(c, fp) == 0 &&
+    if (XP(conn_peer_fp, c, fp) == 0 &&
         sftd_node_add_known(s->o->node, s->host, s->o->port, fp) == 0)
       emit(s, &pe);
   }
   ev.text = s->res->peer_fp_text;
   emit(s, &ev);
-  rv = sftq_stream_open_bidi(c, &s->ctl.sid);
+  rv = XP(stream_open_bidi, c, &s->ctl.sid);
   if (rv) {
     finish(s, rv, "cannot open the control stream: %s", sft_strerror(rv));
     return;
@@ -772,7 +773,7 @@ void send_cb_connected(sftq_conn *c) {
   memcpy(h.session_id, s->session_id, SFT_SESSION_ID_LEN);
   h.role = SFT_ROLE_SENDER;
   h.agent_len = (size_t)snprintf(h.agent, sizeof(h.agent), "sft/0.1");
-  sftq_stream_set_urgency(c, s->ctl.sid, 0);
+  XP(stream_set_urgency, c, s->ctl.sid, 0);
   rv = CTRL_SEND(&s->ctl, sft_msg_hello_encode, &h);
   if (rv)
     finish(s, rv, "cannot send HELLO: %s", sft_strerror(rv));
@@ -780,11 +781,11 @@ void send_cb_connected(sftq_conn *c) {
 
 void send_cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
                          size_t len, int fin) {
-  struct sender *s = sftq_conn_user(c);
+  struct sender *s = XP(conn_user, c);
   int rv;
   if (sid != s->ctl.sid) {
     /* The receiver never opens streams towards us in sft/1. */
-    sftq_stream_cancel(c, sid, (uint64_t)-SFT_ERR_PEER);
+    XP(stream_cancel, c, sid, (uint64_t)-SFT_ERR_PEER);
     return;
   }
   rv = ctrl_feed(&s->ctl, data, len, on_frame, s);
@@ -798,24 +799,24 @@ void send_cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
 }
 
 void send_cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error) {
-  struct sender *s = sftq_conn_user(c);
-  struct sjob *j = sftq_stream_user(c, sid);
+  struct sender *s = XP(conn_user, c);
+  struct sjob *j = XP(stream_user, c, sid);
   (void)app_error;
   if (j && sid != s->ctl.sid) {
-    sftq_stream_set_user(c, sid, NULL);
+    XP(stream_set_user, c, sid, NULL);
     job_free(s, j);
     pump(s);
   }
 }
 
 void send_cb_writable(sftq_conn *c) {
-  struct sender *s = sftq_conn_user(c);
+  struct sender *s = XP(conn_user, c);
   flush_sendq(s);
   pump(s);
 }
 
 void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
-  struct sender *s = sftq_conn_user(c);
+  struct sender *s = XP(conn_user, c);
   s->conn_gone = 1;
   /* Free chunks that were read but never got a stream. */
   while (s->sq_head) {
@@ -876,7 +877,7 @@ static void progress_tick(uv_timer_t *t) {
   ev.p.files_total = s->nfiles;
   ev.p.chunks_resent = s->res->chunks_resent;
   ev.p.loss = -1;
-  if (s->c && s->connected && sftq_conn_stats(s->c, &st) == 0) {
+  if (s->c && s->connected && XP(conn_stats, s->c, &st) == 0) {
     ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
     if (st.pkts_sent)
       ev.p.loss = (double)st.pkts_lost / (double)st.pkts_sent;

@@ -68,6 +68,7 @@ struct sftq_ep {
 };
 
 struct sftq_conn {
+  uint32_t kind; /* SFTQ_KIND_QUIC: first member (see quic.h) */
   sftq_ctx *ctx;
   sftq_ep *ep;
   ngtcp2_conn *q;
@@ -803,6 +804,8 @@ static void on_timer_closed(uv_handle_t *h) {
 
 static sftq_conn *conn_alloc(sftq_ctx *ctx, sftq_ep *ep, bool server) {
   sftq_conn *c = calloc(1, sizeof *c);
+  if (c)
+    c->kind = SFTQ_KIND_QUIC;
   if (!c) return NULL;
   c->ctx = ctx;
   c->ep = ep;

@@ -34,6 +34,15 @@
 typedef struct sftq_ctx sftq_ctx;
 typedef struct sftq_conn sftq_conn;
 
+/* The TCP+TLS transport (src/daemon/tcp) shares these types; every
+ * connection object of either module starts with a 32-bit kind tag so the
+ * engine can tell them apart behind a sftq_conn pointer. */
+#define SFTQ_KIND_QUIC 0x51554943u /* "QUIC" */
+#define SFTQ_KIND_TCP 0x54435020u  /* "TCP " */
+static inline uint32_t sftq_conn_kind(const sftq_conn *c) {
+  return *(const uint32_t *)(const void *)c;
+}
+
 /* ---- identity (tls.c) ---------------------------------------------------- */
 
 enum sftq_key_type {

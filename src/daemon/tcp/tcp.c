@@ -263,6 +263,7 @@ typedef struct pendclose {
 enum cstate { C_LIVE, C_CLOSING, C_DEAD };
 
 struct sftt_conn {
+  uint32_t kind; /* SFTQ_KIND_TCP: first member (see quic.h) */
   sftt_ctx *ctx;
   int fd;
   uv_poll_t poll;
@@ -1595,6 +1596,8 @@ static void tune_socket(const sftt_ctx *ctx, int fd) {
 /* A connection on connected/connecting socket |fd| (owned from now on). */
 static sftt_conn *conn_new(sftt_ctx *ctx, int fd, bool server) {
   sftt_conn *c = calloc(1, sizeof *c);
+  if (c)
+    c->kind = SFTQ_KIND_TCP;
   if (!c) {
     close(fd);
     return NULL;
