@@ -98,6 +98,20 @@ static int load_node(const char *data_dir, struct sftd_node *node) {
   return rv;
 }
 
+static int parse_transport(const char *s, int *out) {
+  if (!strcmp(s, "auto"))
+    *out = SFTD_TRANSPORT_ANY;
+  else if (!strcmp(s, "quic"))
+    *out = SFTD_TRANSPORT_QUIC_ONLY;
+  else if (!strcmp(s, "tcp"))
+    *out = SFTD_TRANSPORT_TCP_ONLY;
+  else {
+    cli_error("--transport must be quic, tcp or auto, not '%s'", s);
+    return -1;
+  }
+  return 0;
+}
+
 /* ---- event rendering -------------------------------------------------------- */
 
 struct ui {
@@ -202,6 +216,17 @@ static void on_event(const struct sftd_event *ev, void *ud) {
       fprintf(stderr, "sft: warning: %s\n", ev->text);
     }
     break;
+  case SFTD_EV_FALLBACK:
+    if (u->json) {
+      char fields[400];
+      snprintf(fields, sizeof(fields), "\"message\":%s",
+               json_quote(q2, sizeof(q2), ev->text));
+      progress_event(&u->pr, "fallback", fields);
+    } else {
+      progress_clear(&u->pr);
+      fprintf(stderr, "sft: %s\n", ev->text);
+    }
+    break;
   case SFTD_EV_REFUSED_PEER:
     if (u->json) {
       char fields[256];
@@ -262,6 +287,9 @@ static void send_usage(FILE *f) {
           "cubic, reno\n"
           "  --bwlimit RATE     at most RATE bits/s (k, M, G: powers of 1000; "
           "e.g. 50M)\n"
+          "  --transport T      quic, tcp, or auto (default: QUIC, TCP+TLS "
+          "if no QUIC\n"
+          "                     handshake completes within 3 s)\n"
           "  --json             one JSON event per line on stdout\n"
           "  --data-dir DIR     node identity and trust files (default "
           "$SFT_DATA_DIR\n"
@@ -283,6 +311,7 @@ int cmd_send_main(int argc, char **argv) {
       {"data-dir", required_argument, 0, 'd'},
       {"no-daemon", no_argument, 0, 'N'},
       {"bwlimit", required_argument, 0, 'B'},
+      {"transport", required_argument, 0, 'T'},
       {"api", required_argument, 0, 'A'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
@@ -351,6 +380,10 @@ int cmd_send_main(int argc, char **argv) {
       break;
     case 'N':
       no_daemon = 1;
+      break;
+    case 'T':
+      if (parse_transport(optarg, &o.transport))
+        return SFT_EXIT_USAGE;
       break;
     case 'B': {
       const char *why = NULL;
@@ -459,6 +492,8 @@ static void recv_usage(FILE *f) {
           "  --accept-any       accept senders not listed in trusted_peers\n"
           "  --overwrite        replace existing files\n"
           "  --max-size SIZE    refuse files larger than SIZE\n"
+          "  --transport T      listen on quic (UDP), tcp, or auto (both, "
+          "default)\n"
           "  --cc NAME          congestion controller (bbr2, bbr, cubic, "
           "reno)\n"
           "  --json             one JSON event per line on stdout\n"
@@ -473,6 +508,7 @@ int cmd_recv_main(int argc, char **argv) {
       {"accept-any", no_argument, 0, 'a'},
       {"overwrite", no_argument, 0, 'w'},
       {"max-size", required_argument, 0, 'm'},
+      {"transport", required_argument, 0, 'T'},
       {"cc", required_argument, 0, 'C'},
       {"json", no_argument, 0, 'j'},
       {"data-dir", required_argument, 0, 'd'},
@@ -504,6 +540,10 @@ int cmd_recv_main(int argc, char **argv) {
       break;
     case 'w':
       o.overwrite = 1;
+      break;
+    case 'T':
+      if (parse_transport(optarg, &o.transport))
+        return SFT_EXIT_USAGE;
       break;
     case 'm': {
       unsigned long long v;

@@ -456,8 +456,11 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
   x->opts.ud = x;
   x->created_ns = sftd_wall_ns();
   x->state = SFT_XS_PREPARING;
-  rv = send_session_start(&d->e.loop, d->e.q, &x->opts, &x->res, on_send_done,
-                          x, &x->s);
+  x->opts.transport = d->cfg.transport == SFTD_TRANSPORT_QUIC ? SFTD_TRANSPORT_QUIC_ONLY
+                      : d->cfg.transport == SFTD_TRANSPORT_TCP ? SFTD_TRANSPORT_TCP_ONLY
+                                                               : SFTD_TRANSPORT_ANY;
+  rv = send_session_start(&d->e.loop, d->e.q, d->e.t, &x->opts, &x->res,
+                          on_send_done, x, &x->s);
   if (rv) {
     int status = rv == SFT_ERR_NOT_FOUND || rv == SFT_ERR_UNSUPPORTED ? 400
                                                                        : 500;
@@ -668,6 +671,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   recv_shutdown(d->recv);
   sftq_ctx_free(d->e.q);
   d->e.q = NULL;
+  sftt_ctx_free(d->e.t);
+  d->e.t = NULL;
 }
 
 static int fail(char *why, size_t whylen, int rv, const char *fmt, ...)
@@ -801,6 +806,9 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   d->ropts.accept_any = d->cfg.accept_any;
   d->ropts.overwrite = d->cfg.overwrite;
   d->ropts.max_size = d->cfg.max_file_size;
+  d->ropts.transport = d->cfg.transport == SFTD_TRANSPORT_QUIC ? SFTD_TRANSPORT_QUIC_ONLY
+                       : d->cfg.transport == SFTD_TRANSPORT_TCP ? SFTD_TRANSPORT_TCP_ONLY
+                                                                : SFTD_TRANSPORT_ANY;
   d->ropts.on_event = on_recv_event;
   d->ropts.ud = d;
   rv = recv_create(&d->e, &d->ropts, &d->rres, &d->recv);

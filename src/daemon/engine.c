@@ -13,6 +13,7 @@ void engine_init(struct engine *e, void *owner, uv_signal_cb on_signal) {
   uv_signal_start(&e->sigint, on_signal, SIGINT);
   uv_signal_start(&e->sigterm, on_signal, SIGTERM);
   e->q = NULL;
+  e->t = NULL;
   e->recv = NULL;
 }
 
@@ -111,6 +112,8 @@ int engine_quic(struct engine *e, const struct sftd_node *node,
   cfg->cb.closed = d_closed;
   cfg->user_data = e;
   rv = sftq_ctx_new(&e->q, &e->loop, cfg);
+  if (!rv)
+    rv = sftt_ctx_new(&e->t, &e->loop, cfg);
   if (rv) {
     res->err = rv;
     snprintf(res->why, sizeof(res->why),
@@ -134,7 +137,10 @@ static void close_cb(uv_handle_t *h, void *arg) {
 void engine_teardown(struct engine *e) {
   if (e->q)
     sftq_ctx_free(e->q);
+  if (e->t)
+    sftt_ctx_free(e->t);
   e->q = NULL;
+  e->t = NULL;
   uv_walk(&e->loop, close_cb, NULL);
   uv_run(&e->loop, UV_RUN_DEFAULT);
   uv_loop_close(&e->loop);

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "daemon/quic/quic.h"
+#include "daemon/tcp/tcp.h"
 #include "daemon/sftd.h"
 
 struct receiver;
@@ -17,7 +18,8 @@ struct receiver;
 struct engine {
   uv_loop_t loop;
   uv_signal_t sigint, sigterm;
-  sftq_ctx *q;
+  sftq_ctx *q;           /* QUIC */
+  sftt_ctx *t;           /* TCP+TLS, the fallback when UDP is blocked */
   struct receiver *recv; /* server connections go here; NULL: refused */
 };
 
@@ -27,8 +29,8 @@ void engine_init(struct engine *e, void *owner, uv_signal_cb on_signal);
 
 /* Completes |cfg| (identity paths, congestion controller |cc|, the
  * dispatching callbacks, debug log when $SFT_DEBUG is set; the caller sets
- * the other options) and creates the QUIC context. On error, fills res->err
- * and res->why. */
+ * the other options) and creates the QUIC and the TCP+TLS contexts (same
+ * configuration and callbacks). On error, fills res->err and res->why. */
 int engine_quic(struct engine *e, const struct sftd_node *node,
                 const char *cc, sftq_config *cfg, struct sftd_result *res);
 

@@ -974,7 +974,28 @@ int recv_create(struct engine *e, const struct sftd_recv_opts *o,
   }
   r->eng = e;
   r->loop = &e->loop;
-  rv = sftq_listen(e->q, o->listen_addr, o->listen_port, &port);
+  /* QUIC on UDP and, for senders whose UDP is blocked, the same protocol
+   * over TCP+TLS on the same port number. */
+  rv = 0;
+  port = o->listen_port;
+  if (o->transport != SFTD_TRANSPORT_TCP_ONLY)
+    rv = sftq_listen(e->q, o->listen_addr, o->listen_port, &port);
+  if (!rv && o->transport != SFTD_TRANSPORT_QUIC_ONLY && e->t) {
+    uint16_t tport = 0;
+    int trv = sftt_listen(e->t, o->listen_addr, port, &tport);
+    if (trv && o->transport == SFTD_TRANSPORT_TCP_ONLY)
+      rv = trv;
+    else if (trv) {
+      char text[200];
+      struct sftd_event ev = {.type = SFTD_EV_WARN, .text = text};
+      snprintf(text, sizeof(text),
+               "no TCP fallback: cannot listen on TCP port %u: %s", port,
+               sft_strerror(trv));
+      emit(r, &ev);
+    } else if (o->transport == SFTD_TRANSPORT_TCP_ONLY) {
+      port = tport;
+    }
+  }
   if (rv) {
     res->err = rv;
     snprintf(res->why, sizeof(res->why),

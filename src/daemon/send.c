@@ -76,6 +76,9 @@ struct sjob {
 struct sender {
   uv_loop_t *loop;
   sftq_ctx *q;
+  sftt_ctx *t;
+  uint64_t fallback_at; /* auto: give up on QUIC at this time (0: no) */
+  char numeric[256];    /* the receiver's numeric address */
   uv_timer_t timer;  /* the pump's next deadline */
   uv_timer_t ptimer; /* progress events */
   int handles_open;  /* timers not yet closed */
@@ -441,12 +444,46 @@ static int submit_read(struct sender *s, struct sfile *f,
   return 0;
 }
 
+/* ---- TCP fallback --------------------------------------------------------- */
+
+/* No QUIC handshake completed (UDP blocked or lost): abandon the QUIC
+ * connection (its callbacks are ignored from now on) and run the same
+ * protocol over TCP+TLS to the same port number. */
+static void fall_back(struct sender *s, const char *why) {
+  sftq_conn *old = s->c;
+  sftt_conn *tc = NULL;
+  char text[160];
+  struct sftd_event ev = {.type = SFTD_EV_FALLBACK, .text = text};
+  int rv;
+  s->fallback_at = 0;
+  snprintf(text, sizeof(text), "%s with %s:%u within %u ms: trying TCP+TLS",
+           why, s->host, s->o->port, SFTD_FALLBACK_MS);
+  emit(s, &ev);
+  rv = sftt_connect(s->t, s->numeric, s->o->port, s, &tc);
+  if (rv) {
+    finish(s, rv, "cannot connect over TCP to %s:%u: %s", s->host, s->o->port,
+           sft_strerror(rv));
+    return;
+  }
+  s->c = (sftq_conn *)(void *)tc;
+  s->res->fell_back = 1;
+  if (old)
+    XPV(conn_close, old, 0);
+}
+
 /* ---- the pump: run every machine until it has nothing to do ------------- */
 
 static void pump(struct sender *s) {
   uint64_t t = now(), next = UINT64_MAX, budget;
   int more = 1;
 
+  if (!s->connected && s->fallback_at && !s->closing) {
+    if (t >= s->fallback_at)
+      fall_back(s, "no QUIC handshake completed");
+    else /* the loop's millisecond timers may fire a little early */
+      uv_timer_start(&s->timer, on_timer,
+                     (s->fallback_at - t + 999999) / 1000000, 0);
+  }
   if (s->closing || !s->hello_ok)
     return;
   if (s->rate_wait && s->rate_wait <= t)
@@ -705,6 +742,8 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
 
 int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
   struct sender *s = XP(conn_user, c);
+  if (c != s->c)
+    return -1; /* an abandoned QUIC attempt */
   sftd_fp_format(fp, s->res->peer_fp_text);
   if (s->o->peer_fp) {
     if (memcmp(fp, s->o->peer_fp, SFTQ_FP_LEN) == 0)
@@ -747,6 +786,9 @@ int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
 
 void send_cb_connected(sftq_conn *c) {
   struct sender *s = XP(conn_user, c);
+  if (c != s->c)
+    return;
+  s->fallback_at = 0;
   struct sft_msg_hello h;
   struct sftd_event ev = {.type = SFTD_EV_CONNECTED};
   int rv;
@@ -817,6 +859,16 @@ void send_cb_writable(sftq_conn *c) {
 
 void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
   struct sender *s = XP(conn_user, c);
+  if (c != s->c)
+    return; /* the abandoned QUIC attempt */
+  if (!s->connected && s->fallback_at && !s->closing &&
+      sftq_conn_kind(c) == SFTQ_KIND_QUIC && reason != SFT_ERR_AUTH) {
+    /* QUIC failed before its handshake completed (e.g. ICMP port
+     * unreachable): fall back now instead of waiting. */
+    s->c = NULL;
+    fall_back(s, "QUIC connection failed");
+    return;
+  }
   s->conn_gone = 1;
   /* Free chunks that were read but never got a stream. */
   while (s->sq_head) {
@@ -974,11 +1026,11 @@ void send_session_cancel(struct sender *s) {
   finish(s, SFT_ERR_CANCELLED, "cancelled");
 }
 
-int send_session_start(uv_loop_t *loop, sftq_ctx *q,
+int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
                        const struct sftd_send_opts *o, struct sftd_result *res,
                        send_done_fn done, void *ud, struct sender **out) {
   struct sender *s;
-  char numeric[256];
+  char *numeric;
   int rv;
 
   *out = NULL;
@@ -991,7 +1043,9 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q,
   }
   s->loop = loop;
   s->q = q;
+  s->t = t;
   s->o = o;
+  numeric = s->numeric;
   s->res = res;
   s->done = done;
   s->done_ud = ud;
@@ -1049,14 +1103,22 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q,
     snprintf(res->why, sizeof(res->why), "no randomness for the session id");
     goto fail;
   }
-  rv = resolve(o->host, o->port, numeric, sizeof(numeric));
+  rv = resolve(o->host, o->port, numeric, sizeof(s->numeric));
   if (rv) {
     res->err = rv;
     snprintf(res->why, sizeof(res->why),
              "cannot resolve the receiver's address '%s'", o->host);
     goto fail;
   }
-  rv = sftq_connect(q, numeric, o->port, s, &s->c);
+  if (o->transport == SFTD_TRANSPORT_TCP_ONLY && t) {
+    rv = sftt_connect(t, numeric, o->port, s, (sftt_conn **)&s->c);
+  } else {
+    rv = sftq_connect(q, numeric, o->port, s, &s->c);
+    if (!rv && o->transport == SFTD_TRANSPORT_ANY && t) {
+      s->fallback_at = now() + (uint64_t)SFTD_FALLBACK_MS * 1000000u;
+      uv_timer_start(&s->timer, on_timer, SFTD_FALLBACK_MS, 0);
+    }
+  }
   if (rv) {
     s->c = NULL;
     res->err = rv;
@@ -1102,7 +1164,7 @@ int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
   cfg.copy_limit = 32u << 20;
   rv = engine_quic(&e, o->node, o->cc, &cfg, res);
   if (!rv)
-    rv = send_session_start(&e.loop, e.q, o, res, oneshot_done, &e, &s);
+    rv = send_session_start(&e.loop, e.q, e.t, o, res, oneshot_done, &e, &s);
   if (!rv) {
     e.sigint.data = e.sigterm.data = s;
     uv_run(&e.loop, UV_RUN_DEFAULT);

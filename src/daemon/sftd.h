@@ -66,6 +66,7 @@ enum sftd_event_type {
   SFTD_EV_PROGRESS,    /* .p filled */
   SFTD_EV_WARN,        /* .text */
   SFTD_EV_REFUSED_PEER,/* receiver: a peer was refused (.text = its id) */
+  SFTD_EV_FALLBACK,    /* sender: no QUIC handshake, trying TCP+TLS */
 };
 
 struct sftd_progress {
@@ -95,6 +96,12 @@ typedef void (*sftd_event_fn)(const struct sftd_event *ev, void *ud);
 
 enum sftd_priority { SFTD_PRIO_CRITICAL = 0, SFTD_PRIO_HIGH, SFTD_PRIO_NORMAL };
 
+/* Transports: auto = QUIC, falling back to TCP+TLS on the same port number
+ * when no QUIC handshake completes within SFTD_FALLBACK_MS (UDP blocked). */
+enum { SFTD_TRANSPORT_ANY = 0, SFTD_TRANSPORT_QUIC_ONLY = 1,
+       SFTD_TRANSPORT_TCP_ONLY = 2 };
+#define SFTD_FALLBACK_MS 3000
+
 struct sftd_send_opts {
   const struct sftd_node *node;
   const char *host;            /* numeric address or name */
@@ -108,6 +115,7 @@ struct sftd_send_opts {
   struct sft_rate *shared_rate; /* a limit shared with other transfers (the
                                   daemon's global bwlimit), or NULL */
   const char *cc;              /* congestion controller name, NULL: bbr2 */
+  int transport;               /* SFTD_TRANSPORT_* */
   sftd_event_fn on_event;
   void *ud;
 };
@@ -120,6 +128,7 @@ struct sftd_result {
   uint64_t bytes;            /* file bytes delivered and verified */
   uint64_t chunks_sent, chunks_resent, chunks_skipped;
   double seconds;            /* wall time including connection set-up */
+  int fell_back;             /* sent over TCP+TLS after QUIC failed */
   char peer_fp_text[SFTD_FP_TEXT_MAX];
 };
 
@@ -140,6 +149,7 @@ struct sftd_recv_opts {
   int accept_any;           /* accept senders that are not trusted */
   int overwrite;            /* replace existing files */
   uint64_t max_size;        /* refuse files larger than this (0: no limit) */
+  int transport;            /* SFTD_TRANSPORT_*: which listeners */
   const char *cc;
   sftd_event_fn on_event;
   void *ud;

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "daemon/quic/quic.h"
+#include "daemon/tcp/tcp.h"
 #include "daemon/sftd.h"
 
 struct sender;
@@ -24,7 +25,7 @@ typedef void (*send_done_fn)(struct sender *s, void *ud);
  * |done| is called once when it is over (res filled); then call
  * send_session_free. On an immediate error nothing is started, res says
  * why and *out is NULL. |o| and |res| must outlive the session. */
-int send_session_start(uv_loop_t *loop, sftq_ctx *q,
+int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
                        const struct sftd_send_opts *o, struct sftd_result *res,
                        send_done_fn done, void *ud, struct sender **out);
 /* Cancels (done follows). */

@@ -130,6 +130,23 @@ rc=0; "$SFT" send "$T/bw.bin" 127.0.0.1:9 --bwlimit fast 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "bad --bwlimit: exit $rc"
 ok "--bwlimit 16M: 4 MiB took $(( (t1 - t0) / 1000000 )) ms (>= 1500), bad value exits 2"
 
+# 6c. UDP blocked: a receiver that only listens on TCP. The sender tries
+#     QUIC, gives up after 3 s, and the same protocol runs over TCP+TLS.
+mkdir -p "$T/in5"
+start_recv r8 --dir "$T/in5" --once --accept-any --transport tcp --data-dir "$T/rd"
+"$SFT" send "$T/src/big.bin" "127.0.0.1:$PORT" --no-daemon --data-dir "$T/sd" \
+  >/dev/null 2>"$T/s8.err" || { cat "$T/s8.err"; fail "fallback send"; }
+grep -q 'trying TCP+TLS' "$T/s8.err" || fail "no fallback message: $(cat "$T/s8.err")"
+wait_exit "$RECV_PID"
+cmp "$T/src/big.bin" "$T/in5/big.bin" || fail "fallback copy differs"
+rm -f "$T/in5/big.bin"
+start_recv r9 --dir "$T/in5" --once --accept-any --transport tcp --data-dir "$T/rd"
+"$SFT" send "$T/src/big.bin" "127.0.0.1:$PORT" --no-daemon --transport tcp \
+  --data-dir "$T/sd" >/dev/null 2>&1 || fail "--transport tcp"
+wait_exit "$RECV_PID"
+cmp "$T/src/big.bin" "$T/in5/big.bin" || fail "tcp copy differs"
+ok "UDP blocked: falls back to TCP+TLS after 3 s and completes; --transport tcp works"
+
 # 7. Usage errors exit 2; a missing path exits 1 naming it; nobody
 #    listening exits 5.
 rc=0; "$SFT" send "$T/other" --data-dir "$T/sd" 2>/dev/null || rc=$?; [ "$rc" = 2 ] || fail "no target: $rc"
