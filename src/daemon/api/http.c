@@ -17,6 +17,15 @@
  *   body is never read or buffered.
  * - Deferred (PENDING) requests sit in a list ordered by deadline (all share
  *   one timeout, so append order is deadline order) with one uv timer.
+ * - WebSocket /ws is a second protocol ("sft.v1") made the vhost default
+ *   (pvo "default"), so upgrades without Sec-WebSocket-Protocol bind to it;
+ *   plain HTTP still goes to protocols[0] (no mounts). The upgrade is vetted
+ *   in HTTP_CONFIRM_UPGRADE, which lws sends to whichever protocol the wsi is
+ *   bound to, so both callbacks call ws_confirm(). Each broadcast is one
+ *   refcounted buffer with LWS_PRE headroom shared by every client queue;
+ *   SERVER_WRITEABLE writes one message and asks again. lws may overwrite
+ *   the LWS_PRE bytes with the frame header, which is identical for every
+ *   client (server frames are unmasked; no extensions are enabled).
  */
 #define _GNU_SOURCE
 #ifndef NDEBUG
@@ -77,6 +86,39 @@ struct pss {
   char remote[INET6_ADDRSTRLEN];
 };
 
+/* A queued WebSocket message: LWS_PRE headroom, then the payload. */
+struct wsmsg {
+  size_t refs;
+  size_t len;
+  uint8_t buf[]; /* LWS_PRE + len */
+};
+
+/* WebSocket per-session data (zeroed by lws when bound). */
+struct wsc {
+  sftd_http *srv; /* NULL until ESTABLISHED and after release */
+  struct lws *wsi;
+  struct wsc *next, *prev;
+  uint64_t id;
+  struct wsmsg **q; /* ring of srv->ws_qmsgs */
+  size_t qhead, qn, qbytes;
+  uint8_t *rx; /* message being received, ws_max_msg bytes */
+  size_t rxlen;
+  int in_msg;
+  char (*topics)[SFTD_WS_TOPIC_MAX + 1];
+  size_t ntopics;
+};
+
+/* One throttled key. */
+struct thr {
+  struct thr *next;
+  uint64_t last_ms; /* when a message for this key was last sent */
+  unsigned interval;
+  char *pending; /* the latest unsent message (malloc) or NULL */
+  size_t plen;
+  char topic[SFTD_WS_TOPIC_MAX + 1];
+  char key[SFTD_WS_TOPIC_MAX + 1];
+};
+
 struct sftd_http {
   uv_loop_t *loop;
   struct lws_context *ctx;
@@ -104,8 +146,20 @@ struct sftd_http {
   size_t jbuf_cap;
   char *tbuf; /* text bodies of immediate responses */
   size_t tbuf_cap;
-  struct lws_protocols protocols[2];
+  struct lws_protocols protocols[3];
+  struct lws_protocol_vhost_options pvo, pvo_default;
   char addr[INET6_ADDRSTRLEN];
+  /* WebSocket */
+  struct wsc *ws_head;
+  size_t ws_n;
+  uint64_t ws_next_id;
+  unsigned ws_max_clients;
+  size_t ws_qmsgs, ws_qbytes, ws_max_msg;
+  sftd_http_ws_msg_fn ws_fn;
+  void *ws_ud;
+  struct thr *thr_head;
+  size_t thr_n;
+  uv_timer_t thr_timer;
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -120,6 +174,10 @@ void sftd_http_config_default(struct sftd_http_config *cfg) {
   cfg->timeout_s = 20;
   cfg->keepalive_s = 5;
   cfg->deferred_timeout_ms = 30000;
+  cfg->ws_max_clients = 256;
+  cfg->ws_queue_msgs = 256;
+  cfg->ws_queue_bytes = 1u << 20;
+  cfg->ws_max_msg = 4096;
 }
 
 static int grow(void *pp, size_t *cap, size_t need) {
@@ -799,6 +857,590 @@ static int on_body_done(struct pss *ps, struct lws *wsi) {
   return dispatch(ps, wsi);
 }
 
+/* ---- WebSocket /ws ------------------------------------------------------------- */
+
+static void msg_unref(struct wsmsg *m) {
+  if (m && --m->refs == 0)
+    free(m);
+}
+
+static struct wsmsg *msg_new(const char *json, size_t len) {
+  struct wsmsg *m = malloc(sizeof(*m) + LWS_PRE + len + 1);
+  if (!m)
+    return NULL;
+  m->refs = 1;
+  m->len = len;
+  if (len)
+    memcpy(m->buf + LWS_PRE, json, len);
+  return m;
+}
+
+/* Unlinks |c| and frees what it holds; lws still owns the pss memory. */
+static void ws_release(struct wsc *c) {
+  sftd_http *srv = c->srv;
+  if (!srv)
+    return;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->ws_head = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+  srv->ws_n--;
+  srv->st.ws_clients = srv->ws_n;
+  while (c->qn) {
+    msg_unref(c->q[c->qhead]);
+    c->qhead = (c->qhead + 1) % srv->ws_qmsgs;
+    c->qn--;
+  }
+  free(c->q);
+  c->q = NULL;
+  c->qbytes = 0;
+  free(c->rx);
+  c->rx = NULL;
+  free(c->topics);
+  c->topics = NULL;
+  c->ntopics = 0;
+  c->srv = NULL;
+}
+
+/* Drops a client from outside its callbacks (its queue is full): the close
+ * frame follows whatever lws still has buffered, and lws kills the socket
+ * after at most 5 s if the peer never reads. */
+static void ws_drop(struct wsc *c, int code, const char *why) {
+  struct lws *wsi = c->wsi;
+  c->srv->st.ws_dropped_slow++;
+  ws_release(c);
+  lws_close_reason(wsi, (enum lws_close_status)code,
+                   (unsigned char *)(uintptr_t)why, strlen(why));
+  lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* Appends |m| to |c|'s queue, or drops |c| when the queue is full.
+ * 1 queued, 0 dropped. */
+static int ws_enqueue(struct wsc *c, struct wsmsg *m) {
+  sftd_http *srv = c->srv;
+  if (c->qn == srv->ws_qmsgs || c->qbytes + m->len > srv->ws_qbytes) {
+    ws_drop(c, SFTD_WS_CLOSE_POLICY, "slow consumer");
+    return 0;
+  }
+  c->q[(c->qhead + c->qn) % srv->ws_qmsgs] = m;
+  c->qn++;
+  c->qbytes += m->len;
+  m->refs++;
+  if (c->qn == 1) /* invariant: a non-empty queue has asked for WRITEABLE */
+    lws_callback_on_writable(c->wsi);
+  return 1;
+}
+
+static int topic_match(const struct wsc *c, const char *topic) {
+  if (!topic[0] || !c->ntopics)
+    return 1;
+  for (size_t i = 0; i < c->ntopics; i++)
+    if (!strcmp(c->topics[i], topic))
+      return 1;
+  return 0;
+}
+
+int sftd_http_ws_publish(sftd_http *srv, const char *topic, const char *json,
+                         size_t len, unsigned flags) {
+  struct wsmsg *m;
+  int n = 0;
+  if (!srv || !json || flags)
+    return SFT_ERR_INVAL;
+  if (!topic)
+    topic = "";
+  if (strlen(topic) > SFTD_WS_TOPIC_MAX)
+    return SFT_ERR_INVAL;
+  if (len > srv->ws_qbytes)
+    return SFT_ERR_TOO_LARGE;
+  if (!srv->ws_head)
+    return 0;
+  m = msg_new(json, len);
+  if (!m)
+    return SFT_ERR_NOMEM;
+  for (struct wsc *c = srv->ws_head, *next; c; c = next) {
+    next = c->next; /* c may be dropped */
+    if (topic_match(c, topic))
+      n += ws_enqueue(c, m);
+  }
+  msg_unref(m);
+  return n;
+}
+
+int sftd_http_ws_broadcast(sftd_http *srv, const char *json, size_t len,
+                           unsigned flags) {
+  return sftd_http_ws_publish(srv, "", json, len, flags);
+}
+
+int sftd_http_ws_send(sftd_http *srv, uint64_t client, const char *json,
+                      size_t len) {
+  struct wsc *c;
+  struct wsmsg *m;
+  int ok;
+  if (!srv || !json)
+    return SFT_ERR_INVAL;
+  if (len > srv->ws_qbytes)
+    return SFT_ERR_TOO_LARGE;
+  for (c = srv->ws_head; c && c->id != client; c = c->next)
+    ;
+  if (!c)
+    return SFT_ERR_NOT_FOUND;
+  if (!(m = msg_new(json, len)))
+    return SFT_ERR_NOMEM;
+  ok = ws_enqueue(c, m);
+  msg_unref(m);
+  return ok ? 0 : SFT_ERR_NOT_FOUND;
+}
+
+size_t sftd_http_ws_count(const sftd_http *srv) { return srv ? srv->ws_n : 0; }
+
+void sftd_http_ws_on_message(sftd_http *srv, sftd_http_ws_msg_fn fn,
+                             void *ud) {
+  srv->ws_fn = fn;
+  srv->ws_ud = ud;
+}
+
+/* ---- throttling ---- */
+
+static void on_thr(uv_timer_t *t);
+
+/* Arms the timer for the earliest key whose interval ends: pending keys
+ * are sent then, idle keys are forgotten then. */
+static void thr_arm(sftd_http *srv) {
+  uint64_t now = uv_now(srv->loop), due = UINT64_MAX;
+  for (struct thr *t = srv->thr_head; t; t = t->next)
+    if (t->last_ms + t->interval < due)
+      due = t->last_ms + t->interval;
+  if (due == UINT64_MAX)
+    uv_timer_stop(&srv->thr_timer);
+  else
+    uv_timer_start(&srv->thr_timer, on_thr, due > now ? due - now : 0, 0);
+}
+
+static void on_thr(uv_timer_t *timer) {
+  sftd_http *srv = timer->data;
+  uint64_t now = uv_now(srv->loop);
+  for (struct thr **pp = &srv->thr_head, *t; (t = *pp);) {
+    if (now < t->last_ms + t->interval) {
+      pp = &t->next;
+      continue;
+    }
+    if (t->pending) {
+      /* an error (NOMEM) loses only this message */
+      (void)sftd_http_ws_publish(srv, t->topic, t->pending, t->plen, 0);
+      free(t->pending);
+      t->pending = NULL;
+      t->last_ms = now;
+      pp = &t->next;
+      continue;
+    }
+    *pp = t->next; /* idle for a whole interval: forget the key */
+    free(t);
+    srv->thr_n--;
+  }
+  thr_arm(srv);
+}
+
+static void thr_free_all(sftd_http *srv) {
+  while (srv->thr_head) {
+    struct thr *t = srv->thr_head;
+    srv->thr_head = t->next;
+    free(t->pending);
+    free(t);
+  }
+  srv->thr_n = 0;
+}
+
+int sftd_http_ws_broadcast_throttled(sftd_http *srv, const char *topic,
+                                     const char *key, const char *json,
+                                     size_t len, unsigned min_interval_ms) {
+  struct thr *t;
+  uint64_t now;
+  char *copy;
+  if (!srv || !key || !json || !key[0] || strlen(key) > SFTD_WS_TOPIC_MAX)
+    return SFT_ERR_INVAL;
+  if (!topic)
+    topic = "";
+  if (strlen(topic) > SFTD_WS_TOPIC_MAX)
+    return SFT_ERR_INVAL;
+  if (len > srv->ws_qbytes)
+    return SFT_ERR_TOO_LARGE;
+  if (!min_interval_ms)
+    return sftd_http_ws_publish(srv, topic, json, len, 0);
+  now = uv_now(srv->loop);
+  for (t = srv->thr_head; t && strcmp(t->key, key); t = t->next)
+    ;
+  if (!t) {
+    if (srv->thr_n >= SFTD_WS_THROTTLE_KEYS || !(t = calloc(1, sizeof(*t))))
+      return sftd_http_ws_publish(srv, topic, json, len, 0);
+    snprintf(t->key, sizeof(t->key), "%s", key);
+    snprintf(t->topic, sizeof(t->topic), "%s", topic);
+    t->interval = min_interval_ms;
+    t->last_ms = now;
+    t->next = srv->thr_head;
+    srv->thr_head = t;
+    srv->thr_n++;
+    thr_arm(srv);
+    return sftd_http_ws_publish(srv, topic, json, len, 0);
+  }
+  t->interval = min_interval_ms;
+  snprintf(t->topic, sizeof(t->topic), "%s", topic);
+  if (!t->pending && now >= t->last_ms + t->interval) {
+    t->last_ms = now;
+    thr_arm(srv);
+    return sftd_http_ws_publish(srv, topic, json, len, 0);
+  }
+  copy = malloc(len ? len : 1);
+  if (!copy)
+    return SFT_ERR_NOMEM;
+  if (len)
+    memcpy(copy, json, len);
+  if (t->pending)
+    srv->st.ws_coalesced++;
+  free(t->pending);
+  t->pending = copy;
+  t->plen = len;
+  thr_arm(srv);
+  return 0;
+}
+
+/* ---- upgrade: auth, origin, path ---- */
+
+/* Same origin: Origin is "http://" + the Host header. */
+static int same_origin(struct lws *wsi, const char *origin) {
+  char host[ORIGIN_MAX];
+  if (strncasecmp(origin, "http://", 7) ||
+      lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0)
+    return 0;
+  return !strcasecmp(origin + 7, host);
+}
+
+/* Checks the Sec-WebSocket-Protocol list the way lws 4.1 will parse it
+ * (lws_process_ws_upgrade): the list must fit 127 bytes, and SFTD_WS_PROTOCOL
+ * must come before any element longer than 63 bytes, or lws hangs up without
+ * an answer. Also finds a "bearer.<token>" element. 0 ok (or no header),
+ * -1 unusable. */
+static int ws_subprotocols(struct lws *wsi, char *buf, size_t cap,
+                           const char **tok, size_t *tlen) {
+  int n, seen = 0;
+  int total = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+  *tok = NULL;
+  *tlen = 0;
+  if (total <= 0)
+    return 0;
+  if (total > 127 || (size_t)total >= cap)
+    return -1;
+  n = lws_hdr_copy(wsi, buf, (int)cap, WSI_TOKEN_PROTOCOL);
+  if (n <= 0)
+    return -1;
+  for (char *p = buf, *e; p < buf + n; p = e + 1) {
+    size_t l;
+    while (*p == ' ' || *p == '\t')
+      p++;
+    e = memchr(p, ',', (size_t)(buf + n - p));
+    if (!e)
+      e = buf + n;
+    l = (size_t)(e - p);
+    while (l && (p[l - 1] == ' ' || p[l - 1] == '\t'))
+      l--;
+    if (l == strlen(SFTD_WS_PROTOCOL) && !memcmp(p, SFTD_WS_PROTOCOL, l))
+      seen = 1;
+    else if (l > 63 && !seen)
+      return -1;
+    if (l > 7 && !strncmp(p, "bearer.", 7) && !*tok) {
+      *tok = p + 7;
+      *tlen = l - 7;
+    }
+  }
+  return seen ? 0 : -1;
+}
+
+/* HTTP_CONFIRM_UPGRADE: 0 lets lws upgrade; -1 closes, after an HTTP
+ * refusal (or a plain hang-up for non-WebSocket upgrades, as before). Never
+ * touches the callback's user data (it may belong to either protocol). */
+static int ws_confirm(struct lws *wsi, const char *up) {
+  sftd_http *srv = lws_context_user(lws_get_context(wsi));
+  struct pss *ps;
+  struct extra x = {0};
+  uint8_t key[16];
+  size_t klen, tlen = 0;
+  const char *tok = NULL, *msg = NULL, *code = NULL;
+  char hdr[SFTD_HTTP_TOKEN_MAX + 16], pbuf[160], qv[SFTD_HTTP_TOKEN_MAX + 16];
+  int status = 0, n;
+
+  if (!up || strcasecmp(up, "websocket"))
+    return -1; /* h2c and others: not served */
+  ps = calloc(1, sizeof(*ps)); /* scratch for fail() / write_resp() */
+  if (!ps)
+    return -1;
+  ps->srv = srv;
+  ps->wsi = wsi;
+  ps->req.method = SFTD_HTTP_GET;
+  srv->st.requests++;
+  x.close = 1;
+  klen = peer_key(ps, wsi, key);
+  if (klen && srv->rl.rate) {
+    uint32_t retry = 0;
+    if (sftd_ratelimit_take(&srv->rl, key, klen, uv_now(srv->loop), &retry)) {
+      srv->st.rate_limited++;
+      x.retry = retry;
+      status = 429, code = "rate_limited", msg = "too many requests";
+      goto refuse;
+    }
+  }
+  n = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI);
+  if (n <= 0 || n >= (int)sizeof(ps->path) ||
+      lws_hdr_copy(wsi, ps->path, sizeof(ps->path), WSI_TOKEN_GET_URI) <= 0) {
+    status = 400, code = "bad_request";
+    msg = "a WebSocket upgrade must be a GET";
+    goto refuse;
+  }
+  if (strcmp(ps->path, SFTD_WS_PATH)) {
+    status = 404, code = "not_found", msg = "no WebSocket endpoint here";
+    goto refuse;
+  }
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0) {
+    if (lws_hdr_copy(wsi, ps->origin, sizeof(ps->origin), WSI_TOKEN_ORIGIN) <=
+            0 ||
+        !(origin_allowed(srv, ps->origin) || same_origin(wsi, ps->origin))) {
+      ps->origin[0] = '\0';
+      status = 403, code = "cors_denied", msg = "origin not allowed";
+      goto refuse;
+    }
+  }
+  if (ws_subprotocols(wsi, pbuf, sizeof(pbuf), &tok, &tlen)) {
+    status = 400, code = "bad_request";
+    msg = "Sec-WebSocket-Protocol must offer " SFTD_WS_PROTOCOL
+          " first (list <= 127 bytes)";
+    goto refuse;
+  }
+  /* the token: the header, else the query token=, else bearer.<t> */
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) > 0) {
+    n = -1;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) <
+        (int)sizeof(hdr))
+      n = lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n <= 0 || sftd_http_bearer(hdr, (size_t)n, &tok, &tlen))
+      tok = "", tlen = 0; /* present but unusable: wrong */
+  } else {
+    for (int i = 0; i < SFTD_HTTP_MAX_QUERY; i++) {
+      int m = lws_hdr_copy_fragment(wsi, qv, sizeof(qv),
+                                    WSI_TOKEN_HTTP_URI_ARGS, i);
+      if (m < 0)
+        break;
+      if (m >= 6 && !strncmp(qv, "token=", 6)) {
+        tok = qv + 6;
+        tlen = (size_t)m - 6;
+        break;
+      }
+    }
+  }
+  if (!tok || !sftd_http_token_eq(srv->token, tok, tlen)) {
+    x.www_auth = 1;
+    status = 401, code = "unauthorized";
+    msg = tok ? "invalid bearer token" : "missing bearer token";
+    goto refuse;
+  }
+  if (srv->ws_n >= srv->ws_max_clients) {
+    status = 503, code = "busy", msg = "too many WebSocket clients";
+    goto refuse;
+  }
+  free(ps);
+  return 0;
+
+refuse:
+  srv->st.ws_rejected++;
+  (void)fail(ps, wsi, status, code, msg, &x); /* x.close: always -1 */
+  free(ps);
+  return -1;
+}
+
+/* ---- per-connection callbacks ---- */
+
+static int ws_close(struct wsc *c, int code, const char *why) {
+  c->srv->st.ws_closed_bad++;
+  lws_close_reason(c->wsi, (enum lws_close_status)code,
+                   (unsigned char *)(uintptr_t)why, strlen(why));
+  return -1;
+}
+
+/* Adds (|add|) or removes one topic. 0, or -1: too many topics. */
+static int ws_topic(struct wsc *c, const char *t, int add) {
+  size_t i;
+  for (i = 0; i < c->ntopics && strcmp(c->topics[i], t); i++)
+    ;
+  if (!add) {
+    if (i < c->ntopics) {
+      memmove(c->topics[i], c->topics[i + 1],
+              (c->ntopics - i - 1) * sizeof(c->topics[0]));
+      c->ntopics--;
+    }
+    return 0;
+  }
+  if (i < c->ntopics)
+    return 0;
+  if (c->ntopics == SFTD_WS_MAX_TOPICS)
+    return -1;
+  if (!c->topics &&
+      !(c->topics = malloc(SFTD_WS_MAX_TOPICS * sizeof(c->topics[0]))))
+    return -1;
+  snprintf(c->topics[c->ntopics++], sizeof(c->topics[0]), "%s", t);
+  return 0;
+}
+
+/* Applies a subscribe/unsubscribe value (a topic or an array of topics).
+ * 0, or the close code. */
+static int ws_topics(struct wsc *c, json_t *v, int add) {
+  size_t n = json_is_array(v) ? json_array_size(v) : 1;
+  if (!json_is_string(v) && !json_is_array(v))
+    return SFTD_WS_CLOSE_BAD_DATA;
+  for (size_t i = 0; i < n; i++) {
+    json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+    if (!json_is_string(e) || json_string_length(e) == 0 ||
+        json_string_length(e) > SFTD_WS_TOPIC_MAX ||
+        strlen(json_string_value(e)) != json_string_length(e))
+      return SFTD_WS_CLOSE_BAD_DATA;
+    if (ws_topic(c, json_string_value(e), add))
+      return SFTD_WS_CLOSE_POLICY;
+  }
+  return 0;
+}
+
+/* A complete client message in c->rx. Callback result. */
+static int ws_message(struct wsc *c) {
+  sftd_http *srv = c->srv;
+  json_error_t err;
+  json_t *j = json_loadb((const char *)c->rx, c->rxlen, JSON_REJECT_DUPLICATES,
+                         &err);
+  json_t *sub, *unsub, *ack, *arr;
+  char *txt;
+  int code = 0;
+  if (!j || !json_is_object(j)) {
+    json_decref(j);
+    return ws_close(c, SFTD_WS_CLOSE_BAD_DATA, "expected a JSON object");
+  }
+  sub = json_object_get(j, "subscribe");
+  unsub = json_object_get(j, "unsubscribe");
+  if (!sub && !unsub) {
+    if (srv->ws_fn)
+      srv->ws_fn(srv, c->id, j, srv->ws_ud);
+    json_decref(j);
+    return 0;
+  }
+  if (unsub)
+    code = ws_topics(c, unsub, 0);
+  if (!code && sub)
+    code = ws_topics(c, sub, 1);
+  json_decref(j);
+  if (code)
+    return ws_close(c, code,
+                    code == SFTD_WS_CLOSE_POLICY
+                        ? "too many topics"
+                        : "topics must be non-empty strings");
+  ack = json_pack("{s:s,s:[]}", "type", "Subscribed", "topics");
+  arr = ack ? json_object_get(ack, "topics") : NULL;
+  for (size_t i = 0; arr && i < c->ntopics; i++)
+    json_array_append_new(arr, json_string(c->topics[i]));
+  txt = ack ? json_dumps(ack, JSON_COMPACT) : NULL;
+  json_decref(ack);
+  if (txt) {
+    struct wsmsg *m = msg_new(txt, strlen(txt));
+    if (m) {
+      (void)ws_enqueue(c, m);
+      msg_unref(m);
+    }
+    free(txt);
+  }
+  return 0;
+}
+
+static int ws_receive(struct wsc *c, struct lws *wsi, const void *in,
+                      size_t len) {
+  sftd_http *srv = c->srv;
+  if (!srv)
+    return -1;
+  if (lws_frame_is_binary(wsi))
+    return ws_close(c, SFTD_WS_CLOSE_BINARY, "text messages only");
+  if (!c->in_msg) {
+    c->in_msg = 1;
+    c->rxlen = 0;
+  }
+  if (c->rxlen + len + lws_remaining_packet_payload(wsi) > srv->ws_max_msg)
+    return ws_close(c, SFTD_WS_CLOSE_TOO_BIG, "message too large");
+  if (!c->rx && !(c->rx = malloc(srv->ws_max_msg + 1)))
+    return -1;
+  if (len)
+    memcpy(c->rx + c->rxlen, in, len);
+  c->rxlen += len;
+  if (!lws_is_final_fragment(wsi))
+    return 0;
+  c->in_msg = 0;
+  return ws_message(c);
+}
+
+/* One queued message per WRITEABLE. */
+static int ws_writeable(struct wsc *c, struct lws *wsi) {
+  sftd_http *srv = c->srv;
+  struct wsmsg *m;
+  int n;
+  if (!srv || !c->qn)
+    return 0;
+  m = c->q[c->qhead];
+  c->qhead = (c->qhead + 1) % srv->ws_qmsgs;
+  c->qn--;
+  c->qbytes -= m->len;
+  n = lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+  msg_unref(m);
+  if (n < 0)
+    return -1;
+  srv->st.ws_sent++;
+  if (c->qn)
+    lws_callback_on_writable(wsi);
+  return 0;
+}
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                       void *user, void *in, size_t len) {
+  struct wsc *c = user;
+  sftd_http *srv;
+  switch (reason) {
+  case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    return ws_confirm(wsi, in);
+  case LWS_CALLBACK_ESTABLISHED:
+    srv = lws_context_user(lws_get_context(wsi));
+    if (!c)
+      return -1;
+    memset(c, 0, sizeof(*c));
+    c->q = calloc(srv->ws_qmsgs, sizeof(*c->q));
+    if (!c->q)
+      return -1;
+    c->srv = srv;
+    c->wsi = wsi;
+    c->id = ++srv->ws_next_id;
+    c->next = srv->ws_head;
+    if (srv->ws_head)
+      srv->ws_head->prev = c;
+    srv->ws_head = c;
+    srv->ws_n++;
+    srv->st.ws_clients = srv->ws_n;
+    srv->st.ws_accepted++;
+    return 0;
+  case LWS_CALLBACK_RECEIVE:
+    return c ? ws_receive(c, wsi, in, len) : -1;
+  case LWS_CALLBACK_SERVER_WRITEABLE:
+    return c ? ws_writeable(c, wsi) : 0;
+  case LWS_CALLBACK_CLOSED:
+    if (c)
+      ws_release(c);
+    return 0;
+  default:
+    break;
+  }
+  return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason,
                     void *user, void *in, size_t len) {
   struct pss *ps = user;
@@ -827,7 +1469,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
       cleanup(ps);
     break;
   case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-    return -1; /* no WebSocket yet */
+    return ws_confirm(wsi, in);
   default:
     break;
   }
@@ -878,7 +1520,8 @@ struct track {
 static void track_cb(uv_handle_t *h, void *arg) {
   struct track *t = arg;
   sftd_http *srv = t->srv;
-  if (h == (uv_handle_t *)&srv->timer || h == (uv_handle_t *)&srv->reaper)
+  if (h == (uv_handle_t *)&srv->timer || h == (uv_handle_t *)&srv->reaper ||
+      h == (uv_handle_t *)&srv->thr_timer)
     return;
   for (size_t i = 0; i < t->before->n; i++)
     if (t->before->v[i] == h)
@@ -907,9 +1550,10 @@ static void on_reap(uv_idle_t *idle) {
   lws_context_destroy(srv->ctx); /* phase 2: frees the context */
   srv->ctx = NULL;
   uv_idle_stop(idle);
-  srv->closing_handles = 2;
+  srv->closing_handles = 3;
   uv_close((uv_handle_t *)&srv->timer, on_timer_closed);
   uv_close((uv_handle_t *)&srv->reaper, on_timer_closed);
+  uv_close((uv_handle_t *)&srv->thr_timer, on_timer_closed);
 }
 
 /* Checks that addr:port can be bound (as lws will, with SO_REUSEADDR)
@@ -990,17 +1634,37 @@ int sftd_http_new(sftd_http **out, uv_loop_t *loop,
   sftd_http_router_init(&srv->router);
   uv_timer_init(loop, &srv->timer);
   srv->timer.data = srv;
+  uv_timer_init(loop, &srv->thr_timer);
+  srv->thr_timer.data = srv;
+  srv->ws_max_clients =
+      cfg->ws_max_clients ? cfg->ws_max_clients : d.ws_max_clients;
+  srv->ws_qmsgs = cfg->ws_queue_msgs ? cfg->ws_queue_msgs : d.ws_queue_msgs;
+  srv->ws_qbytes =
+      cfg->ws_queue_bytes ? cfg->ws_queue_bytes : d.ws_queue_bytes;
+  srv->ws_max_msg = cfg->ws_max_msg ? cfg->ws_max_msg : d.ws_max_msg;
 
   srv->protocols[0].name = "sftd-http";
   srv->protocols[0].callback = callback;
   srv->protocols[0].per_session_data_size = sizeof(struct pss);
+  /* WebSocket: the vhost default, so upgrades without a subprotocol bind
+   * here (HTTP without mounts always binds protocols[0]) */
+  srv->protocols[1].name = SFTD_WS_PROTOCOL;
+  srv->protocols[1].callback = ws_callback;
+  srv->protocols[1].per_session_data_size = sizeof(struct wsc);
+  srv->protocols[1].rx_buffer_size = 4096;
+  srv->pvo_default.name = "default";
+  srv->pvo_default.value = "1";
+  srv->pvo.name = SFTD_WS_PROTOCOL;
+  srv->pvo.value = "";
+  srv->pvo.options = &srv->pvo_default;
 
   lws_set_log_level(LLL_ERR, NULL);
   memset(&info, 0, sizeof(info));
   info.port = cfg->port;
   info.iface = srv->addr;
   info.protocols = srv->protocols;
-  info.options = LWS_SERVER_OPTION_LIBUV |
+  info.pvo = &srv->pvo;
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
                  (v6 ? 0 : LWS_SERVER_OPTION_DISABLE_IPV6);
   foreign[0] = loop;
   info.foreign_loops = foreign;
@@ -1019,9 +1683,10 @@ int sftd_http_new(sftd_http **out, uv_loop_t *loop,
     uv_walk(loop, track_cb, &(struct track){srv, &w});
   free(w.v);
   if (!srv->ctx) {
-    srv->closing_handles = 2;
+    srv->closing_handles = 3;
     uv_close((uv_handle_t *)&srv->timer, on_timer_closed);
     uv_close((uv_handle_t *)&srv->reaper, on_timer_closed);
+    uv_close((uv_handle_t *)&srv->thr_timer, on_timer_closed);
     return SFT_ERR_IO;
   }
   struct lws_vhost *vh = lws_get_vhost_by_name(srv->ctx, "default");
@@ -1044,6 +1709,7 @@ static void on_timer_closed(uv_handle_t *h) {
   free(srv->out);
   free(srv->jbuf);
   free(srv->tbuf);
+  thr_free_all(srv);
   free(srv);
 }
 
@@ -1058,5 +1724,6 @@ void sftd_http_free(sftd_http *srv) {
   lws_context_destroy(srv->ctx);
   srv->phead = srv->ptail = NULL;
   uv_timer_stop(&srv->timer);
+  uv_timer_stop(&srv->thr_timer);
   uv_idle_start(&srv->reaper, on_reap);
 }

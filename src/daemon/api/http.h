@@ -5,6 +5,9 @@
  * strict JSON validation helpers. JSON is Jansson. Design and error format:
  * docs/internals/api.md.
  *
+ * It also serves the WebSocket endpoint /ws on the same port (event push to
+ * the dashboard/CLI: sftd_http_ws_*; see "WebSocket" in api.md).
+ *
  * Everything here runs on the loop thread; nothing is thread-safe.
  *
  * The pure parts (router, query parsing, JSON field validation, token
@@ -236,6 +239,12 @@ struct sftd_http_config {
   unsigned timeout_s;         /* headers/body/idle network timeout; 20 */
   unsigned keepalive_s;       /* idle keep-alive connection; default 5 */
   unsigned deferred_timeout_ms; /* pending answer deadline -> 504; 30000 */
+  /* WebSocket /ws (zero = default) */
+  unsigned ws_max_clients; /* default 256; more upgrades get 503 */
+  size_t ws_queue_msgs;    /* per-client outgoing queue; default 256 */
+  size_t ws_queue_bytes;   /* ... and bytes; default 1 MiB. Overflow drops
+                              the client (close 1008) */
+  size_t ws_max_msg;       /* largest client message; default 4096 -> 1009 */
 };
 
 /* Fills |cfg| with the defaults above (token NULL). */
@@ -275,8 +284,86 @@ int sftd_http_respond_text(sftd_http *srv, uint64_t id, int status,
 /* Counters for tests and /metrics. */
 struct sftd_http_stats {
   uint64_t requests, errors_4xx, errors_5xx, rate_limited, pending;
+  /* WebSocket: connected now, upgrades accepted / refused (401, 403, 404,
+   * 429, 503, 400), clients dropped for a full queue, clients closed for a
+   * bad frame or message (1002/1003/1007/1008/1009), messages written,
+   * throttled messages superseded by a newer one for the same key. */
+  uint64_t ws_clients, ws_accepted, ws_rejected, ws_dropped_slow,
+      ws_closed_bad, ws_sent, ws_coalesced;
 };
 void sftd_http_get_stats(const sftd_http *srv, struct sftd_http_stats *st);
+
+/* ---- WebSocket /ws (same port, same token) ------------------------------------ *
+ * Upgrade on GET /ws. Auth: "Authorization: Bearer <t>", or the query
+ * argument token=<t>, or a Sec-WebSocket-Protocol element "bearer.<t>" next
+ * to SFTD_WS_PROTOCOL (browsers cannot set headers); constant-time compare.
+ * Refusals are plain HTTP answers with the REST error body: 401 (token),
+ * 403 (Origin neither in cors_origins nor same-origin with Host), 404 (other
+ * path), 429 (rate limit), 503 (ws_max_clients), 400 (bad subprotocol list).
+ * Server -> client: text messages (JSON from the daemon). Client -> server:
+ * text JSON objects; {"subscribe": "id" | ["id", ...]} and {"unsubscribe":
+ * ...} are handled here (answered with {"type":"Subscribed","topics":[...]});
+ * any other object goes to the sftd_http_ws_on_message callback. */
+
+#define SFTD_WS_PATH "/ws"
+#define SFTD_WS_PROTOCOL "sft.v1" /* the one subprotocol (optional) */
+#define SFTD_WS_TOPIC_MAX 128     /* bytes in a topic */
+#define SFTD_WS_MAX_TOPICS 64     /* subscriptions per client */
+#define SFTD_WS_THROTTLE_KEYS 1024 /* throttled keys tracked at once */
+
+/* Close codes sent by the server. */
+enum {
+  SFTD_WS_CLOSE_PROTOCOL = 1002, /* bad frame (sent by lws) */
+  SFTD_WS_CLOSE_BINARY = 1003,   /* binary message: only text is accepted */
+  SFTD_WS_CLOSE_BAD_DATA = 1007, /* invalid UTF-8, JSON, or message shape */
+  SFTD_WS_CLOSE_POLICY = 1008,   /* slow consumer (queue full), >64 topics */
+  SFTD_WS_CLOSE_TOO_BIG = 1009,  /* message over ws_max_msg */
+};
+
+/* Called for each client message that is a JSON object without
+ * "subscribe"/"unsubscribe". |msg| is borrowed for the call; |client|
+ * identifies the sender for sftd_http_ws_send. */
+typedef void (*sftd_http_ws_msg_fn)(sftd_http *srv, uint64_t client,
+                                    json_t *msg, void *ud);
+void sftd_http_ws_on_message(sftd_http *srv, sftd_http_ws_msg_fn fn,
+                             void *ud);
+
+/* Queues the text message |json| (|len| bytes, valid UTF-8; copied once and
+ * shared) for every connected client, as topic "" (global: delivered to all
+ * clients whatever their subscriptions). |flags| must be 0 (reserved).
+ * Never blocks: a client whose queue would exceed ws_queue_msgs or
+ * ws_queue_bytes is dropped (close 1008, stats.ws_dropped_slow). Returns the
+ * number of clients it was queued for (>= 0), SFT_ERR_INVAL (NULL args,
+ * flags), SFT_ERR_TOO_LARGE (len > ws_queue_bytes), SFT_ERR_NOMEM. */
+int sftd_http_ws_broadcast(sftd_http *srv, const char *json, size_t len,
+                           unsigned flags);
+
+/* The same for |topic| (NULL or "" = global; at most SFTD_WS_TOPIC_MAX
+ * bytes, else SFT_ERR_INVAL): delivered to clients with no subscriptions and
+ * to clients subscribed to |topic|. */
+int sftd_http_ws_publish(sftd_http *srv, const char *topic, const char *json,
+                         size_t len, unsigned flags);
+
+/* Rate-limited publish for |key| (e.g. "progress:<id>"; 1..128 bytes): sent
+ * at once if nothing was sent for |key| in the last |min_interval_ms|;
+ * otherwise it replaces any message waiting for |key| and a loop timer sends
+ * the latest one when the interval ends (the last value is never lost, only
+ * superseded ones; stats.ws_coalesced). |json| is copied. Returns the number
+ * of clients reached when sent now, 0 when deferred, or the errors of
+ * sftd_http_ws_publish. With SFTD_WS_THROTTLE_KEYS keys pending, a new key
+ * is published at once. */
+int sftd_http_ws_broadcast_throttled(sftd_http *srv, const char *topic,
+                                     const char *key, const char *json,
+                                     size_t len, unsigned min_interval_ms);
+
+/* Queues |json| for one client (e.g. an answer to its message); a full
+ * queue drops that client as above. 0, SFT_ERR_NOT_FOUND (unknown or gone),
+ * SFT_ERR_INVAL, SFT_ERR_TOO_LARGE, SFT_ERR_NOMEM. */
+int sftd_http_ws_send(sftd_http *srv, uint64_t client, const char *json,
+                      size_t len);
+
+/* Connected WebSocket clients (not counting dropped ones still closing). */
+size_t sftd_http_ws_count(const sftd_http *srv);
 
 /* ---- token file ------------------------------------------------------------ */
 
