@@ -63,6 +63,8 @@ struct dxfer {
   uint64_t created_ns;
   uint8_t peer_fp[SFTD_FP_LEN];
   int have_peer_fp;
+  uint64_t rate_t, rate_b; /* rate estimate window */
+  double rate_bps;
 };
 
 struct daemon {
@@ -151,19 +153,83 @@ static void store_save(struct dxfer *x, int milestone) {
              sft_strerror(rv));
 }
 
+static const char *state_name(int st);
+
+/* ---- WebSocket events (schema: docs/internals/api.md) ------------------------ */
+
+static void ws_emit(struct daemon *d, const char *topic, json_t *ev,
+                    int throttle_key) {
+  char *js;
+  if (!d->http) {
+    json_decref(ev);
+    return;
+  }
+  js = json_dumps(ev, JSON_COMPACT);
+  json_decref(ev);
+  if (!js)
+    return;
+  if (throttle_key) /* progress: at most 10 per second per transfer */
+    sftd_http_ws_broadcast_throttled(d->http, topic, topic, js, strlen(js),
+                                     100);
+  else
+    sftd_http_ws_publish(d->http, topic, js, strlen(js), 0);
+  free(js);
+}
+
 /* ---- transfer events -------------------------------------------------------- */
 
 static void on_send_event(const struct sftd_event *ev, void *ud) {
   struct dxfer *x = ud;
   switch (ev->type) {
-  case SFTD_EV_PROGRESS:
-    x->p = ev->p;
+  case SFTD_EV_PROGRESS: {
+    uint64_t t = sftd_now_ns();
+    double dt = x->rate_t ? (double)(t - x->rate_t) / 1e9 : 0;
+    if (dt >= 0.5) {
+      x->rate_bps = 8.0 * (double)(ev->p.bytes_done - x->rate_b) / dt;
+      x->rate_t = t;
+      x->rate_b = ev->p.bytes_done;
+    } else if (!x->rate_t) {
+      x->rate_t = t;
+      x->rate_b = ev->p.bytes_done;
+    }
     if (x->state == SFT_XS_PREPARING && ev->p.bytes_done)
       x->state = SFT_XS_TRANSFERRING;
+    if (ev->p.bytes_done != x->p.bytes_done ||
+        ev->p.chunks_done != x->p.chunks_done) {
+      double eta = x->rate_bps > 0 ? 8.0 *
+                                         (double)(ev->p.bytes_total -
+                                                  ev->p.bytes_done) /
+                                         x->rate_bps
+                                   : -1;
+      ws_emit(x->d, x->id_hex,
+              json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:s}",
+                        "type", "TransferProgress", "id", x->id_hex,
+                        "bytes_done", (json_int_t)ev->p.bytes_done,
+                        "bytes_total", (json_int_t)ev->p.bytes_total,
+                        "chunks_done", (json_int_t)ev->p.chunks_done,
+                        "chunks_total", (json_int_t)ev->p.chunks_total,
+                        "rate_bps", x->rate_bps, "eta_s", eta, "state",
+                        state_name(x->state)),
+              1);
+    }
+    x->p = ev->p;
     break;
+  }
   case SFTD_EV_CONNECTED:
     if (x->state == SFT_XS_PREPARING)
       x->state = x->paused ? SFT_XS_PAUSED : SFT_XS_TRANSFERRING;
+    ws_emit(x->d, x->id_hex,
+            json_pack("{s:s, s:s, s:s, s:s}", "type", "NetworkEvent", "kind",
+                      "connected", "peer", x->peer, "detail",
+                      ev->text ? ev->text : ""),
+            0);
+    break;
+  case SFTD_EV_FALLBACK:
+    ws_emit(x->d, x->id_hex,
+            json_pack("{s:s, s:s, s:s, s:s}", "type", "NetworkEvent", "kind",
+                      "fallback", "peer", x->peer, "detail",
+                      ev->text ? ev->text : ""),
+            0);
     break;
   case SFTD_EV_FILE_FAILED:
     log_line(x->d, 1, "transfer %s: %s: %s", x->id_hex, ev->name,
@@ -187,6 +253,19 @@ static void on_send_done(struct sender *s, void *ud) {
            x->res.err ? "failed: " : "completed",
            x->res.err ? x->res.why : "", "");
   store_save(x, 1);
+  if (x->res.err)
+    ws_emit(x->d, x->id_hex,
+            json_pack("{s:s, s:s, s:s, s:s}", "type", "TransferFailed", "id",
+                      x->id_hex, "code", sft_err_name(x->res.err), "message",
+                      x->res.why),
+            0);
+  else
+    ws_emit(x->d, x->id_hex,
+            json_pack("{s:s, s:s, s:I, s:f, s:I}", "type", "TransferCompleted",
+                      "id", x->id_hex, "bytes", (json_int_t)x->res.bytes,
+                      "seconds", x->res.seconds, "files",
+                      (json_int_t)x->res.files_ok),
+            0);
   if (x->d->metrics) {
     sft_metric_inc(x->d->m.chunks_sent, (double)x->res.chunks_sent);
     sft_metric_inc(x->d->m.retries, (double)x->res.chunks_resent);

@@ -42,7 +42,32 @@ grep -q extra "$T/body" || fail "400 does not name the field"
 [ "$(code "${AUTH[@]}" "http://$API/api/metrics")" = 200 ] || fail "metrics"
 ok "REST: 401 without/with a wrong token, 404 unknown id, 400 for bad JSON, unknown fields, wrong types"
 
-# 3. sft send hands the transfer to the daemon; ls and status show it.
+# 3. sft send hands the transfer to the daemon; ls and status show it. A
+#    WebSocket client on /ws sees its progress and completion.
+/usr/bin/python3 - "$API" "$TOK" "$T/ws.events" <<'PY' &
+import json, sys, time, websocket
+api, tok, out = sys.argv[1:4]
+try:
+    websocket.create_connection("ws://%s/ws" % api, timeout=5)
+    print("connected without a token", file=open(out, "w"))
+    sys.exit(1)
+except websocket.WebSocketBadStatusException as e:
+    assert e.status_code == 401, e.status_code
+ws = websocket.create_connection("ws://%s/ws" % api, timeout=30,
+                                 header=["Authorization: Bearer " + tok])
+open(out + ".ready", "w").close()
+seen = []
+deadline = time.time() + 60
+while time.time() < deadline:
+    ev = json.loads(ws.recv())
+    seen.append(ev)
+    if ev.get("type") in ("TransferCompleted", "TransferFailed"):
+        break
+json.dump(seen, open(out, "w"))
+PY
+WSPID=$!; PIDS+=("$WSPID")
+for _ in $(seq 1 200); do [ -e "$T/ws.events.ready" ] && break; sleep 0.05; done
+[ -e "$T/ws.events.ready" ] || fail "WebSocket client did not connect"
 mkdir -p "$T/in"
 head -c 20000003 /dev/urandom >"$T/f.bin"
 start_recv r1 --dir "$T/in" --once --accept-any --data-dir "$T/r"
@@ -59,7 +84,16 @@ import json,sys; x=json.load(sys.stdin); assert x["state"]=="Completed" and x["p
   fail "status"
 rc=0; "$SFT" status nothex --data-dir "$T/d" --api "$API" 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "bad id: $rc"
-ok "sft send through the daemon, byte-identical; ls and status report it"
+wait "$WSPID" || fail "WebSocket client: $(cat "$T/ws.events" 2>/dev/null)"
+python3 - "$T/ws.events" <<'PY' || fail "WebSocket events: $(cat "$T/ws.events")"
+import json, sys
+ev = json.load(open(sys.argv[1]))
+kinds = [e["type"] for e in ev]
+assert kinds[-1] == "TransferCompleted", kinds
+assert "TransferProgress" in kinds and "NetworkEvent" in kinds, kinds
+assert ev[-1]["bytes"] == 20000003, ev[-1]
+PY
+ok "sft send through the daemon, byte-identical; ls and status report it; /ws streams events (401 without token)"
 
 # 4. Pause, resume and cancel through the API on a transfer slowed by netsim.
 mkdir -p "$T/in2"
