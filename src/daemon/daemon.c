@@ -32,6 +32,7 @@
 #include "daemon/clock.h"
 #include "daemon/config.h"
 #include "daemon/engine.h"
+#include "daemon/grpc/grpc.h"
 #include "daemon/sftd.h"
 #include "daemon/store/store.h"
 #include "daemon/xfer_int.h"
@@ -76,6 +77,7 @@ struct daemon {
   struct sftd_recv_opts ropts;
   struct sftd_result rres;
   sftd_http *http;
+  struct sftd_grpc *grpc;
   char token[128];
   char download_dir[4096];
   char listen_host[256];
@@ -400,23 +402,145 @@ static void free_xfer(struct dxfer *x) {
   free(x);
 }
 
-/* Duplicate prevention: the same paths to the same peer while a transfer
- * with them is still running returns that transfer. */
-static struct dxfer *find_duplicate(struct daemon *d, const char *peer,
-                                    json_t *paths) {
-  for (size_t i = 0; i < d->nx; i++) {
-    struct dxfer *x = d->x[i];
-    if (sft_xfer_state_terminal((enum sft_xfer_state)x->state) ||
-        strcmp(x->peer, peer) || x->npaths != json_array_size(paths))
-      continue;
-    size_t k = 0;
-    for (; k < x->npaths; k++)
-      if (strcmp(x->paths[k], json_string_value(json_array_get(paths, k))))
-        break;
-    if (k == x->npaths)
-      return x;
+/* A transfer request, from REST or gRPC. */
+struct send_req {
+  const char *const *paths;
+  size_t npaths;
+  const char *peer;     /* HOST:PORT */
+  const char *peer_id;  /* SFT1-... or NULL */
+  const char *priority; /* critical|high|normal or NULL */
+  uint32_t chunk_size;  /* 0: configuration */
+  const char *bwlimit;  /* rate text or NULL */
+};
+
+/* Validates and starts a transfer. Returns 0 and *out (a new transfer, or
+ * *dup = 1 and the running one with the same paths and peer); else an
+ * SFT_ERR_* with |msg|: SFT_ERR_INVAL (bad request), SFT_ERR_NOT_FOUND (a
+ * path), SFT_ERR_FULL (too many transfers), others (start failed). */
+static int start_transfer(struct daemon *d, const struct send_req *rq,
+                          struct dxfer **out, int *dup, char *msg,
+                          size_t cap) {
+  struct dxfer *x;
+  const char *colon;
+  char *end;
+  unsigned long port;
+  int rv;
+
+  *out = NULL;
+  *dup = 0;
+  if (!rq->npaths || rq->npaths > MAX_PATHS)
+    return snprintf(msg, cap, "paths: 1 to %d entries", MAX_PATHS),
+           SFT_ERR_INVAL;
+  for (size_t i = 0; i < rq->npaths; i++) {
+    size_t n = strlen(rq->paths[i]);
+    if (!n || n >= 4096)
+      return snprintf(msg, cap, "paths[%zu] must be a non-empty path", i),
+             SFT_ERR_INVAL;
+    if (rq->paths[i][0] != '/')
+      return snprintf(msg, cap,
+                      "paths[%zu] must be an absolute path (the daemon does "
+                      "not share your working directory)",
+                      i),
+             SFT_ERR_INVAL;
   }
-  return NULL;
+  colon = strrchr(rq->peer, ':');
+  port = colon ? strtoul(colon + 1, &end, 10) : 0;
+  if (!colon || colon == rq->peer || !colon[1] || *end || port == 0 ||
+      port > 65535 || strlen(rq->peer) >= sizeof(x->peer))
+    return snprintf(msg, cap, "peer must be HOST:PORT, not '%s'", rq->peer),
+           SFT_ERR_INVAL;
+  for (size_t i = 0; i < d->nx; i++) {
+    struct dxfer *o = d->x[i];
+    size_t k = 0;
+    if (sft_xfer_state_terminal((enum sft_xfer_state)o->state) ||
+        strcmp(o->peer, rq->peer) || o->npaths != rq->npaths)
+      continue;
+    while (k < o->npaths && !strcmp(o->paths[k], rq->paths[k]))
+      k++;
+    if (k == o->npaths) {
+      *out = o;
+      *dup = 1;
+      return 0;
+    }
+  }
+  if (d->nx == MAX_XFERS)
+    return snprintf(msg, cap, "too many transfers in memory"), SFT_ERR_FULL;
+  x = calloc(1, sizeof(*x));
+  if (!x || !(x->paths = calloc(rq->npaths, sizeof(char *)))) {
+    free(x);
+    return snprintf(msg, cap, "out of memory"), SFT_ERR_NOMEM;
+  }
+  x->d = d;
+  x->npaths = rq->npaths;
+  for (size_t i = 0; i < rq->npaths; i++)
+    x->paths[i] = strdup(rq->paths[i]);
+  snprintf(x->peer, sizeof(x->peer), "%s", rq->peer);
+  snprintf(x->host, sizeof(x->host), "%.*s", (int)(colon - rq->peer),
+           rq->peer);
+  x->opts.port = (uint16_t)port;
+  x->opts.host = x->host;
+  x->opts.priority = SFTD_PRIO_NORMAL;
+  rv = 0;
+  if (rq->priority && *rq->priority) {
+    if (!strcmp(rq->priority, "critical"))
+      x->opts.priority = SFTD_PRIO_CRITICAL;
+    else if (!strcmp(rq->priority, "high"))
+      x->opts.priority = SFTD_PRIO_HIGH;
+    else if (strcmp(rq->priority, "normal")) {
+      snprintf(msg, cap, "priority must be critical, high or normal");
+      rv = SFT_ERR_INVAL;
+    }
+  }
+  if (!rv && rq->peer_id && *rq->peer_id) {
+    if (sftd_fp_parse(rq->peer_id, strlen(rq->peer_id), x->peer_fp)) {
+      snprintf(msg, cap, "peer_id is not a valid identity (SFT1-...)");
+      rv = SFT_ERR_INVAL;
+    }
+    x->have_peer_fp = 1;
+    x->opts.peer_fp = x->peer_fp;
+  }
+  x->opts.bwlimit_bps = d->cfg.per_transfer_bwlimit;
+  if (!rv && rq->bwlimit) {
+    const char *why = NULL;
+    if (sftd_parse_rate(rq->bwlimit, &x->opts.bwlimit_bps, &why)) {
+      snprintf(msg, cap, "bwlimit: %s", why ? why : "not a rate (e.g. 10M)");
+      rv = SFT_ERR_INVAL;
+    }
+  }
+  if (rv) {
+    free_xfer(x);
+    return rv;
+  }
+  x->opts.shared_rate = d->cfg.bwlimit ? &d->rate : NULL;
+  x->opts.chunk_size = rq->chunk_size ? rq->chunk_size : d->cfg.chunk_size;
+  x->opts.node = &d->node;
+  x->opts.paths = (const char *const *)x->paths;
+  x->opts.npaths = x->npaths;
+  x->opts.on_event = on_send_event;
+  x->opts.ud = x;
+  x->created_ns = sftd_wall_ns();
+  x->state = SFT_XS_PREPARING;
+  x->opts.transport = d->cfg.transport == SFTD_TRANSPORT_QUIC
+                          ? SFTD_TRANSPORT_QUIC_ONLY
+                      : d->cfg.transport == SFTD_TRANSPORT_TCP
+                          ? SFTD_TRANSPORT_TCP_ONLY
+                          : SFTD_TRANSPORT_ANY;
+  rv = send_session_start(&d->e.loop, d->e.q, d->e.t, &x->opts, &x->res,
+                          on_send_done, x, &x->s);
+  if (rv) {
+    snprintf(msg, cap, "%s", x->res.why);
+    free_xfer(x);
+    return rv;
+  }
+  if (getrandom(x->id, sizeof(x->id), 0) != (ssize_t)sizeof(x->id))
+    memset(x->id, 0, sizeof(x->id));
+  sft_hex(x->id, sizeof(x->id), x->id_hex);
+  d->x[d->nx++] = x;
+  store_save(x, 1);
+  log_line(d, 2, "transfer %s: %zu path(s) to %s (%s)", x->id_hex, x->npaths,
+           x->peer, prio_name((int)x->opts.priority));
+  *out = x;
+  return 0;
 }
 
 static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
@@ -430,132 +554,53 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
       {"bwlimit", SFTD_F_STRING, 0, 1, 32},
   };
   struct daemon *d = ud;
-  struct dxfer *x, *dup;
-  json_t *paths, *v;
-  const char *peer, *colon;
-  char *end;
-  unsigned long port;
+  struct send_req rq;
+  const char *paths[MAX_PATHS];
+  struct dxfer *x;
+  json_t *v;
+  char msg[1100];
   size_t i;
-  int rv;
+  int dup, rv;
 
   if (sftd_http_validate(resp, req->body, fields, 6))
     return SFTD_HTTP_DONE;
-  paths = json_object_get(req->body, "paths");
-  json_array_foreach(paths, i, v) {
-    if (!json_is_string(v) || !json_string_length(v) ||
-        json_string_length(v) >= 4096) {
+  memset(&rq, 0, sizeof(rq));
+  json_array_foreach(json_object_get(req->body, "paths"), i, v) {
+    if (!json_is_string(v)) {
       sftd_http_resp_error(resp, 400, "invalid_field",
-                           "paths[%zu] must be a non-empty path string", i);
+                           "paths[%zu] must be a string", i);
       return SFTD_HTTP_DONE;
     }
-    if (json_string_value(v)[0] != '/') {
-      sftd_http_resp_error(resp, 400, "invalid_field",
-                           "paths[%zu] must be an absolute path (the daemon "
-                           "does not share your working directory)",
-                           i);
-      return SFTD_HTTP_DONE;
-    }
+    paths[i] = json_string_value(v);
   }
-  peer = json_string_value(json_object_get(req->body, "peer"));
-  colon = strrchr(peer, ':');
-  port = colon ? strtoul(colon + 1, &end, 10) : 0;
-  if (!colon || colon == peer || !colon[1] || *end || port == 0 ||
-      port > 65535) {
-    sftd_http_resp_error(resp, 400, "invalid_field",
-                         "peer must be HOST:PORT, not '%s'", peer);
+  rq.paths = paths;
+  rq.npaths = json_array_size(json_object_get(req->body, "paths"));
+  rq.peer = json_string_value(json_object_get(req->body, "peer"));
+  rq.peer_id = json_string_value(json_object_get(req->body, "peer_id"));
+  rq.priority = json_string_value(json_object_get(req->body, "priority"));
+  rq.bwlimit = json_string_value(json_object_get(req->body, "bwlimit"));
+  rq.chunk_size =
+      (uint32_t)json_integer_value(json_object_get(req->body, "chunk_size"));
+  rv = start_transfer(d, &rq, &x, &dup, msg, sizeof(msg));
+  if (rv) {
+    sftd_http_resp_error(resp,
+                         rv == SFT_ERR_INVAL || rv == SFT_ERR_NOT_FOUND ||
+                                 rv == SFT_ERR_UNSUPPORTED
+                             ? 400
+                         : rv == SFT_ERR_FULL ? 503
+                                              : 500,
+                         rv == SFT_ERR_INVAL       ? "invalid_field"
+                         : rv == SFT_ERR_NOT_FOUND ? "not_found"
+                                                   : "send_failed",
+                         "%s", msg);
     return SFTD_HTTP_DONE;
   }
-  if ((dup = find_duplicate(d, peer, paths))) {
-    json_t *o = xfer_json(dup);
+  if (dup) {
+    json_t *o = xfer_json(x);
     json_object_set_new(o, "duplicate", json_true());
     sftd_http_resp_json(resp, 200, o);
     return SFTD_HTTP_DONE;
   }
-  if (d->nx == MAX_XFERS) {
-    sftd_http_resp_error(resp, 503, "busy", "too many transfers in memory");
-    return SFTD_HTTP_DONE;
-  }
-  x = calloc(1, sizeof(*x));
-  if (!x || !(x->paths = calloc(json_array_size(paths), sizeof(char *)))) {
-    free(x);
-    sftd_http_resp_error(resp, 500, "nomem", "out of memory");
-    return SFTD_HTTP_DONE;
-  }
-  x->d = d;
-  x->npaths = json_array_size(paths);
-  json_array_foreach(paths, i, v) x->paths[i] = strdup(json_string_value(v));
-  snprintf(x->peer, sizeof(x->peer), "%s", peer);
-  snprintf(x->host, sizeof(x->host), "%.*s", (int)(colon - peer), peer);
-  x->opts.port = (uint16_t)port;
-  x->opts.host = x->host;
-  x->opts.priority = SFTD_PRIO_NORMAL;
-  if ((v = json_object_get(req->body, "priority"))) {
-    const char *p = json_string_value(v);
-    if (!strcmp(p, "critical"))
-      x->opts.priority = SFTD_PRIO_CRITICAL;
-    else if (!strcmp(p, "high"))
-      x->opts.priority = SFTD_PRIO_HIGH;
-    else if (strcmp(p, "normal")) {
-      free_xfer(x);
-      sftd_http_resp_error(resp, 400, "invalid_field",
-                           "priority must be critical, high or normal");
-      return SFTD_HTTP_DONE;
-    }
-  }
-  if ((v = json_object_get(req->body, "peer_id"))) {
-    const char *t = json_string_value(v);
-    if (sftd_fp_parse(t, strlen(t), x->peer_fp)) {
-      free_xfer(x);
-      sftd_http_resp_error(resp, 400, "invalid_field",
-                           "peer_id is not a valid identity (SFT1-...)");
-      return SFTD_HTTP_DONE;
-    }
-    x->have_peer_fp = 1;
-    x->opts.peer_fp = x->peer_fp;
-  }
-  x->opts.bwlimit_bps = d->cfg.per_transfer_bwlimit;
-  if ((v = json_object_get(req->body, "bwlimit"))) {
-    const char *why = NULL;
-    if (sftd_parse_rate(json_string_value(v), &x->opts.bwlimit_bps, &why)) {
-      free_xfer(x);
-      sftd_http_resp_error(resp, 400, "invalid_field", "bwlimit: %s",
-                           why ? why : "not a rate (e.g. 10M)");
-      return SFTD_HTTP_DONE;
-    }
-  }
-  x->opts.shared_rate = d->cfg.bwlimit ? &d->rate : NULL;
-  if ((v = json_object_get(req->body, "chunk_size")))
-    x->opts.chunk_size = (uint32_t)json_integer_value(v);
-  else
-    x->opts.chunk_size = d->cfg.chunk_size;
-  x->opts.node = &d->node;
-  x->opts.paths = (const char *const *)x->paths;
-  x->opts.npaths = x->npaths;
-  x->opts.on_event = on_send_event;
-  x->opts.ud = x;
-  x->created_ns = sftd_wall_ns();
-  x->state = SFT_XS_PREPARING;
-  x->opts.transport = d->cfg.transport == SFTD_TRANSPORT_QUIC ? SFTD_TRANSPORT_QUIC_ONLY
-                      : d->cfg.transport == SFTD_TRANSPORT_TCP ? SFTD_TRANSPORT_TCP_ONLY
-                                                               : SFTD_TRANSPORT_ANY;
-  rv = send_session_start(&d->e.loop, d->e.q, d->e.t, &x->opts, &x->res,
-                          on_send_done, x, &x->s);
-  if (rv) {
-    int status = rv == SFT_ERR_NOT_FOUND || rv == SFT_ERR_UNSUPPORTED ? 400
-                                                                       : 500;
-    sftd_http_resp_error(resp, status,
-                         rv == SFT_ERR_NOT_FOUND ? "not_found" : "send_failed",
-                         "%s", x->res.why);
-    free_xfer(x);
-    return SFTD_HTTP_DONE;
-  }
-  if (getrandom(x->id, sizeof(x->id), 0) != (ssize_t)sizeof(x->id))
-    memset(x->id, 0, sizeof(x->id));
-  sft_hex(x->id, sizeof(x->id), x->id_hex);
-  d->x[d->nx++] = x;
-  store_save(x, 1);
-  log_line(d, 2, "transfer %s: %zu path(s) to %s (%s)", x->id_hex, x->npaths,
-           x->peer, prio_name((int)x->opts.priority));
   sftd_http_resp_json(resp, 202, xfer_json(x));
   return SFTD_HTTP_DONE;
 }
@@ -576,17 +621,12 @@ static int h_progress(const struct sftd_http_req *req,
   return SFTD_HTTP_DONE;
 }
 
-static int h_action(const struct sftd_http_req *req,
-                    struct sftd_http_resp *resp, void *ud, int what) {
-  struct dxfer *x = lookup(ud, req, resp);
+/* Pause (0), resume (1) or cancel (2) a transfer: 0, or SFT_ERR_STATE when
+ * it does not apply (already over, not paused, ...). */
+static int act(struct dxfer *x, int what) {
   int rv = 0;
-  if (!x)
-    return SFTD_HTTP_DONE;
-  if (sft_xfer_state_terminal((enum sft_xfer_state)x->state) || !x->s) {
-    sftd_http_resp_error(resp, 409, "conflict", "transfer %s is already %s",
-                         x->id_hex, state_name(x->state));
-    return SFTD_HTTP_DONE;
-  }
+  if (sft_xfer_state_terminal((enum sft_xfer_state)x->state) || !x->s)
+    return SFT_ERR_STATE;
   if (what == 0) {
     rv = send_session_pause(x->s);
     if (!rv) {
@@ -602,12 +642,21 @@ static int h_action(const struct sftd_http_req *req,
   } else {
     send_session_cancel(x->s);
   }
-  if (rv) {
+  if (!rv)
+    store_save(x, 0);
+  return rv;
+}
+
+static int h_action(const struct sftd_http_req *req,
+                    struct sftd_http_resp *resp, void *ud, int what) {
+  struct dxfer *x = lookup(ud, req, resp);
+  if (!x)
+    return SFTD_HTTP_DONE;
+  if (act(x, what)) {
     sftd_http_resp_error(resp, 409, "conflict", "transfer %s is %s",
                          x->id_hex, state_name(x->state));
     return SFTD_HTTP_DONE;
   }
-  store_save(x, 0);
   sftd_http_resp_json(resp, 200, xfer_json(x));
   return SFTD_HTTP_DONE;
 }
@@ -731,6 +780,117 @@ static int h_prometheus(const struct sftd_http_req *req,
   return SFTD_HTTP_DONE;
 }
 
+/* ---- gRPC (sft.v1.Agent), on the loop thread ---------------------------------- */
+
+static void grpc_fill(const struct dxfer *x, struct sftd_grpc_status *o) {
+  memset(o, 0, sizeof(*o));
+  snprintf(o->id, sizeof(o->id), "%s", x->id_hex);
+  o->state = (enum sftd_grpc_state)(x->state + 1); /* proto = seed + 1 */
+  o->priority = x->opts.priority == SFTD_PRIO_CRITICAL ? SFTD_GRPC_PRIO_CRITICAL
+                : x->opts.priority == SFTD_PRIO_HIGH   ? SFTD_GRPC_PRIO_HIGH
+                                                       : SFTD_GRPC_PRIO_NORMAL;
+  o->bytes_done = x->p.bytes_done;
+  o->bytes_total = x->p.bytes_total;
+  o->chunks_done = x->p.chunks_done;
+  o->chunks_total = x->p.chunks_total;
+  o->rate_bps = x->rate_bps / 8;
+  if (x->res.err)
+    snprintf(o->error, sizeof(o->error), "%s", x->res.why);
+  snprintf(o->peer, sizeof(o->peer), "%s", x->peer);
+}
+
+static enum sftd_grpc_code g_status(void *ud, const char *id,
+                                    struct sftd_grpc_status *out, char *msg) {
+  struct dxfer *x = find(ud, id);
+  if (!x) {
+    snprintf(msg, SFTD_GRPC_TEXT_MAX, "no transfer with id '%s'", id);
+    return SFTD_GRPC_NOT_FOUND;
+  }
+  grpc_fill(x, out);
+  return SFTD_GRPC_OK;
+}
+
+static enum sftd_grpc_code g_act(void *ud, const char *id,
+                                 struct sftd_grpc_status *out, char *msg,
+                                 int what) {
+  struct dxfer *x = find(ud, id);
+  if (!x) {
+    snprintf(msg, SFTD_GRPC_TEXT_MAX, "no transfer with id '%s'", id);
+    return SFTD_GRPC_NOT_FOUND;
+  }
+  if (act(x, what)) {
+    snprintf(msg, SFTD_GRPC_TEXT_MAX, "transfer %s is %s", x->id_hex,
+             state_name(x->state));
+    return SFTD_GRPC_FAILED_PRECONDITION;
+  }
+  grpc_fill(x, out);
+  return SFTD_GRPC_OK;
+}
+
+static enum sftd_grpc_code g_pause(void *ud, const char *id,
+                                   struct sftd_grpc_status *o, char *m) {
+  return g_act(ud, id, o, m, 0);
+}
+static enum sftd_grpc_code g_resume(void *ud, const char *id,
+                                    struct sftd_grpc_status *o, char *m) {
+  return g_act(ud, id, o, m, 1);
+}
+static enum sftd_grpc_code g_cancel(void *ud, const char *id,
+                                    struct sftd_grpc_status *o, char *m) {
+  return g_act(ud, id, o, m, 2);
+}
+
+static enum sftd_grpc_code g_send_file(void *ud,
+                                       const struct sftd_grpc_send_file *in,
+                                       char id_out[SFTD_GRPC_ID_MAX + 1],
+                                       char *msg) {
+  static const char *prio[] = {NULL, "normal", "high", "critical"};
+  struct send_req rq = {.paths = in->paths,
+                        .npaths = in->npaths,
+                        .peer = in->peer,
+                        .peer_id = in->peer_id,
+                        .priority = prio[in->priority]};
+  struct dxfer *x;
+  char m[1100];
+  int dup, rv = start_transfer(ud, &rq, &x, &dup, m, sizeof(m));
+  if (rv) {
+    snprintf(msg, SFTD_GRPC_TEXT_MAX, "%s", m);
+    return rv == SFT_ERR_INVAL || rv == SFT_ERR_NOT_FOUND
+               ? SFTD_GRPC_INVALID_ARGUMENT
+               : sftd_grpc_code_from_err(rv);
+  }
+  snprintf(id_out, SFTD_GRPC_ID_MAX + 1, "%s", x->id_hex);
+  return SFTD_GRPC_OK;
+}
+
+static enum sftd_grpc_code g_list(void *ud, enum sftd_grpc_state filter,
+                                  struct sftd_grpc_list *out, char *msg) {
+  struct daemon *d = ud;
+  (void)msg;
+  for (size_t i = d->nx; i-- > 0;) {
+    struct sftd_grpc_status st;
+    grpc_fill(d->x[i], &st);
+    if (filter != SFTD_GRPC_STATE_UNSPECIFIED && st.state != filter)
+      continue;
+    if (sftd_grpc_list_add(out, &st) == SFT_ERR_FULL)
+      break;
+  }
+  return SFTD_GRPC_OK;
+}
+
+/* SendChunk: the digest was verified on the gRPC thread. Chunks are accepted
+ * into receive sessions that take chunks over gRPC; the daemon has none yet
+ * (its receive sessions run over QUIC/TCP), so every id is unknown. */
+static enum sftd_grpc_code g_send_chunk(void *ud,
+                                        const struct sftd_grpc_chunk *in,
+                                        bool *accepted, char *msg) {
+  (void)ud;
+  *accepted = false;
+  snprintf(msg, SFTD_GRPC_TEXT_MAX,
+           "no session %s accepts chunks over gRPC", in->session_id);
+  return SFTD_GRPC_NOT_FOUND;
+}
+
 /* ---- start-up and shutdown ------------------------------------------------------ */
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -747,6 +907,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   engine_stop(&d->e);
   sftd_http_free(d->http);
   d->http = NULL;
+  sftd_grpc_free(d->grpc);
+  d->grpc = NULL;
   recv_shutdown(d->recv);
   sftq_ctx_free(d->e.q);
   d->e.q = NULL;
@@ -935,6 +1097,30 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   log_line(d, 2, "node %s; API on http://%s:%d (token in %s/api.token)",
            d->node.fp_text, hc.addr, sftd_http_port(d->http),
            d->node.data_dir);
+  {
+    static const struct sftd_grpc_handlers gh = {
+        .send_chunk = g_send_chunk, .get_status = g_status,
+        .send_file = g_send_file,   .pause = g_pause,
+        .resume = g_resume,         .cancel = g_cancel,
+        .list = g_list};
+    struct sftd_grpc_config gc = {0};
+    char bind[300];
+    snprintf(bind, sizeof(bind), d->cfg.grpc_bind_addr.ipv6 ? "[%s]:%u"
+                                                              : "%s:%u",
+             d->cfg.grpc_bind_addr.host, d->cfg.grpc_bind_addr.port);
+    gc.bind = bind;
+    gc.token = d->token;
+    rv = sftd_grpc_new(&d->grpc, &d->e.loop, &gc, &gh, d);
+    if (rv) {
+      rv = fail(why, whylen, rv, "cannot serve gRPC on %s: %s", bind,
+                sft_strerror(rv));
+      goto out;
+    }
+    log_line(d, 2, "gRPC on %s:%d", d->cfg.grpc_bind_addr.host,
+             sftd_grpc_port(d->grpc));
+    printf("grpc %s:%d\n", d->cfg.grpc_bind_addr.host,
+           sftd_grpc_port(d->grpc));
+  }
   printf("api %s:%d\n", hc.addr, sftd_http_port(d->http));
   fflush(stdout);
   uv_run(&d->e.loop, UV_RUN_DEFAULT);
@@ -948,6 +1134,8 @@ out:
     }
   if (d->http)
     sftd_http_free(d->http);
+  if (d->grpc)
+    sftd_grpc_free(d->grpc);
   engine_teardown(&d->e);
   recv_destroy(d->recv);
   for (size_t i = 0; i < d->nx; i++)

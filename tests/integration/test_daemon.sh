@@ -15,7 +15,8 @@ ok "invalid settings stop start-up with exit 2, naming file:line or variable"
 
 # 2. Start the daemon on ephemeral ports.
 "$SFT" daemon --data-dir "$T/d" --set network.quic_bind_addr=127.0.0.1:0 \
-  --set api.api_bind_addr=127.0.0.1:0 >"$T/daemon.out" 2>"$T/daemon.err" &
+  --set api.api_bind_addr=127.0.0.1:0 --set api.grpc_bind_addr=127.0.0.1:0 \
+  >"$T/daemon.out" 2>"$T/daemon.err" &
 DPID=$!; PIDS+=("$DPID")
 API=
 for _ in $(seq 1 200); do
@@ -159,6 +160,12 @@ if command -v promtool >/dev/null; then
   promtool check metrics <"$T/metrics.txt" >"$T/promtool.out" 2>&1 || { cat "$T/promtool.out"; fail "promtool"; }
 fi
 ok "/metrics: token required, promtool-valid, transfers counted"
+
+# 5c. gRPC on grpc_bind_addr with the same token.
+GRPC=$(sed -n 's/^grpc //p' "$T/daemon.out")
+/usr/bin/python3 "$(dirname "$0")/grpc_daemon_check.py" "$GRPC" "$TOK" "$id" \
+  >"$T/grpc.out" 2>&1 || { cat "$T/grpc.out"; fail "gRPC checks"; }
+ok "gRPC: UNAUTHENTICATED without token, ListTransfers, GetTransferStatus, WatchTransfer, NOT_FOUND"
 
 # 6. SIGTERM stops it cleanly; the session store passes integrity_check.
 kill -TERM "$DPID"
