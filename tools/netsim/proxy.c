@@ -1,5 +1,6 @@
 /* netsim UDP proxy and echo server; see proxy.h. Linux (recvmmsg). */
 #define _GNU_SOURCE 1 /* recvmmsg, sendmmsg */
+#include "netsim/pq.h"
 #include "netsim/proxy.h"
 
 #include <arpa/inet.h>
@@ -200,7 +201,7 @@ static uint64_t tx_all(int fd, struct mmsghdr *m, unsigned n) {
 struct client;
 
 struct pkt {
-  uint64_t t, seq;
+  struct netsim_pq_item h; /* first: delivery time and order */
   struct client *cl;
   uint32_t len;
   uint8_t up; /* 1: to the target via cl->fd; 0: to cl->addr via listen */
@@ -228,8 +229,7 @@ struct netsim_proxy {
   uv_timer_t sweep; /* idle clients */
   struct netsim_model up, down;
   struct client **clients; /* cfg.max_clients slots, NULL = free */
-  struct pkt **heap;
-  size_t nheap, capheap;
+  struct netsim_pq heap; /* pending datagrams by delivery time */
   uint64_t pending_bytes, seq;
   struct rxbuf rx;
   struct netsim_proxy_stats st;
@@ -249,49 +249,18 @@ void netsim_proxy_cfg_default(struct netsim_proxy_cfg *c) {
   c->sockbuf = 8 << 20;
 }
 
-static bool pkt_before(const struct pkt *a, const struct pkt *b) {
-  return a->t < b->t || (a->t == b->t && a->seq < b->seq);
-}
-
-static void heap_push(struct netsim_proxy *p, struct pkt *x) {
-  size_t i = p->nheap++;
-  while (i > 0) {
-    size_t par = (i - 1) / 2;
-    if (!pkt_before(x, p->heap[par]))
-      break;
-    p->heap[i] = p->heap[par];
-    i = par;
-  }
-  p->heap[i] = x;
-}
-
 static struct pkt *heap_pop(struct netsim_proxy *p) {
-  struct pkt *top = p->heap[0], *last = p->heap[--p->nheap];
-  size_t i = 0, n = p->nheap;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= n)
-      break;
-    if (c + 1 < n && pkt_before(p->heap[c + 1], p->heap[c]))
-      c++;
-    if (!pkt_before(p->heap[c], last))
-      break;
-    p->heap[i] = p->heap[c];
-    i = c;
-  }
-  if (n)
-    p->heap[i] = last;
-  return top;
+  return (struct pkt *)(void *)netsim_pq_pop(&p->heap);
 }
 
 static void on_timer(uv_timer_t *t);
 
 static void arm_timer(struct netsim_proxy *p, uint64_t now) {
-  if (p->nheap == 0) {
+  if (p->heap.n == 0) {
     uv_timer_stop(&p->timer);
     return;
   }
-  uint64_t t = p->heap[0]->t;
+  uint64_t t = p->heap.v[0]->t;
   uint64_t ms = t > now ? (t - now + NETSIM_NS_PER_MS - 1) / NETSIM_NS_PER_MS
                         : 0;
   uv_update_time(p->loop);
@@ -307,7 +276,7 @@ static void drain(struct netsim_proxy *p, uint64_t now) {
   unsigned n = 0;
   int bfd = -1;
   for (;;) {
-    struct pkt *x = (p->nheap && p->heap[0]->t <= now) ? heap_pop(p) : NULL;
+    struct pkt *x = (p->heap.n && p->heap.v[0]->t <= now) ? heap_pop(p) : NULL;
     int fd = x ? (x->up ? x->cl->fd : p->lfd) : -1;
     if (n && (!x || fd != bfd || n == BATCH)) {
       uint64_t refused = tx_all(bfd, m, n);
@@ -350,28 +319,22 @@ static void enqueue(struct netsim_proxy *p, struct client *cl, bool up,
                     const uint8_t *data, size_t len,
                     const struct netsim_decision *d) {
   for (unsigned i = 0; i < d->ncopies; i++) {
-    if (p->nheap >= p->cfg.max_pending ||
+    if (p->heap.n >= p->cfg.max_pending ||
         p->pending_bytes + len > p->cfg.max_pending_bytes) {
       p->st.drop_limit++;
       continue;
     }
-    if (p->nheap == p->capheap) {
-      size_t nc = p->capheap ? p->capheap * 2 : 256;
-      struct pkt **h = realloc(p->heap, nc * sizeof(*h));
-      if (!h) {
-        p->st.drop_limit++;
-        continue;
-      }
-      p->heap = h;
-      p->capheap = nc;
+    if (netsim_pq_reserve(&p->heap)) {
+      p->st.drop_limit++;
+      continue;
     }
     struct pkt *x = malloc(sizeof(*x) + len);
     if (!x) {
       p->st.drop_limit++;
       continue;
     }
-    x->t = d->copy[i].deliver_ns;
-    x->seq = p->seq++;
+    x->h.t = d->copy[i].deliver_ns;
+    x->h.seq = p->seq++;
     x->cl = cl;
     x->len = (uint32_t)len;
     x->up = up;
@@ -379,7 +342,7 @@ static void enqueue(struct netsim_proxy *p, struct client *cl, bool up,
     netsim_copy_apply(&d->copy[i], x->data, len);
     cl->refs++;
     p->pending_bytes += len;
-    heap_push(p, x);
+    netsim_pq_push(&p->heap, &x->h);
   }
 }
 
@@ -510,11 +473,9 @@ static void on_sweep(uv_timer_t *t) {
 }
 
 static void proxy_free(struct netsim_proxy *p) {
-  while (p->nheap) {
-    struct pkt *x = heap_pop(p);
-    free(x);
-  }
-  free(p->heap);
+  while (p->heap.n)
+    free(heap_pop(p));
+  netsim_pq_free(&p->heap);
   free(p->clients);
   free(p->rx.data);
   if (p->lfd >= 0)
@@ -618,7 +579,7 @@ void netsim_proxy_get_stats(const struct netsim_proxy *p,
   *st = p->st;
   st->up = p->up.c;
   st->down = p->down.c;
-  st->pending = p->nheap;
+  st->pending = p->heap.n;
 }
 
 static int json_counters(char *buf, size_t cap, const char *name,

@@ -1,5 +1,6 @@
 /* netsim TUN link between two network namespaces; see tun.h. Linux. */
 #define _GNU_SOURCE 1 /* setns, CLONE_NEWNET */
+#include "netsim/pq.h"
 #include "netsim/tun.h"
 
 #include <arpa/inet.h>
@@ -113,63 +114,14 @@ static int ns_delete(const char *ns) {
 /* ---- pending packets: min-heap on (delivery time, arrival seq) ---------- */
 
 struct tpkt {
-  uint64_t t, seq;
+  struct netsim_pq_item h; /* first: delivery time and order */
   uint32_t len;
   uint8_t up; /* 1: A -> B (write to B's device); 0: B -> A */
   uint8_t data[];
 };
 
-struct pq {
-  struct tpkt **v;
-  size_t n, cap;
-};
-
-static bool tpkt_before(const struct tpkt *a, const struct tpkt *b) {
-  return a->t < b->t || (a->t == b->t && a->seq < b->seq);
-}
-
-/* Caller guarantees n < cap. */
-static void pq_push(struct pq *q, struct tpkt *x) {
-  size_t i = q->n++;
-  while (i > 0) {
-    size_t par = (i - 1) / 2;
-    if (!tpkt_before(x, q->v[par]))
-      break;
-    q->v[i] = q->v[par];
-    i = par;
-  }
-  q->v[i] = x;
-}
-
-static struct tpkt *pq_pop(struct pq *q) {
-  struct tpkt *top = q->v[0], *last = q->v[--q->n];
-  size_t i = 0, n = q->n;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= n)
-      break;
-    if (c + 1 < n && tpkt_before(q->v[c + 1], q->v[c]))
-      c++;
-    if (!tpkt_before(q->v[c], last))
-      break;
-    q->v[i] = q->v[c];
-    i = c;
-  }
-  if (n)
-    q->v[i] = last;
-  return top;
-}
-
-static int pq_reserve(struct pq *q) {
-  if (q->n < q->cap)
-    return 0;
-  size_t nc = q->cap ? q->cap * 2 : 1024;
-  struct tpkt **v = realloc(q->v, nc * sizeof(*v));
-  if (!v)
-    return SFT_ERR_NOMEM;
-  q->v = v;
-  q->cap = nc;
-  return 0;
+static struct tpkt *pq_pop(struct netsim_pq *q) {
+  return (struct tpkt *)(void *)netsim_pq_pop(q);
 }
 
 /* ---- the link ----------------------------------------------------------- */
@@ -188,7 +140,7 @@ struct netsim_link {
   struct side side[2]; /* [0] = A, [1] = B */
   uv_timer_t timer;
   struct netsim_model up, down;
-  struct pq heap;
+  struct netsim_pq heap;
   uint64_t pending_bytes, seq;
   uint8_t *rx;
   struct netsim_link_stats st;
@@ -259,7 +211,7 @@ static void enqueue(struct netsim_link *l, bool up, const uint8_t *data,
   for (unsigned i = 0; i < d->ncopies; i++) {
     if (l->heap.n >= l->cfg.max_pending ||
         l->pending_bytes + len > l->cfg.max_pending_bytes ||
-        pq_reserve(&l->heap) != 0) {
+        netsim_pq_reserve(&l->heap) != 0) {
       l->st.drop_limit++;
       continue;
     }
@@ -268,14 +220,14 @@ static void enqueue(struct netsim_link *l, bool up, const uint8_t *data,
       l->st.drop_limit++;
       continue;
     }
-    x->t = d->copy[i].deliver_ns;
-    x->seq = l->seq++;
+    x->h.t = d->copy[i].deliver_ns;
+    x->h.seq = l->seq++;
     x->len = (uint32_t)len;
     x->up = up;
     memcpy(x->data, data, len);
     netsim_copy_apply(&d->copy[i], x->data, len);
     l->pending_bytes += len;
-    pq_push(&l->heap, x);
+    netsim_pq_push(&l->heap, &x->h);
   }
 }
 
@@ -419,7 +371,7 @@ static void remove_namespaces(struct netsim_link *l) {
 static void link_free(struct netsim_link *l) {
   while (l->heap.n)
     free(pq_pop(&l->heap));
-  free(l->heap.v);
+  netsim_pq_free(&l->heap);
   for (int i = 0; i < 2; i++)
     if (l->side[i].fd >= 0)
       close(l->side[i].fd);
