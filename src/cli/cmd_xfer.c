@@ -120,6 +120,15 @@ struct ui {
   const char *verb; /* "sent" / "received" */
 };
 
+/* A JSON event with one string member: {"event":EVENT,"KEY":"VALUE"}. */
+static void json_event1(struct ui *u, const char *event, const char *key,
+                        const char *value) {
+  char q[2048], fields[2200];
+  snprintf(fields, sizeof(fields), "\"%s\":%s", key,
+           json_quote(q, sizeof(q), value ? value : ""));
+  progress_event(&u->pr, event, fields);
+}
+
 static void on_event(const struct sftd_event *ev, void *ud) {
   struct ui *u = ud;
   char q[SFT_MAX_NAME * 6 + 8], q2[2048], size[32];
@@ -151,20 +160,13 @@ static void on_event(const struct sftd_event *ev, void *ud) {
     }
     break;
   case SFTD_EV_CONNECTED:
-    if (u->json) {
-      char fields[256];
-      snprintf(fields, sizeof(fields), "\"peer\":%s",
-               json_quote(q2, sizeof(q2), ev->text));
-      progress_event(&u->pr, "connected", fields);
-    }
+    if (u->json)
+      json_event1(u, "connected", "peer", ev->text);
     break;
   case SFTD_EV_PEER_NEW:
     progress_clear(&u->pr);
     if (u->json) {
-      char fields[256];
-      snprintf(fields, sizeof(fields), "\"peer\":%s",
-               json_quote(q2, sizeof(q2), ev->text));
-      progress_event(&u->pr, "peer_recorded", fields);
+      json_event1(u, "peer_recorded", "peer", ev->text);
     } else {
       fprintf(stderr,
               "sft: first contact with this receiver; its identity %s is now "
@@ -207,10 +209,7 @@ static void on_event(const struct sftd_event *ev, void *ud) {
     break;
   case SFTD_EV_WARN:
     if (u->json) {
-      char fields[2100];
-      snprintf(fields, sizeof(fields), "\"message\":%s",
-               json_quote(q2, sizeof(q2), ev->text));
-      progress_event(&u->pr, "warning", fields);
+      json_event1(u, "warning", "message", ev->text);
     } else {
       progress_clear(&u->pr);
       fprintf(stderr, "sft: warning: %s\n", ev->text);
@@ -218,10 +217,7 @@ static void on_event(const struct sftd_event *ev, void *ud) {
     break;
   case SFTD_EV_FALLBACK:
     if (u->json) {
-      char fields[400];
-      snprintf(fields, sizeof(fields), "\"message\":%s",
-               json_quote(q2, sizeof(q2), ev->text));
-      progress_event(&u->pr, "fallback", fields);
+      json_event1(u, "fallback", "message", ev->text);
     } else {
       progress_clear(&u->pr);
       fprintf(stderr, "sft: %s\n", ev->text);
@@ -229,10 +225,7 @@ static void on_event(const struct sftd_event *ev, void *ud) {
     break;
   case SFTD_EV_REFUSED_PEER:
     if (u->json) {
-      char fields[256];
-      snprintf(fields, sizeof(fields), "\"peer\":%s",
-               json_quote(q2, sizeof(q2), ev->text));
-      progress_event(&u->pr, "peer_refused", fields);
+      json_event1(u, "peer_refused", "peer", ev->text);
     } else {
       progress_clear(&u->pr);
       fprintf(stderr,
