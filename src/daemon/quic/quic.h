@@ -65,6 +65,16 @@ int sftq_identity_generate_type(const char *key_path, const char *cert_path,
  * SFT_ERR_MALFORMED (not a certificate). */
 int sftq_identity_fingerprint(const char *cert_path, uint8_t fp[SFTQ_FP_LEN]);
 
+/* The same fingerprint for a DER certificate as presented in a handshake
+ * (the TCP+TLS transport uses it too, so both give one identity).
+ * SFT_ERR_MALFORMED, SFT_ERR_TOO_LARGE, SFT_ERR_NOMEM. */
+int sftq_identity_fp_of_der(const uint8_t *der, size_t len,
+                            uint8_t fp[SFTQ_FP_LEN]);
+
+/* 0 if the certificate in |cert_path| carries the public half of the key
+ * in |key_path|; SFT_ERR_AUTH if not; SFT_ERR_IO, SFT_ERR_MALFORMED. */
+int sftq_identity_check_pair(const char *cert_path, const char *key_path);
+
 /* ---- configuration ------------------------------------------------------- */
 
 enum sftq_cc {

@@ -103,8 +103,6 @@ void sftq_tls_free(sftq_tls *t);
  * sftq_conn). */
 int sftq_tls_session(sftq_tls *t, gnutls_session_t *out, bool server,
                      ngtcp2_crypto_conn_ref *ref);
-/* Fingerprint of the SPKI of the first certificate in DER |der|. */
-int sftq_fp_of_der(const uint8_t *der, size_t len, uint8_t fp[SFTQ_FP_LEN]);
 
 /* Called by the TLS verify hook (quic.c implements it): 0 accept. */
 int sftq_conn_verify_hook(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]);

@@ -178,7 +178,8 @@ out:
   return rv;
 }
 
-int sftq_fp_of_der(const uint8_t *der, size_t len, uint8_t fp[SFTQ_FP_LEN]) {
+int sftq_identity_fp_of_der(const uint8_t *der, size_t len,
+                            uint8_t fp[SFTQ_FP_LEN]) {
   gnutls_x509_crt_t crt;
   if (len > UINT32_MAX) return SFT_ERR_TOO_LARGE;
   if (gnutls_x509_crt_init(&crt) < 0) return SFT_ERR_NOMEM;
@@ -220,7 +221,7 @@ static int tls_verify(gnutls_session_t s) {
   if (gnutls_certificate_type_get2(s, GNUTLS_CTYPE_PEERS) != GNUTLS_CRT_X509)
     return GNUTLS_E_CERTIFICATE_ERROR;
   uint8_t fp[SFTQ_FP_LEN];
-  if (sftq_fp_of_der(certs[0].data, certs[0].size, fp) != 0)
+  if (sftq_identity_fp_of_der(certs[0].data, certs[0].size, fp) != 0)
     return GNUTLS_E_CERTIFICATE_ERROR;
   return sftq_conn_verify_hook(c, fp) == 0 ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
 }
@@ -279,7 +280,7 @@ out:
 /* The certificate must carry the public half of the key: otherwise we would
  * present an identity we cannot prove (the peer's CertificateVerify check
  * would fail anyway; refuse early with a clear error). */
-static int check_key_matches(const char *cert, const char *key) {
+int sftq_identity_check_pair(const char *cert, const char *key) {
   gnutls_datum_t a = {NULL, 0}, b = {NULL, 0};
   int rv = spki_of_certfile(cert, &a);
   if (rv == 0) rv = spki_of_keyfile(key, &b);
@@ -297,7 +298,7 @@ int sftq_tls_init(sftq_tls *t, const char *cert, const char *key,
   if (!alpn) alpn = SFTQ_ALPN;
   if (strlen(alpn) == 0 || strlen(alpn) >= sizeof t->alpn) return SFT_ERR_INVAL;
   memcpy(t->alpn, alpn, strlen(alpn) + 1);
-  int crv = check_key_matches(cert, key);
+  int crv = sftq_identity_check_pair(cert, key);
   if (crv) return crv;
   if (gnutls_certificate_allocate_credentials(&t->cred) < 0)
     return SFT_ERR_NOMEM;

@@ -47,33 +47,6 @@ static const char PRIORITY[] =
     "+CHACHA20-POLY1305:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:"
     "+GROUP-SECP384R1";
 
-static int fp_of_der(const uint8_t *der, size_t len, uint8_t fp[SFTQ_FP_LEN]) {
-  if (len > UINT32_MAX)
-    return SFT_ERR_TOO_LARGE;
-  gnutls_x509_crt_t crt = NULL;
-  gnutls_pubkey_t pub = NULL;
-  gnutls_datum_t spki = {NULL, 0};
-  int rv = SFT_ERR_NOMEM;
-  if (gnutls_x509_crt_init(&crt) < 0)
-    return rv;
-  if (gnutls_pubkey_init(&pub) < 0)
-    goto out;
-  rv = SFT_ERR_MALFORMED;
-  gnutls_datum_t d = {(unsigned char *)(uintptr_t)der, (unsigned)len};
-  if (gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) < 0 ||
-      gnutls_pubkey_import_x509(pub, crt, 0) < 0 ||
-      gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) < 0)
-    goto out;
-  sft_blake3(spki.data, spki.size, fp);
-  rv = 0;
-out:
-  gnutls_free(spki.data);
-  if (pub)
-    gnutls_pubkey_deinit(pub);
-  gnutls_x509_crt_deinit(crt);
-  return rv;
-}
-
 /* Runs on both sides when the peer's Certificate has arrived, before the
  * handshake completes; non-zero aborts it with an alert. */
 static int tls_verify(gnutls_session_t s) {
@@ -85,53 +58,9 @@ static int tls_verify(gnutls_session_t s) {
   if (gnutls_certificate_type_get2(s, GNUTLS_CTYPE_PEERS) != GNUTLS_CRT_X509)
     return GNUTLS_E_CERTIFICATE_ERROR;
   uint8_t fp[SFTQ_FP_LEN];
-  if (fp_of_der(certs[0].data, certs[0].size, fp) != 0)
+  if (sftq_identity_fp_of_der(certs[0].data, certs[0].size, fp) != 0)
     return GNUTLS_E_CERTIFICATE_ERROR;
   return conn_verify_hook(c, fp) == 0 ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
-}
-
-/* The certificate must carry the key's public half (as sftq_ctx_new). */
-static int check_key_matches(const char *cert, const char *key) {
-  gnutls_datum_t cd = {NULL, 0}, kd = {NULL, 0};
-  gnutls_datum_t a = {NULL, 0}, b = {NULL, 0};
-  gnutls_x509_crt_t crt = NULL;
-  gnutls_privkey_t pk = NULL;
-  gnutls_pubkey_t p1 = NULL, p2 = NULL;
-  int rv = SFT_ERR_IO;
-  if (gnutls_load_file(cert, &cd) < 0 || gnutls_load_file(key, &kd) < 0)
-    goto out;
-  rv = SFT_ERR_NOMEM;
-  if (gnutls_x509_crt_init(&crt) < 0 || gnutls_privkey_init(&pk) < 0 ||
-      gnutls_pubkey_init(&p1) < 0 || gnutls_pubkey_init(&p2) < 0)
-    goto out;
-  rv = SFT_ERR_MALFORMED;
-  if (gnutls_x509_crt_import(crt, &cd, GNUTLS_X509_FMT_PEM) < 0 ||
-      gnutls_pubkey_import_x509(p1, crt, 0) < 0 ||
-      gnutls_pubkey_export2(p1, GNUTLS_X509_FMT_DER, &a) < 0 ||
-      gnutls_privkey_import_x509_raw(pk, &kd, GNUTLS_X509_FMT_PEM, NULL, 0) <
-          0 ||
-      gnutls_pubkey_import_privkey(p2, pk, 0, 0) < 0 ||
-      gnutls_pubkey_export2(p2, GNUTLS_X509_FMT_DER, &b) < 0)
-    goto out;
-  rv = (a.size == b.size && memcmp(a.data, b.data, a.size) == 0) ? 0
-                                                                 : SFT_ERR_AUTH;
-out:
-  gnutls_free(a.data);
-  gnutls_free(b.data);
-  if (p1)
-    gnutls_pubkey_deinit(p1);
-  if (p2)
-    gnutls_pubkey_deinit(p2);
-  if (pk)
-    gnutls_privkey_deinit(pk);
-  if (crt)
-    gnutls_x509_crt_deinit(crt);
-  gnutls_free(cd.data);
-  if (kd.data) {
-    gnutls_memset(kd.data, 0, kd.size);
-    gnutls_free(kd.data);
-  }
-  return rv;
 }
 
 static int tls_init(sftt_tls *t, const char *cert, const char *key,
@@ -145,7 +74,7 @@ static int tls_init(sftt_tls *t, const char *cert, const char *key,
   if (al == 0 || al >= sizeof t->alpn)
     return SFT_ERR_INVAL;
   memcpy(t->alpn, alpn, al + 1);
-  int rv = check_key_matches(cert, key);
+  int rv = sftq_identity_check_pair(cert, key);
   if (rv)
     return rv;
   if (gnutls_certificate_allocate_credentials(&t->cred) < 0)
