@@ -116,6 +116,20 @@ struct proxy_app {
   bool stopping;
 };
 
+/* --stats-json FILE: the counters as one JSON line (if a path was given). */
+static void write_stats_file(const char *path, const char *js) {
+  FILE *f;
+  if (!path)
+    return;
+  f = fopen(path, "w");
+  if (!f) {
+    fprintf(stderr, "sft-netsim: %s: %s\n", path, strerror(errno));
+    return;
+  }
+  fprintf(f, "%s\n", js);
+  fclose(f);
+}
+
 static void app_stop(struct proxy_app *a) {
   if (a->stopping)
     return;
@@ -126,15 +140,7 @@ static void app_stop(struct proxy_app *a) {
   netsim_proxy_stats_json(&st, js, sizeof(js));
   printf("stats %s\n", js);
   fflush(stdout);
-  if (a->stats_json) {
-    FILE *f = fopen(a->stats_json, "w");
-    if (f) {
-      fprintf(f, "%s\n", js);
-      fclose(f);
-    } else {
-      fprintf(stderr, "sft-netsim: %s: %s\n", a->stats_json, strerror(errno));
-    }
-  }
+  write_stats_file(a->stats_json, js);
   for (int i = 0; i < 4; i++)
     uv_close((uv_handle_t *)&a->sig[i], NULL);
   uv_close((uv_handle_t *)&a->dur, NULL);
@@ -467,15 +473,7 @@ static void link_stop(struct link_app *a) {
   char *js = a->js;
   netsim_link_get_stats(a->l, &st);
   netsim_link_stats_json(&st, js, sizeof(a->js));
-  if (a->stats_json) {
-    FILE *f = fopen(a->stats_json, "w");
-    if (f) {
-      fprintf(f, "%s\n", js);
-      fclose(f);
-    } else {
-      fprintf(stderr, "sft-netsim: %s: %s\n", a->stats_json, strerror(errno));
-    }
-  }
+  write_stats_file(a->stats_json, js);
   for (int i = 0; i < 4; i++)
     uv_close((uv_handle_t *)&a->sig[i], NULL);
   uv_close((uv_handle_t *)&a->dur, NULL);
