@@ -60,7 +60,6 @@ struct rsess {
   struct ctrl ctl;
   struct rfile **files;
   size_t nfiles, cap;
-  size_t dirs_pending; /* directories whose mode is applied at the end */
   int hello_ok, gone, failed;
   int fail_code;          /* the ERROR sent; close once it is delivered */
   uint64_t fail_deadline; /* ...or at this time, whichever comes first */
@@ -103,8 +102,6 @@ struct receiver {
   int root_fd;
   struct rsess *sessions;
   int stopping;
-  size_t sessions_ended;
-  uint64_t jobs;
 };
 
 static void pump(struct receiver *r);
@@ -307,7 +304,6 @@ static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
     }
     ss->files[m->file_id] = f;
     f->st = RF_DONE;
-    ss->dirs_pending++;
     {
       struct sft_msg_accept a = {.file_id = f->id,
                                  .status = SFT_ACCEPT_OK,
@@ -389,7 +385,6 @@ static void fin_done(uv_work_t *w, int status) {
   struct rfile *f = j->f;
   struct rsess *ss = f->ss;
   f->jobs--;
-  ss->r->jobs--;
   if (status == 0 && j->err == 0) {
     struct sft_msg_complete m = {.file_id = f->id};
     memcpy(m.root, f->man.root, SFT_HASH_LEN);
@@ -450,7 +445,6 @@ static void chunk_done(uv_work_t *w, int status) {
   struct rsess *ss = k->ss;
   struct receiver *r = ss->r;
   f->jobs--;
-  r->jobs--;
   /* Always give the credit back: the stream may be closed already, but the
    * connection-level window still counts these bytes. */
   if (!ss->gone)
@@ -485,10 +479,8 @@ static void chunk_submit(struct rchunk *k) {
   struct receiver *r = k->ss->r;
   k->w.data = k;
   k->f->jobs++;
-  r->jobs++;
   if (uv_queue_work(r->loop, &k->w, chunk_work, chunk_done)) {
     k->f->jobs--;
-    r->jobs--;
     rchunk_free(k);
   }
 }
@@ -592,7 +584,6 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
       j->f = f;
       j->w.data = j;
       f->jobs++;
-      r->jobs++;
       uv_queue_work(r->loop, &j->w, fin_work, fin_done);
       return;
     }
@@ -888,7 +879,6 @@ void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
                "the sender disconnected before the file was complete");
   }
   apply_dir_modes(ss);
-  r->sessions_ended++;
   if (!r->res->err && ss->files_failed) {
     r->res->err = SFT_ERR_CLOSED;
     snprintf(r->res->why, sizeof(r->res->why),

@@ -96,7 +96,6 @@ struct sender {
   size_t nfiles, next_offer, open_offers, finished;
   struct sjob *sq_head, *sq_tail; /* read, waiting for a stream */
   uint64_t held_bytes;            /* chunk bytes in jobs and on streams */
-  uint64_t bytes_done_files;      /* bytes of finished files */
   uint8_t session_id[SFT_SESSION_ID_LEN];
   int connected, hello_ok, closing, conn_gone;
   int paused;
@@ -205,7 +204,6 @@ static void file_end(struct sfile *f, enum sfile_state st, int err,
   if (st == SF_DONE) {
     s->res->files_ok++;
     s->res->bytes += f->man.size;
-    s->bytes_done_files += f->man.size;
     ev.type = SFTD_EV_FILE_DONE;
     sft_hex(f->man.root, SFT_HASH_LEN, ev.root_hex);
   } else {
