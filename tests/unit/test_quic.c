@@ -850,6 +850,10 @@ static void test_stream_cancel(void **state) {
   assert_int_equal(srv.last_close_code, 42);
   assert_int_equal(cli.stream_closes, 1);
   assert_int_equal(srv.fins, 0);
+  /* The cancelled bytes left the connection's unsent count once: it used
+   * to be subtracted again when the stream retired (an underflow that
+   * made the connection look full forever after a pause). */
+  assert_int_equal(sftq_conn_unsent(c), 0);
   assert_int_equal(sftq_stream_cancel(c, sid, 1), SFT_ERR_NOT_FOUND);
   finish(&loop, srv.ctx, cli.ctx);
   free(buf); /* released by stream_close */

@@ -235,9 +235,13 @@ static void q_update(sftq_conn *c, sftq_stream *st) {
   st->in_q = true;
 }
 
+/* Forgets the stream's unsent bytes (reset, STOP_SENDING, shut): they leave
+ * the connection's unsent count exactly once (st->sent catches up, so a
+ * second call or the retire does not subtract them again). */
 static void stream_drop_unsent(sftq_conn *c, sftq_stream *st) {
   uint64_t left = st->queued - st->sent;
   c->unsent -= left;
+  st->sent = st->queued;
   st->cur = NULL;
   st->tx_dead = true;
   q_remove(c, st);
@@ -300,6 +304,27 @@ static void fire_connected(sftq_conn *c) {
 static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *rctx) {
   (void)rctx;
   (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
+}
+
+/* The stateless-reset (and Retry token) secret is derived from the node's
+ * private key, so a node restarted after a crash answers packets of its old
+ * connections with a valid stateless reset: the peer learns at once that
+ * the connection is gone instead of waiting for its idle timeout (and
+ * reconnects). The key never leaves this process; HMAC-SHA256 with a fixed
+ * label makes the secret useless for anything else. Random if the key
+ * cannot be read. */
+static void derive_secret(sftq_ctx *ctx) {
+  uint8_t key[16384];
+  size_t n = 0;
+  FILE *f = fopen(ctx->key, "rb");
+  static const char label[] = "sft/1 quic stateless reset secret";
+  if (!f) return;
+  n = fread(key, 1, sizeof key, f);
+  fclose(f);
+  if (n > 0 && n < sizeof key)
+    (void)gnutls_hmac_fast(GNUTLS_MAC_SHA256, key, n, label, sizeof label - 1,
+                           ctx->secret);
+  gnutls_memset(key, 0, sizeof key);
 }
 
 static int reset_token(const sftq_ctx *ctx, const uint8_t *cid, size_t len,
@@ -1439,6 +1464,7 @@ int sftq_ctx_new(sftq_ctx **out, uv_loop_t *loop, const sftq_config *cfg) {
     rv = SFT_ERR_IO;
     goto fail;
   }
+  derive_secret(ctx);
   if ((rv = sftq_cidmap_init(&ctx->cids, seed)) != 0) goto fail;
   if ((rv = sftq_tls_init(&ctx->tls, ctx->cert, ctx->key, ctx->alpn)) != 0)
     goto fail_map;
