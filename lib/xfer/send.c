@@ -8,10 +8,17 @@
  * goes back: the list head is the next timeout, and every operation on the
  * list is O(1). Two counters (chunks needing a send, chunks needing a
  * hash-only read) let poll() stop without scanning, and a cursor finds the
- * next chunk in index order. */
+ * next chunk in index order.
+ *
+ * FEC (stripe_k > 0): per stripe, counts of data chunks with a digest and
+ * acked, parity shards issued and wanted; a FIFO ring of stripes with
+ * parity wanted (each stripe at most once in it) and a ring of chunks to
+ * report as CANCEL_CHUNK (at most one per freed inflight slot, emitted
+ * before any new read, so it never holds more than max_inflight). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "sft/chunk.h"
 #include "sft/xfer.h"
 
 #define NIL UINT32_MAX
@@ -26,11 +33,21 @@ struct slot {
   uint8_t kind;
 };
 
+enum { SS_PRO = 1, SS_QUEUED = 2 };
+
+struct sstripe {
+  uint16_t ndig, nack; /* data chunks with a digest / acked */
+  uint8_t sent;        /* parity shards issued (next parity index) */
+  uint8_t want;        /* parity shards queued, not yet issued */
+  uint8_t flags;       /* SS_* */
+};
+
 struct sft_xsend {
   enum sft_xfer_state st;
   int reason;
   bool reported; /* DONE / FAILED already returned by poll */
   bool net_down;
+  bool root_known; /* root computed once (digests never change after) */
   enum sft_hash_algo algo;
   uint64_t size;
   uint32_t chunk_size;
@@ -44,6 +61,16 @@ struct sft_xsend {
   uint64_t complete_deadline;
   uint8_t root[SFT_HASH_LEN];
   uint64_t sends, resends, hash_reads;
+
+  /* FEC */
+  uint64_t nstripes;
+  uint32_t m_pro;
+  uint32_t pq_head, pq_n; /* ring of stripes with parity wanted */
+  uint32_t cq_head, cq_n; /* ring of CANCEL_CHUNK indices */
+  uint64_t parity_shards, need_parity, need_resends, refetches, cancels;
+  struct sstripe *stripes; /* [nstripes] */
+  uint32_t *pq;            /* [nstripes] */
+  uint64_t *cq;            /* [max_inflight] */
 
   struct slot *slots; /* [max_inflight] */
   uint8_t *digests;   /* [count * SFT_HASH_LEN] */
@@ -67,9 +94,48 @@ static bool need_hash(uint8_t f) {
   return (f & F_ACKED) && !(f & (F_DIGEST | F_HASHING));
 }
 
+static void pq_push(struct sft_xsend *s, uint64_t st) {
+  struct sstripe *e = &s->stripes[st];
+  if (e->flags & SS_QUEUED)
+    return;
+  e->flags |= SS_QUEUED;
+  /* each stripe is in the ring at most once: never full */
+  s->pq[(s->pq_head + s->pq_n) % s->nstripes] = (uint32_t)st;
+  s->pq_n++;
+}
+
+/* Stripe bookkeeping for a flag change of chunk |i| (FEC only). */
+static void stripe_flags(struct sft_xsend *s, uint64_t i, uint8_t of,
+                         uint8_t nf) {
+  uint32_t k = s->p.stripe_k;
+  struct sstripe *e = &s->stripes[i / k];
+  e->nack = (uint16_t)(e->nack + ((nf & F_ACKED) != 0) - ((of & F_ACKED) != 0));
+  if ((nf & F_DIGEST) && !(of & F_DIGEST)) {
+    e->ndig++;
+    uint32_t len = sft_stripe_len(s->count, k, i / k);
+    /* the stripe's data is all read: proactive parity, once */
+    if (e->ndig == len && s->m_pro > 0 && !(e->flags & SS_PRO) &&
+        e->nack < len) {
+      e->flags |= SS_PRO;
+      uint32_t left = s->p.stripe_m - e->sent - e->want;
+      uint32_t n =
+          s->m_pro > e->sent + e->want ? s->m_pro - e->sent - e->want : 0;
+      n = n < left ? n : left;
+      if (n > 0) {
+        e->want = (uint8_t)(e->want + n);
+        pq_push(s, i / k);
+      }
+    }
+  } else if (!(nf & F_DIGEST) && (of & F_DIGEST)) {
+    e->ndig--;
+  }
+}
+
 /* Every flag change goes through here so the counters stay exact. */
 static void set_flags(struct sft_xsend *s, uint64_t i, uint8_t nf) {
   uint8_t of = s->flags[i];
+  if (s->p.stripe_k)
+    stripe_flags(s, i, of, nf);
   uint64_t len = sft_chunk_len(s->size, s->chunk_size, i);
   s->n_need_send += need_send(nf);
   s->n_need_send -= need_send(of);
@@ -177,6 +243,8 @@ void sft_xsend_params_default(struct sft_xsend_params *p) {
   p->max_inflight = 64;
   p->resend_timeout_ns = 2000000000ull;
   p->max_retries = 8;
+  p->stripe_k = 0;
+  p->stripe_m = 0;
 }
 
 static size_t align8(size_t n) {
@@ -194,7 +262,9 @@ int sft_xsend_new(struct sft_xsend **out, uint64_t size, uint32_t chunk_size,
     p = &def;
   }
   if (p->max_inflight == 0 || p->max_inflight > SFT_XSEND_MAX_INFLIGHT ||
-      p->resend_timeout_ns == 0 || p->max_retries > SFT_XFER_MAX_RETRIES)
+      p->resend_timeout_ns == 0 || p->max_retries > SFT_XFER_MAX_RETRIES ||
+      (p->stripe_k == 0 && p->stripe_m != 0) || p->stripe_k > SFT_MAX_STRIPE ||
+      p->stripe_m > SFT_MAX_STRIPE - p->stripe_k)
     return SFT_ERR_INVAL;
   int rc = sft_xfer_geometry_check(size, chunk_size, algo);
   if (rc)
@@ -206,7 +276,13 @@ int sft_xsend_new(struct sft_xsend **out, uint64_t size, uint32_t chunk_size,
   size_t off_slotof = off_dig + align8((size_t)count * SFT_HASH_LEN);
   size_t off_flags = off_slotof + align8((size_t)count * sizeof(uint32_t));
   size_t off_tries = off_flags + align8((size_t)count);
-  size_t total = off_tries + align8((size_t)count);
+  uint64_t nstripes = p->stripe_k ? sft_stripe_count(count, p->stripe_k) : 0;
+  size_t off_stripes = off_tries + align8((size_t)count);
+  size_t off_pq =
+      off_stripes + align8((size_t)nstripes * sizeof(struct sstripe));
+  size_t off_cq = off_pq + align8((size_t)nstripes * sizeof(uint32_t));
+  size_t total =
+      off_cq + (p->stripe_k ? align8(p->max_inflight * sizeof(uint64_t)) : 0);
   uint8_t *mem = calloc(1, total);
   if (!mem)
     return SFT_ERR_NOMEM;
@@ -222,6 +298,10 @@ int sft_xsend_new(struct sft_xsend **out, uint64_t size, uint32_t chunk_size,
   s->slot_of = (uint32_t *)(void *)(mem + off_slotof);
   s->flags = mem + off_flags;
   s->tries = mem + off_tries;
+  s->nstripes = nstripes;
+  s->stripes = (struct sstripe *)(void *)(mem + off_stripes);
+  s->pq = (uint32_t *)(void *)(mem + off_pq);
+  s->cq = (uint64_t *)(void *)(mem + off_cq);
   s->n_need_send = count; /* every chunk: not acked, not in flight */
   s->head = s->tail = NIL;
   s->free_head = NIL;
@@ -285,6 +365,10 @@ int sft_xsend_on_accept(struct sft_xsend *s, uint64_t now, const uint8_t *have,
       set_flags(s, i, f);
     }
     s->cursor = 0;
+    /* parity sent on the old connection may be gone with it */
+    for (uint64_t st = 0; st < s->nstripes; st++)
+      s->stripes[st].sent = 0;
+    s->cq_n = 0; /* the old connection's streams are gone */
     if (s->st == SFT_XS_COMPLETING) {
       if (s->n_acked < s->count) {
         s->complete_deadline = UINT64_MAX;
@@ -345,10 +429,83 @@ int sft_xsend_on_ack(struct sft_xsend *s, uint64_t now,
     for (uint64_t i = r[k].first; i <= r[k].last; i++) {
       if (s->flags[i] & F_ACKED)
         continue; /* idempotent */
+      if (s->p.stripe_k && (s->flags[i] & F_INFLIGHT) &&
+          s->stripes[i / s->p.stripe_k].sent > 0 &&
+          s->cq_n < s->p.max_inflight) {
+        /* maybe rebuilt from parity while its stream is still open */
+        s->cq[(s->cq_head + s->cq_n) % s->p.max_inflight] = i;
+        s->cq_n++;
+      }
       drop_inflight(s, i);
       set_flags(s, i, s->flags[i] | F_ACKED);
       /* Completing has every chunk acked, so this is Transferring/Paused */
       (void)sft_xfer_fsm_apply(&s->st, SFT_XE_CHUNK_COMPLETED);
+    }
+  }
+  return 0;
+}
+
+static void due_now(struct sft_xsend *s, uint64_t i, uint64_t now) {
+  uint32_t id = s->slot_of[i];
+  list_unlink(s, id);
+  s->slots[id].deadline = now; /* due now; the head is the next due */
+  list_push_front(s, id);
+}
+
+int sft_xsend_set_parity(struct sft_xsend *s, uint32_t m_pro) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  if (m_pro > s->p.stripe_m)
+    return SFT_ERR_RANGE;
+  s->m_pro = m_pro;
+  return 0;
+}
+
+int sft_xsend_on_need_stripe(struct sft_xsend *s, uint64_t now, uint64_t stripe,
+                             uint32_t count) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  now = clock_in(s, now);
+  if (s->p.stripe_k == 0)
+    return SFT_ERR_STATE;
+  if (stripe >= s->nstripes || count == 0 || count > SFT_MAX_STRIPE)
+    return SFT_ERR_RANGE;
+  if (!ack_state_ok(s))
+    return SFT_ERR_STATE;
+  uint32_t k = s->p.stripe_k;
+  uint32_t len = sft_stripe_len(s->count, k, stripe);
+  uint64_t first = stripe * k;
+  struct sstripe *e = &s->stripes[stripe];
+  if (count > len) {
+    /* the receiver dropped chunks it had acked: send the stripe again */
+    s->refetches++;
+    for (uint64_t i = first; i < first + len; i++) {
+      if (s->flags[i] & F_ACKED)
+        set_flags(s, i, s->flags[i] & (uint8_t)~F_ACKED);
+      else if (s->flags[i] & F_INFLIGHT)
+        due_now(s, i, now);
+    }
+    if (first < s->cursor)
+      s->cursor = first;
+    if (s->st == SFT_XS_COMPLETING && s->n_acked < s->count) {
+      s->complete_deadline = UINT64_MAX;
+      (void)sft_xfer_fsm_apply(&s->st, SFT_XE_CHUNK_FAILED);
+    }
+    return 0;
+  }
+  uint32_t left = s->p.stripe_m - e->sent - e->want;
+  uint32_t np = count < left ? count : left;
+  if (np > 0) {
+    e->want = (uint8_t)(e->want + np);
+    s->need_parity += np;
+    pq_push(s, stripe);
+  }
+  uint32_t rest = count - np;
+  for (uint64_t i = first; i < first + len && rest > 0; i++) {
+    if ((s->flags[i] & (F_ACKED | F_INFLIGHT)) == F_INFLIGHT) {
+      due_now(s, i, now);
+      s->need_resends++;
+      rest--;
     }
   }
   return 0;
@@ -368,10 +525,7 @@ int sft_xsend_on_need(struct sft_xsend *s, uint64_t now,
     for (uint64_t i = r[k].first; i <= r[k].last; i++) {
       if (!(s->flags[i] & F_INFLIGHT))
         continue;
-      uint32_t id = s->slot_of[i];
-      list_unlink(s, id);
-      s->slots[id].deadline = now; /* due now; the head is the next due */
-      list_push_front(s, id);
+      due_now(s, i, now);
     }
   }
   return 0;
@@ -445,6 +599,17 @@ int sft_xsend_on_complete_confirm(struct sft_xsend *s, uint64_t now,
   clock_in(s, now);
   if (s->st == SFT_XS_COMPLETED)
     return memcmp(root, s->root, SFT_HASH_LEN) == 0 ? 0 : SFT_ERR_DIGEST;
+  if (s->st == SFT_XS_TRANSFERRING && s->root_known &&
+      memcmp(root, s->root, SFT_HASH_LEN) == 0) {
+    /* back in Transferring after a refetch, and the receiver verified the
+     * whole file before our last ACKs arrived: it holds every chunk */
+    for (uint64_t i = 0; i < s->count; i++) {
+      drop_inflight(s, i);
+      set_flags(s, i, s->flags[i] | F_ACKED);
+    }
+    (void)sft_xfer_fsm_apply(&s->st, SFT_XE_TRANSFER_COMPLETE);
+    return sft_xfer_fsm_apply(&s->st, SFT_XE_TRANSFER_COMPLETE);
+  }
   if (s->st != SFT_XS_COMPLETING)
     return SFT_ERR_STATE;
   if (memcmp(root, s->root, SFT_HASH_LEN) != 0) {
@@ -517,6 +682,16 @@ int sft_xsend_poll(struct sft_xsend *s, uint64_t now,
   if (sft_xfer_state_terminal(s->st))
     return report_end(s, a);
 
+  if (s->cq_n > 0) {
+    /* 0. acked while in flight: let the daemon reset the stream */
+    a->type = SFT_XSEND_CANCEL_CHUNK;
+    a->index = s->cq[s->cq_head];
+    s->cq_head = (s->cq_head + 1) % s->p.max_inflight;
+    s->cq_n--;
+    s->cancels++;
+    return 0;
+  }
+
   if (s->st == SFT_XS_TRANSFERRING && !s->net_down) {
     /* 1. resend the oldest chunk whose timeout passed */
     if (s->head != NIL && s->slots[s->head].deadline <= now) {
@@ -535,7 +710,31 @@ int sft_xsend_poll(struct sft_xsend *s, uint64_t now,
       read_action(s, a, i, true);
       return 0;
     }
-    /* 2. a new read, in index order */
+    /* 2. parity wanted (proactive or NEED), stripe by stripe */
+    while (s->pq_n > 0) {
+      uint64_t st = s->pq[s->pq_head];
+      s->pq_head = (uint32_t)((s->pq_head + 1) % s->nstripes);
+      s->pq_n--;
+      struct sstripe *e = &s->stripes[st];
+      e->flags &= (uint8_t)~SS_QUEUED;
+      uint32_t n = e->want;
+      uint32_t len = sft_stripe_len(s->count, s->p.stripe_k, st);
+      e->want = 0;
+      if (n == 0 || e->nack == len)
+        continue; /* nothing missing any more */
+      a->type = SFT_XSEND_ENCODE_PARITY;
+      a->stripe = st;
+      a->index = st * s->p.stripe_k;
+      a->offset = sft_chunk_offset(a->index, s->chunk_size);
+      a->len = s->chunk_size;
+      a->nchunks = len;
+      a->parity_first = e->sent;
+      a->parity_count = n;
+      e->sent = (uint8_t)(e->sent + n);
+      s->parity_shards += n;
+      return 0;
+    }
+    /* 3. a new read, in index order */
     uint64_t i;
     if (has_work(s) && find_work(s, &i)) {
       uint8_t f = s->flags[i];
@@ -554,13 +753,14 @@ int sft_xsend_poll(struct sft_xsend *s, uint64_t now,
       }
       return 0;
     }
-    /* 3. everything acked and hashed: COMPLETE */
+    /* 4. everything acked and hashed: COMPLETE */
     if (all_done(s)) {
       int rc = sft_root(s->algo, s->digests, (size_t)s->count, s->root);
       if (rc) {
         fail(s, rc);
         return report_end(s, a);
       }
+      s->root_known = true;
       (void)sft_xfer_fsm_apply(&s->st, SFT_XE_TRANSFER_COMPLETE);
       s->complete_deadline = now; /* sent just below */
     }
@@ -582,10 +782,12 @@ uint64_t sft_xsend_expiry(const struct sft_xsend *s) {
     return UINT64_MAX;
   if (sft_xfer_state_terminal(s->st))
     return s->reported ? UINT64_MAX : 0;
+  if (s->cq_n > 0)
+    return 0;
   if (s->net_down)
     return UINT64_MAX;
   if (s->st == SFT_XS_TRANSFERRING) {
-    if (has_work(s) || all_done(s))
+    if (has_work(s) || all_done(s) || s->pq_n > 0)
       return 0;
     return s->head != NIL ? s->slots[s->head].deadline : UINT64_MAX;
   }
@@ -613,4 +815,9 @@ void sft_xsend_stats(const struct sft_xsend *s, struct sft_xsend_stats *st) {
   st->sends = s->sends;
   st->resends = s->resends;
   st->hash_reads = s->hash_reads;
+  st->parity_shards = s->parity_shards;
+  st->need_parity = s->need_parity;
+  st->need_resends = s->need_resends;
+  st->refetches = s->refetches;
+  st->cancels = s->cancels;
 }

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sft/chunk.h"
+#include "sft/fec.h"
 #include "sft/hash.h"
 #include "sft/xfer.h"
 
@@ -906,15 +908,17 @@ static void test_recv_resume_hashing(void **state) {
 
 /* ---- whole transfers over a lossy in-memory network --------------------- */
 
-enum { M_CHUNK, M_ACK, M_COMPLETE, M_CONFIRM };
+enum { M_CHUNK, M_ACK, M_COMPLETE, M_CONFIRM, M_PARITY, M_NEED };
 
 struct msg {
   int type;
   uint64_t at;
-  uint64_t index;
+  uint64_t index;               /* CHUNK; PARITY, NEED: stripe */
   uint8_t digest[SFT_HASH_LEN]; /* CHUNK digest; COMPLETE/CONFIRM root */
   struct sft_xfer_range *ranges;
   size_t n;
+  uint32_t pidx, count; /* PARITY; NEED */
+  uint8_t *payload;     /* PARITY (owned by the message) */
 };
 
 struct sim {
@@ -928,6 +932,7 @@ struct sim {
   /* state */
   uint64_t rng, now, count;
   const uint8_t *src;
+  uint8_t *src_buf;
   uint8_t *dst;
   struct sft_xsend *s;
   struct sft_xrecv *r;
@@ -938,7 +943,24 @@ struct sim {
   uint64_t dropped_chunks, dup_chunks, dropped_acks, dup_acks, dropped_ctl;
   uint64_t sent_chunks, writes, steps;
   uint64_t reordered, last_rx; /* chunks arriving after a higher index */
-  uint8_t *held;               /* bitmap at the crash */
+  /* FEC (k == 0: none) */
+  uint32_t k, mm, m_pro;
+  uint64_t resend_timeout;    /* 0: 100 ms */
+  const uint64_t *drop_first; /* chunks whose first send is lost */
+  size_t ndrop_first;
+  uint64_t drop_parity_of; /* stripe whose parity is always lost, or ~0 */
+  bool corrupt_rebuild;    /* the "daemon" botches its first rebuild */
+  bool corrupted;
+  uint64_t nstripes;
+  struct sft_fec *fec;
+  uint32_t *nsend;     /* [count] data sends */
+  uint8_t *lost_first; /* [count] first send dropped */
+  uint8_t *rebuilt;    /* [count] */
+  uint8_t *cancelled;  /* [count] CANCEL_CHUNK seen */
+  uint8_t **kept;      /* [nstripes * mm] parity payloads kept */
+  uint64_t *parity_rx; /* [nstripes] bitmask of parity indices delivered */
+  uint64_t parity_sent, needs_rx, rebuild_actions;
+  uint8_t *held; /* bitmap at the crash */
   size_t held_len;
   uint64_t held_count;  /* chunks in it */
   uint64_t resent_held; /* sends of held chunks after the crash */
@@ -983,20 +1005,30 @@ static void net_send(struct sim *m, struct msg x, unsigned drop, unsigned dup,
       assert_non_null(y.ranges);
       memcpy(y.ranges, x.ranges, x.n * sizeof(*x.ranges));
     }
+    if (x.payload) {
+      y.payload = malloc(m->cs);
+      assert_non_null(y.payload);
+      memcpy(y.payload, x.payload, m->cs);
+    }
     q_push(m, &y);
   }
 }
 
 static void q_clear(struct sim *m) {
-  for (size_t k = 0; k < m->nq; k++)
+  for (size_t k = 0; k < m->nq; k++) {
     free(m->q[k].ranges);
+    free(m->q[k].payload);
+  }
   m->nq = 0;
 }
 
 static void handshake(struct sim *m, const uint8_t *have, size_t have_len) {
   struct sft_xrecv_params rp = {8, 5 * NS_MS, 4};
+  rp.stripe_k = m->k;
+  rp.stripe_m = m->mm;
   assert_int_equal(
       sft_xrecv_new(&m->r, m->size, m->cs, m->algo, have, have_len, &rp), 0);
+  sft_xrecv_set_rtt(m->r, 30 * NS_MS);
   assert_int_equal(sft_xrecv_start(m->r, m->now), 0);
   assert_int_equal(sft_xrecv_accepted(m->r, m->now), 0);
   size_t len;
@@ -1006,7 +1038,12 @@ static void handshake(struct sim *m, const uint8_t *have, size_t have_len) {
 
 static void new_sender(struct sim *m) {
   struct sft_xsend_params sp = {16, 100 * NS_MS, 30};
+  if (m->resend_timeout)
+    sp.resend_timeout_ns = m->resend_timeout;
+  sp.stripe_k = m->k;
+  sp.stripe_m = m->mm;
   assert_int_equal(sft_xsend_new(&m->s, m->size, m->cs, m->algo, &sp), 0);
+  assert_int_equal(sft_xsend_set_parity(m->s, m->m_pro), 0);
   assert_int_equal(sft_xsend_start(m->s, m->now), 0);
 }
 
@@ -1034,6 +1071,106 @@ static void crash(struct sim *m) {
   m->crashed = true;
 }
 
+/* The sender daemon's ENCODE_PARITY: re-read the stripe, pad, encode with
+ * lib/fec, send the asked shards. */
+static void encode_parity(struct sim *m, const struct sft_xsend_action *a) {
+  assert_true(m->k > 0 && a->stripe < m->nstripes);
+  assert_true(a->index == a->stripe * m->k && a->offset == a->index * m->cs);
+  assert_int_equal(a->len, m->cs);
+  assert_int_equal(a->nchunks, sft_stripe_len(m->count, m->k, a->stripe));
+  assert_true(a->parity_count >= 1 &&
+              a->parity_first + a->parity_count <= m->mm);
+  uint8_t *buf = calloc((size_t)(m->k + m->mm), m->cs);
+  assert_non_null(buf);
+  const uint8_t *data[SFT_MAX_STRIPE];
+  uint8_t *par[SFT_MAX_STRIPE];
+  for (uint32_t i = 0; i < m->k; i++) {
+    data[i] = buf + (size_t)i * m->cs;
+    if (i < a->nchunks)
+      memcpy(buf + (size_t)i * m->cs, m->src + a->offset + (size_t)i * m->cs,
+             sft_chunk_len(m->size, m->cs, a->index + i));
+  }
+  for (uint32_t p = 0; p < m->mm; p++)
+    par[p] = buf + (size_t)(m->k + p) * m->cs;
+  assert_int_equal(sft_fec_encode(m->fec, data, par, m->cs), 0);
+  for (uint32_t p = a->parity_first; p < a->parity_first + a->parity_count;
+       p++) {
+    struct msg x = {M_PARITY, 0, a->stripe, {0}, NULL, 0, p, 0, par[p]};
+    digest(m, par[p], m->cs, x.digest);
+    m->parity_sent++;
+    if (a->stripe == m->drop_parity_of)
+      m->dropped_chunks++;
+    else
+      net_send(m, x, m->drop_chunk, m->dup_chunk, &m->dropped_chunks,
+               &m->dup_chunks);
+  }
+  free(buf);
+}
+
+static void free_kept(struct sim *m, uint64_t stripe) {
+  for (uint32_t p = 0; p < m->mm; p++) {
+    free(m->kept[stripe * m->mm + p]);
+    m->kept[stripe * m->mm + p] = NULL;
+  }
+}
+
+/* The receiver daemon's REBUILD: read the present chunks back from the
+ * "part file", decode with lib/fec, hash and hand back each rebuilt chunk. */
+static void rebuild(struct sim *m, const struct sft_xrecv_action *a) {
+  assert_true(m->k > 0 && a->stripe < m->nstripes);
+  assert_true(a->index == a->stripe * m->k && a->len == m->cs);
+  assert_int_equal(a->nchunks, sft_stripe_len(m->count, m->k, a->stripe));
+  uint8_t *buf = calloc(m->k, m->cs);
+  assert_non_null(buf);
+  uint8_t *sh[SFT_MAX_STRIPE] = {0};
+  uint32_t missing = 0, npar = 0;
+  for (uint32_t i = 0; i < m->k; i++) {
+    sh[i] = buf + (size_t)i * m->cs;
+    bool present = sft_fec_mask_test(&a->present, i);
+    if (i >= a->nchunks)
+      assert_true(present); /* padding shards are zero and present */
+    else if (present)
+      memcpy(sh[i], m->dst + a->offset + (size_t)i * m->cs,
+             sft_chunk_len(m->size, m->cs, a->index + i));
+    else
+      missing++;
+  }
+  for (uint32_t p = 0; p < m->mm; p++) {
+    if (sft_fec_mask_test(&a->present, m->k + p)) {
+      sh[m->k + p] = m->kept[a->stripe * m->mm + p];
+      assert_non_null(sh[m->k + p]); /* only shards we were told to keep */
+      npar++;
+    }
+  }
+  assert_int_equal(missing, a->nmissing);
+  assert_int_equal(npar, missing);
+  assert_int_equal(sft_fec_decode(m->fec, sh, &a->present, m->cs, 0), 0);
+  for (uint32_t i = 0; i < a->nchunks; i++) {
+    if (sft_fec_mask_test(&a->present, i))
+      continue;
+    uint64_t idx = a->index + i;
+    uint32_t len = sft_chunk_len(m->size, m->cs, idx);
+    if (m->corrupt_rebuild && !m->corrupted) {
+      sh[i][0] ^= 0x5a; /* a wrong decode: only the root can tell */
+      m->corrupted = true;
+    }
+    uint8_t d[SFT_HASH_LEN];
+    digest(m, sh[i], len, d);
+    struct sft_xrecv_chunk c;
+    assert_int_equal(sft_xrecv_on_rebuilt(m->r, m->now, idx, d, &c), 0);
+    assert_false(c.release_parity); /* the REBUILD took the parity */
+    if (c.verdict == SFT_XRECV_WRITE) {
+      memcpy(m->dst + c.offset, sh[i], len);
+      m->writes++;
+      m->rebuilt[idx] = 1;
+      assert_int_equal(sft_xrecv_on_written(m->r, idx), 0);
+    }
+  }
+  free(buf);
+  free_kept(m, a->stripe); /* every payload kept for the stripe */
+  m->rebuild_actions++;
+}
+
 static void pump_sender(struct sim *m) {
   struct sft_xsend_action a;
   for (;;) {
@@ -1056,10 +1193,32 @@ static void pump_sender(struct sim *m) {
       m->sent_chunks++;
       if (m->crashed && bm_get(m->held, m->held_len, a.index))
         m->resent_held++;
+      if (m->nsend && m->nsend[a.index]++ == 0) {
+        for (size_t k = 0; k < m->ndrop_first; k++) {
+          if (m->drop_first[k] == a.index) {
+            m->lost_first[a.index] = 1;
+            m->dropped_chunks++;
+            goto sent;
+          }
+        }
+        uint64_t before = m->dropped_chunks;
+        net_send(m, x, m->drop_chunk, m->dup_chunk, &m->dropped_chunks,
+                 &m->dup_chunks);
+        m->lost_first[a.index] = m->dropped_chunks != before;
+        break;
+      }
       net_send(m, x, m->drop_chunk, m->dup_chunk, &m->dropped_chunks,
                &m->dup_chunks);
+    sent:
       break;
     }
+    case SFT_XSEND_ENCODE_PARITY:
+      encode_parity(m, &a);
+      break;
+    case SFT_XSEND_CANCEL_CHUNK:
+      assert_true(a.index < m->count);
+      m->cancelled[a.index] = 1;
+      break;
     case SFT_XSEND_SEND_COMPLETE: {
       struct msg x = {M_COMPLETE, 0, 0, {0}, NULL, 0};
       memcpy(x.digest, a.root, SFT_HASH_LEN);
@@ -1111,11 +1270,24 @@ static void pump_receiver(struct sim *m) {
       break;
     case SFT_XRECV_FAILED:
       fail_msg("receiver failed: %s", sft_err_name(a.reason));
+      break;
+    case SFT_XRECV_REBUILD:
+      rebuild(m, &a);
+      break;
+    case SFT_XRECV_SEND_NEED: {
+      assert_true(a.stripe < m->nstripes && a.count >= 1 &&
+                  a.count <= SFT_MAX_STRIPE);
+      struct msg x = {M_NEED, 0, a.stripe, {0}, NULL, 0, 0, a.count, NULL};
+      /* the control stream: reliable, in order, never duplicated (a copy
+       * would ask for parity twice, then for data) */
+      net_send(m, x, 0, 0, &m->dropped_ctl, &m->dup_acks);
+      break;
+    }
     }
   }
 }
 
-static void deliver(struct sim *m, const struct msg *x) {
+static void deliver(struct sim *m, struct msg *x) {
   int rc;
   switch (x->type) {
   case M_CHUNK: {
@@ -1137,8 +1309,41 @@ static void deliver(struct sim *m, const struct msg *x) {
       m->writes++;
       assert_int_equal(sft_xrecv_on_written(m->r, c.index), 0);
     }
+    if (c.release_parity) {
+      assert_true(m->k > 0 && c.stripe == x->index / m->k);
+      free_kept(m, c.stripe);
+    }
     break;
   }
+  case M_PARITY: {
+    struct sft_xrecv_parity o;
+    m->parity_rx[x->index] |= (uint64_t)1 << x->pidx;
+    rc = sft_xrecv_on_parity(m->r, m->now, x->index, x->pidx, x->payload, m->cs,
+                             x->digest, &o);
+    if (sft_xfer_state_terminal(sft_xrecv_state(m->r))) {
+      assert_int_equal(rc, SFT_ERR_STATE);
+      break;
+    }
+    assert_int_equal(rc, 0);
+    assert_true(o.stripe == x->index && o.pidx == x->pidx);
+    if (o.verdict == SFT_XRECV_KEEP) {
+      uint8_t **slot = &m->kept[x->index * m->mm + x->pidx];
+      assert_null(*slot); /* never asked to keep a shard twice */
+      *slot = x->payload;
+      x->payload = NULL; /* ownership moved */
+    } else {
+      assert_int_equal(o.verdict, SFT_XRECV_DROP);
+    }
+    break;
+  }
+  case M_NEED:
+    m->needs_rx++;
+    rc = sft_xsend_on_need_stripe(m->s, m->now, x->index, x->count);
+    if (sft_xfer_state_terminal(sft_xsend_state(m->s)))
+      assert_int_equal(rc, SFT_ERR_STATE);
+    else
+      assert_int_equal(rc, 0);
+    break;
   case M_ACK:
     rc = sft_xsend_on_ack(m->s, m->now, x->ranges, x->n);
     if (sft_xfer_state_terminal(sft_xsend_state(m->s)))
@@ -1164,13 +1369,27 @@ static uint64_t min3(uint64_t a, uint64_t b, uint64_t c) {
   return x < c ? x : c;
 }
 
-static void sim_run(struct sim *m, uint64_t seed) {
+/* Runs a whole transfer and checks its outcome; sim_free() releases it
+ * (tests inspect the sim in between). */
+static void sim_run_keep(struct sim *m, uint64_t seed) {
   m->rng = seed;
   m->count = sft_chunk_count(m->size, m->cs);
-  uint8_t *src = rand_buf(m->size, seed ^ 0x5eed);
-  m->src = src;
+  m->src_buf = rand_buf(m->size, seed ^ 0x5eed);
+  m->src = m->src_buf;
   m->dst = calloc(1, m->size ? m->size : 1);
   assert_non_null(m->dst);
+  if (m->k) {
+    m->nstripes = sft_stripe_count(m->count, m->k);
+    assert_int_equal(sft_fec_new(&m->fec, m->k, m->mm), 0);
+    m->nsend = calloc(m->count + 1, sizeof(*m->nsend));
+    m->lost_first = calloc(m->count + 1, 1);
+    m->rebuilt = calloc(m->count + 1, 1);
+    m->cancelled = calloc(m->count + 1, 1);
+    m->kept = calloc(m->nstripes * m->mm + 1, sizeof(*m->kept));
+    m->parity_rx = calloc(m->nstripes + 1, sizeof(*m->parity_rx));
+    assert_true(m->nsend && m->lost_first && m->rebuilt && m->cancelled &&
+                m->kept && m->parity_rx);
+  }
   new_sender(m);
   handshake(m, NULL, 0);
 
@@ -1202,6 +1421,7 @@ static void sim_run(struct sim *m, uint64_t seed) {
       m->q[best] = m->q[--m->nq];
       deliver(m, &x);
       free(x.ranges);
+      free(x.payload);
       any = true;
     }
     if (any)
@@ -1256,13 +1476,55 @@ static void sim_run(struct sim *m, uint64_t seed) {
       (unsigned long long)m->dup_acks, (unsigned long long)rs.duplicates,
       (unsigned long long)ss.resends, (unsigned long long)(m->now / NS_MS));
 
+  if (m->k) {
+    /* every kept parity payload was released (stripe done or REBUILD) */
+    for (uint64_t k = 0; k < m->nstripes * m->mm; k++)
+      assert_null(m->kept[k]);
+    /* every rebuilt chunk still in flight at the sender was reported */
+    for (uint64_t i = 0; i < m->count; i++)
+      if (m->rebuilt[i])
+        assert_true(m->cancelled[i]);
+    uint64_t nrebuilt = 0;
+    for (uint64_t i = 0; i < m->count; i++)
+      nrebuilt += m->rebuilt[i];
+    assert_int_equal(rs.chunks_rebuilt, nrebuilt);
+    if (rs.rollbacks == 0)
+      assert_true(m->writes == m->count); /* each chunk written once */
+    print_message(
+        "fec: k=%u m=%u m_pro=%u parity_sent=%llu kept=%llu "
+        "dropped=%llu rebuilds=%llu rebuilt=%llu needs=%llu "
+        "need_parity=%llu need_resends=%llu refetches=%llu "
+        "cancels=%llu rollbacks=%llu\n",
+        m->k, m->mm, m->m_pro, (unsigned long long)m->parity_sent,
+        (unsigned long long)rs.parity_kept,
+        (unsigned long long)rs.parity_dropped, (unsigned long long)rs.rebuilds,
+        (unsigned long long)rs.chunks_rebuilt,
+        (unsigned long long)rs.needs_sent, (unsigned long long)ss.need_parity,
+        (unsigned long long)ss.need_resends, (unsigned long long)ss.refetches,
+        (unsigned long long)ss.cancels, (unsigned long long)rs.rollbacks);
+  }
+}
+
+static void sim_free(struct sim *m) {
   q_clear(m);
   free(m->q);
   free(m->held);
   free(m->dst);
-  free(src);
+  free(m->src_buf);
+  free(m->nsend);
+  free(m->lost_first);
+  free(m->rebuilt);
+  free(m->cancelled);
+  free(m->kept);
+  free(m->parity_rx);
+  sft_fec_del(m->fec);
   sft_xsend_del(m->s);
   sft_xrecv_del(m->r);
+}
+
+static void sim_run(struct sim *m, uint64_t seed) {
+  sim_run_keep(m, seed);
+  sim_free(m);
 }
 
 static struct sim lossy(uint64_t size) {
@@ -1276,6 +1538,7 @@ static struct sim lossy(uint64_t size) {
   m.drop_ack = 200;
   m.dup_ack = 100;
   m.drop_ctl = 100;
+  m.drop_parity_of = UINT64_MAX;
   return m;
 }
 
@@ -1343,6 +1606,487 @@ static void test_transfer_resume_both_restart(void **state) {
   run_resume(true); /* a fresh sender too: hash-only reads for held chunks */
 }
 
+/* ---- FEC: stripes, parity, NEED, rebuilds ------------------------------ */
+
+#define FCS (16u * 1024)
+
+/* 10+3, no ACK loss (so every data resend is a chunk the receiver lacked),
+ * a resend timeout long enough that only NEED or parity repair loss. */
+static struct sim fec_sim(uint64_t size, unsigned loss, uint32_t m_pro) {
+  struct sim m = lossy(size);
+  m.cs = FCS;
+  m.k = 10;
+  m.mm = 3;
+  m.m_pro = m_pro;
+  m.drop_chunk = loss;
+  m.dup_chunk = 50;
+  m.drop_ack = 0;
+  m.dup_ack = 50;
+  m.drop_ctl = 0;
+  m.resend_timeout = 1000 * NS_MS;
+  return m;
+}
+
+static uint32_t popc64(uint64_t x) {
+  return (uint32_t)__builtin_popcountll(x);
+}
+
+/* Stripes whose lost data chunks were at most the parity shards delivered
+ * are rebuilt: none of their data chunks crossed the wire twice. */
+static void check_coverable(const struct sim *m, uint64_t *covered,
+                            uint64_t *lost_total) {
+  for (uint64_t s = 0; s < m->nstripes; s++) {
+    uint32_t len = sft_stripe_len(m->count, m->k, s);
+    uint32_t lost = 0;
+    for (uint64_t i = s * m->k; i < s * m->k + len; i++)
+      lost += m->lost_first[i];
+    *lost_total += lost;
+    if (lost == 0 || lost > popc64(m->parity_rx[s]))
+      continue;
+    for (uint64_t i = s * m->k; i < s * m->k + len; i++) {
+      assert_int_equal(m->nsend[i], 1);
+      if (m->lost_first[i]) {
+        assert_true(m->rebuilt[i]);
+        (*covered)++;
+      }
+    }
+  }
+}
+
+static void test_fec_transfer_loss(void **state) {
+  (void)state;
+  const unsigned losses[] = {50, 200};
+  for (size_t l = 0; l < 2; l++) {
+    uint64_t covered = 0, lost = 0, rebuilt = 0, resends = 0;
+    for (uint64_t seed = 31; seed <= 34; seed++) {
+      /* 204 chunks: 21 stripes, the last of 4 chunks ending short */
+      struct sim m = fec_sim(203 * FCS + 777, losses[l], 2);
+      sim_run_keep(&m, seed);
+      check_coverable(&m, &covered, &lost);
+      for (uint64_t i = 0; i < m.count; i++) {
+        rebuilt += m.rebuilt[i];
+        resends += m.nsend[i] - 1;
+      }
+      /* proactive parity: 2 shards per stripe at least */
+      assert_true(m.parity_sent >= 2 * m.nstripes);
+      sim_free(&m);
+    }
+    print_message("loss=%u permille: lost=%llu covered+rebuilt=%llu "
+                  "rebuilt=%llu data resends=%llu\n",
+                  losses[l], (unsigned long long)lost,
+                  (unsigned long long)covered, (unsigned long long)rebuilt,
+                  (unsigned long long)resends);
+    assert_true(lost > 0 && covered > 0 && rebuilt >= covered);
+    /* most loss is repaired by parity, not by sending data again */
+    assert_true(resends < lost);
+  }
+}
+
+static void test_fec_need_answered_with_parity(void **state) {
+  (void)state;
+  /* no proactive parity: the receiver's NEED brings it */
+  const uint64_t drops[] = {3, 25};
+  struct sim m = fec_sim(60 * FCS, 0, 0);
+  m.drop_first = drops;
+  m.ndrop_first = 2;
+  sim_run_keep(&m, 41);
+  struct sft_xsend_stats ss;
+  sft_xsend_stats(m.s, &ss);
+  assert_true(m.rebuilt[3] && m.rebuilt[25]);
+  assert_int_equal(m.nsend[3], 1);
+  assert_int_equal(m.nsend[25], 1);
+  assert_int_equal(ss.resends, 0);
+  assert_int_equal(ss.need_parity, 2); /* one shard per stripe */
+  assert_int_equal(ss.parity_shards, 2);
+  assert_true(m.needs_rx >= 2);
+  assert_true(m.now < m.resend_timeout); /* no timeout was needed */
+  sim_free(&m);
+}
+
+static void test_fec_parity_lost_falls_back_to_resend(void **state) {
+  (void)state;
+  /* stripe 0 loses 2 chunks and every parity shard it is ever sent */
+  const uint64_t drops[] = {3, 4};
+  struct sim m = fec_sim(60 * FCS, 0, 2);
+  m.drop_first = drops;
+  m.ndrop_first = 2;
+  m.drop_parity_of = 0;
+  m.resend_timeout = 5000 * NS_MS;
+  sim_run_keep(&m, 42);
+  struct sft_xsend_stats ss;
+  sft_xsend_stats(m.s, &ss);
+  assert_false(m.rebuilt[3] || m.rebuilt[4]);
+  assert_int_equal(m.nsend[3], 2); /* sent again because of NEED */
+  assert_int_equal(m.nsend[4], 2);
+  assert_true(ss.need_resends >= 2);
+  assert_int_equal(ss.need_parity, 1); /* m = 3: only one shard was left */
+  assert_true(m.now < m.resend_timeout);
+  /* the other stripes lost nothing: their parity was never needed */
+  sim_free(&m);
+}
+
+static void test_fec_short_last_stripe(void **state) {
+  (void)state;
+  /* 23 chunks, the last stripe is 20..22 and chunk 22 is 100 bytes */
+  const uint64_t drops[] = {20, 22};
+  struct sim m = fec_sim(22 * FCS + 100, 0, 2);
+  m.drop_first = drops;
+  m.ndrop_first = 2;
+  sim_run_keep(&m, 43);
+  assert_true(m.rebuilt[20] && m.rebuilt[22]);
+  assert_int_equal(m.nsend[20], 1);
+  assert_int_equal(m.nsend[22], 1);
+  assert_int_equal(m.nstripes, 3);
+  sim_free(&m);
+}
+
+static void test_fec_bad_rebuild_rolls_back(void **state) {
+  (void)state;
+  const uint64_t drops[] = {12};
+  struct sim m = fec_sim(40 * FCS, 0, 2);
+  m.drop_first = drops;
+  m.ndrop_first = 1;
+  m.corrupt_rebuild = true;
+  sim_run_keep(&m, 44); /* ends with the right bytes */
+  struct sft_xsend_stats ss;
+  struct sft_xrecv_stats rs;
+  sft_xsend_stats(m.s, &ss);
+  sft_xrecv_stats(m.r, &rs);
+  assert_true(m.corrupted && m.rebuilt[12]);
+  assert_int_equal(rs.rollbacks, 1);
+  /* every stripe with a rebuilt chunk was fetched again, whole, once (the
+   * jitter reorders chunks behind their parity: more than stripe 1 had
+   * rebuilt chunks); the others were sent once */
+  uint64_t stripes_rebuilt = 0;
+  for (uint64_t s = 0; s < m.nstripes; s++) {
+    bool any = false;
+    for (uint64_t i = s * 10; i < s * 10 + 10; i++)
+      any |= m.rebuilt[i] != 0;
+    stripes_rebuilt += any;
+    for (uint64_t i = s * 10; i < s * 10 + 10; i++)
+      assert_int_equal(m.nsend[i], any ? 2 : 1);
+  }
+  assert_int_equal(ss.refetches, stripes_rebuilt);
+  assert_true(rs.needs_sent >= stripes_rebuilt);
+  assert_true(stripes_rebuilt >= 1);
+  sim_free(&m);
+}
+
+static struct sft_xrecv *mk_recv_fec(uint64_t nchunks, uint64_t last,
+                                     uint32_t k, uint32_t mm, uint32_t slots) {
+  struct sft_xrecv_params p;
+  sft_xrecv_params_default(&p);
+  p.ack_batch = 1;
+  p.stripe_k = k;
+  p.stripe_m = mm;
+  p.max_parity_stripes = slots;
+  struct sft_xrecv *r = NULL;
+  assert_int_equal(sft_xrecv_new(&r, (nchunks - 1) * CS + last, CS,
+                                 SFT_HASH_BLAKE3, NULL, 0, &p),
+                   0);
+  assert_int_equal(sft_xrecv_start(r, 0), 0);
+  assert_int_equal(sft_xrecv_accepted(r, 0), 0);
+  return r;
+}
+
+static void test_fec_recv_hostile(void **state) {
+  (void)state;
+  uint8_t *par = rand_buf(CS, 5);
+  uint8_t d[SFT_HASH_LEN], bad[SFT_HASH_LEN];
+  sft_blake3(par, CS, d);
+  memcpy(bad, d, SFT_HASH_LEN);
+  bad[7] ^= 1;
+  struct sft_xrecv_parity o;
+  struct sft_xrecv_stats st;
+
+  /* bad parameters */
+  struct sft_xrecv_params p;
+  sft_xrecv_params_default(&p);
+  struct sft_xrecv *r = NULL;
+  p.stripe_k = 200;
+  p.stripe_m = 56; /* 256 > SFT_MAX_STRIPE */
+  assert_int_equal(sft_xrecv_new(&r, CS, CS, SFT_HASH_BLAKE3, NULL, 0, &p),
+                   SFT_ERR_INVAL);
+  p.stripe_k = 0;
+  p.stripe_m = 3;
+  assert_int_equal(sft_xrecv_new(&r, CS, CS, SFT_HASH_BLAKE3, NULL, 0, &p),
+                   SFT_ERR_INVAL);
+  assert_null(r);
+
+  /* a file with m = 0 takes no parity at all */
+  r = mk_recv_fec(25, CS, 10, 0, 0);
+  assert_int_equal(sft_xrecv_on_parity(r, 1, 0, 0, par, CS, d, &o),
+                   SFT_ERR_PEER);
+  sft_xrecv_del(r);
+
+  /* 25 chunks = stripes 0, 1 (10 each) and 2 (5) */
+  r = mk_recv_fec(25, CS, 10, 3, 1);
+  assert_int_equal(sft_xrecv_on_parity(r, 1, 3, 0, par, CS, d, &o),
+                   SFT_ERR_RANGE); /* stripe out of range */
+  assert_int_equal(sft_xrecv_on_parity(r, 1, UINT64_MAX, 0, par, CS, d, &o),
+                   SFT_ERR_RANGE);
+  assert_int_equal(sft_xrecv_on_parity(r, 1, 0, 3, par, CS, d, &o),
+                   SFT_ERR_RANGE); /* pidx >= m */
+  assert_int_equal(sft_xrecv_on_parity(r, 1, 0, 0, par, CS - 1, d, &o),
+                   SFT_ERR_MALFORMED);
+  assert_int_equal(sft_xrecv_on_parity(r, 1, 0, 0, NULL, CS, d, &o),
+                   SFT_ERR_INVAL);
+  /* wrong digest: rejected and counted, nothing kept */
+  assert_int_equal(sft_xrecv_on_parity(r, 1, 0, 0, par, CS, bad, &o),
+                   SFT_ERR_DIGEST);
+  assert_int_equal(sft_xrecv_on_parity_hashed(r, 1, 0, 1, CS, d, bad, &o),
+                   SFT_ERR_DIGEST);
+  sft_xrecv_stats(r, &st);
+  assert_int_equal(st.parity_digest_failures, 2);
+  assert_int_equal(st.parity_kept, 0);
+  /* good one: kept; the same shard again: dropped */
+  assert_int_equal(sft_xrecv_on_parity(r, 1, 0, 0, par, CS, d, &o), 0);
+  assert_int_equal(o.verdict, SFT_XRECV_KEEP);
+  assert_int_equal(sft_xrecv_on_parity(r, 1, 0, 0, par, CS, d, &o), 0);
+  assert_int_equal(o.verdict, SFT_XRECV_DROP);
+  /* one parity slot: another stripe's parity is dropped (bounded) */
+  assert_int_equal(sft_xrecv_on_parity(r, 1, 1, 0, par, CS, d, &o), 0);
+  assert_int_equal(o.verdict, SFT_XRECV_DROP);
+  sft_xrecv_stats(r, &st);
+  assert_int_equal(st.parity_kept, 1);
+  assert_int_equal(st.parity_dropped, 2);
+  assert_int_equal(st.parity_overflows, 1);
+  /* rebuilt chunks only for a stripe being rebuilt */
+  struct sft_xrecv_chunk c;
+  assert_int_equal(sft_xrecv_on_rebuilt(r, 1, 25, d, &c), SFT_ERR_RANGE);
+  assert_int_equal(sft_xrecv_on_rebuilt(r, 1, 3, d, &c), SFT_ERR_STATE);
+  assert_int_equal(sft_xrecv_rebuild_failed(r, 1, 3), SFT_ERR_RANGE);
+  assert_int_equal(sft_xrecv_rebuild_failed(r, 1, 0), 0); /* no-op */
+  sft_xrecv_del(r);
+  free(par);
+}
+
+/* Receiver decisions on a hand-driven stripe: REBUILD only once the held
+ * chunks are written and the parity covers the gap; NEED only for a gap
+ * below a completed stripe, rate-limited; chunks completing a stripe
+ * release its parity. */
+static void test_fec_recv_rebuild_and_need(void **state) {
+  (void)state;
+  const uint64_t n = 25;
+  uint8_t *buf = rand_buf(n * CS, 6);
+  struct sft_xrecv *r = mk_recv_fec(n, CS, 10, 3, 4);
+  sft_xrecv_set_rtt(r, 10 * NS_MS);
+  struct sft_xrecv_chunk c;
+  struct sft_xrecv_action a;
+  struct sft_xrecv_parity o;
+  uint8_t pd[SFT_HASH_LEN];
+  uint8_t *par = rand_buf(CS, 9);
+  sft_blake3(par, CS, pd);
+  /* stripe 0: all but 2 and 7; stripe 1 complete */
+  for (uint64_t i = 0; i < 20; i++) {
+    if (i == 2 || i == 7)
+      continue;
+    assert_int_equal(put(r, 1, buf, n * CS, i, &c), 0);
+    assert_int_equal(c.verdict, SFT_XRECV_WRITE);
+    if (i != 5)
+      assert_int_equal(sft_xrecv_on_written(r, i), 0);
+  }
+  /* drain acks */
+  do
+    assert_int_equal(sft_xrecv_poll(r, 1, &a), 0);
+  while (a.type == SFT_XRECV_SEND_ACK);
+  assert_int_equal(a.type, SFT_XRECV_NONE);
+  assert_true(a.expiry == 1 + 20 * NS_MS); /* NEED timer: 2 * rtt */
+  /* two parity shards; chunk 5 not yet written: no REBUILD */
+  assert_int_equal(sft_xrecv_on_parity(r, 2, 0, 2, par, CS, pd, &o), 0);
+  assert_int_equal(o.verdict, SFT_XRECV_KEEP);
+  assert_int_equal(sft_xrecv_poll(r, 3, &a), 0);
+  assert_int_equal(a.type, SFT_XRECV_NONE);
+  /* NEED at the deadline: count = missing 2 - held 1 */
+  assert_int_equal(sft_xrecv_poll(r, 1 + 20 * NS_MS, &a), 0);
+  assert_int_equal(a.type, SFT_XRECV_SEND_NEED);
+  assert_int_equal(a.stripe, 0);
+  assert_int_equal(a.count, 1);
+  assert_int_equal(sft_xrecv_poll(r, 1 + 20 * NS_MS, &a), 0);
+  assert_int_equal(a.type, SFT_XRECV_NONE); /* rate-limited */
+  assert_true(a.expiry == 1 + 40 * NS_MS);
+  assert_int_equal(sft_xrecv_on_parity(r, 30 * NS_MS, 0, 0, par, CS, pd, &o),
+                   0);
+  assert_int_equal(o.verdict, SFT_XRECV_KEEP);
+  /* enough parity now: a third shard is not needed */
+  assert_int_equal(sft_xrecv_on_parity(r, 30 * NS_MS, 0, 1, par, CS, pd, &o),
+                   0);
+  assert_int_equal(o.verdict, SFT_XRECV_DROP);
+  assert_int_equal(sft_xrecv_poll(r, 30 * NS_MS, &a), 0);
+  assert_int_equal(a.type, SFT_XRECV_NONE); /* chunk 5 still unwritten */
+  assert_int_equal(sft_xrecv_on_written(r, 5), 0);
+  assert_int_equal(sft_xrecv_poll(r, 30 * NS_MS, &a), 0);
+  assert_int_equal(a.type, SFT_XRECV_REBUILD);
+  assert_int_equal(a.stripe, 0);
+  assert_int_equal(a.index, 0);
+  assert_int_equal(a.nchunks, 10);
+  assert_int_equal(a.nmissing, 2);
+  assert_int_equal(a.len, CS);
+  for (unsigned i = 0; i < 13; i++)
+    assert_int_equal(sft_fec_mask_test(&a.present, i),
+                     i != 2 && i != 7 && i != 11); /* parity 0 and 2 */
+  /* while rebuilding: no NEED for it, parity dropped */
+  assert_int_equal(sft_xrecv_on_parity(r, 30 * NS_MS, 0, 1, par, CS, pd, &o),
+                   0);
+  assert_int_equal(o.verdict, SFT_XRECV_DROP);
+  assert_int_equal(sft_xrecv_poll(r, 100 * NS_MS, &a), 0);
+  assert_int_equal(a.type, SFT_XRECV_NONE);
+  /* the real chunk 7 arrives meanwhile: rebuilt 7 is a duplicate */
+  assert_int_equal(put(r, 100 * NS_MS, buf, n * CS, 7, &c), 0);
+  assert_int_equal(c.verdict, SFT_XRECV_WRITE);
+  assert_false(c.release_parity);
+  uint8_t d2[SFT_HASH_LEN];
+  sft_blake3(buf + 2 * CS, CS, d2);
+  assert_int_equal(sft_xrecv_on_rebuilt(r, 100 * NS_MS, 2, d2, &c), 0);
+  assert_int_equal(c.verdict, SFT_XRECV_WRITE);
+  assert_int_equal(sft_xrecv_on_rebuilt(r, 100 * NS_MS, 7, d2, &c), 0);
+  assert_int_equal(c.verdict, SFT_XRECV_DUPLICATE);
+  struct sft_xrecv_stats st;
+  sft_xrecv_stats(r, &st);
+  assert_int_equal(st.chunks_rebuilt, 1);
+  assert_int_equal(st.rebuilds, 1);
+  assert_int_equal(st.needs_sent, 1);
+  assert_int_equal(st.chunks_done, 20);
+  /* stripe 2 (short, 5 chunks): parity kept, then data completes it */
+  assert_int_equal(sft_xrecv_on_parity(r, 101 * NS_MS, 2, 0, par, CS, pd, &o),
+                   0);
+  assert_int_equal(o.verdict, SFT_XRECV_KEEP);
+  bool released = false;
+  for (uint64_t i = 20; i < 25; i++) {
+    assert_int_equal(put(r, 101 * NS_MS, buf, n * CS, i, &c), 0);
+    released |= c.release_parity;
+    if (c.release_parity)
+      assert_int_equal(c.stripe, 2);
+  }
+  assert_true(released);
+  free(par);
+  free(buf);
+  sft_xrecv_del(r);
+}
+
+static struct sft_xsend *mk_send_fec(uint64_t nchunks, uint32_t k,
+                                     uint32_t mm) {
+  struct sft_xsend_params p = {64, 100 * NS_MS, 3, k, mm};
+  struct sft_xsend *s = NULL;
+  assert_int_equal(sft_xsend_new(&s, nchunks * CS, CS, SFT_HASH_BLAKE3, &p), 0);
+  assert_int_equal(sft_xsend_start(s, 0), 0);
+  assert_int_equal(sft_xsend_on_accept(s, 0, NULL, 0), 0);
+  return s;
+}
+
+static void test_fec_send_parity_and_need(void **state) {
+  (void)state;
+  struct sft_xsend_params p = {64, 100 * NS_MS, 3, 200, 56};
+  struct sft_xsend *s = NULL;
+  assert_int_equal(sft_xsend_new(&s, CS, CS, SFT_HASH_BLAKE3, &p),
+                   SFT_ERR_INVAL);
+  p.stripe_k = 0;
+  p.stripe_m = 1;
+  assert_int_equal(sft_xsend_new(&s, CS, CS, SFT_HASH_BLAKE3, &p),
+                   SFT_ERR_INVAL);
+
+  /* 25 chunks: stripes of 10, 10, 5 */
+  s = mk_send_fec(25, 10, 3);
+  assert_int_equal(sft_xsend_set_parity(s, 4), SFT_ERR_RANGE);
+  assert_int_equal(sft_xsend_set_parity(s, 2), 0);
+  assert_int_equal(sft_xsend_on_need_stripe(s, 0, 3, 1), SFT_ERR_RANGE);
+  assert_int_equal(sft_xsend_on_need_stripe(s, 0, 0, 0), SFT_ERR_RANGE);
+  assert_int_equal(sft_xsend_on_need_stripe(s, 0, 0, 256), SFT_ERR_RANGE);
+  /* reads in index order; parity of a stripe right after its last read */
+  struct sft_xsend_action a;
+  int parity_actions = 0;
+  uint64_t order[64];
+  int n = 0;
+  for (;;) {
+    assert_int_equal(sft_xsend_poll(s, 1, &a), 0);
+    if (a.type == SFT_XSEND_NONE)
+      break;
+    if (a.type == SFT_XSEND_READ_CHUNK) {
+      uint8_t d[SFT_HASH_LEN];
+      fake_digest(a.index, d);
+      assert_int_equal(sft_xsend_chunk_read(s, 1, a.index, d), 0);
+      order[n++] = a.index;
+      continue;
+    }
+    assert_int_equal(a.type, SFT_XSEND_ENCODE_PARITY);
+    assert_int_equal(a.parity_first, 0);
+    assert_int_equal(a.parity_count, 2);
+    assert_int_equal(a.len, CS);
+    assert_int_equal(a.index, a.stripe * 10);
+    assert_int_equal(a.offset, a.stripe * 10 * CS);
+    assert_int_equal(a.nchunks, a.stripe == 2 ? 5 : 10);
+    assert_int_equal(order[n - 1], a.index + a.nchunks - 1);
+    order[n++] = 1000 + a.stripe;
+    parity_actions++;
+  }
+  assert_int_equal(parity_actions, 3); /* once per stripe */
+  assert_int_equal(n, 28);
+  /* NEED 2 for stripe 0: one parity shard left (index 2), then one resend */
+  assert_int_equal(sft_xsend_on_need_stripe(s, 2, 0, 2), 0);
+  assert_int_equal(sft_xsend_poll(s, 2, &a), 0);
+  assert_int_equal(a.type, SFT_XSEND_READ_CHUNK); /* due now */
+  assert_int_equal(a.index, 0);
+  assert_int_equal(a.attempt, 1);
+  assert_int_equal(sft_xsend_poll(s, 2, &a), 0);
+  assert_int_equal(a.type, SFT_XSEND_ENCODE_PARITY);
+  assert_int_equal(a.stripe, 0);
+  assert_int_equal(a.parity_first, 2);
+  assert_int_equal(a.parity_count, 1);
+  /* acks: a chunk acked while in flight in a stripe with parity sent is
+   * reported (it may be rebuilt; its stream may still be open) */
+  struct sft_xfer_range r0 = {0, 24};
+  assert_int_equal(sft_xsend_on_ack(s, 3, &r0, 1), 0);
+  int cancels = 0;
+  for (;;) {
+    assert_int_equal(sft_xsend_poll(s, 3, &a), 0);
+    if (a.type != SFT_XSEND_CANCEL_CHUNK)
+      break;
+    assert_int_equal(a.index, (uint64_t)cancels);
+    cancels++;
+  }
+  assert_int_equal(cancels, 25);
+  /* parity never blocks completion */
+  assert_int_equal(a.type, SFT_XSEND_SEND_COMPLETE);
+  assert_int_equal(sft_xsend_state(s), SFT_XS_COMPLETING);
+  /* NEED for a fully acked stripe: parity left none, nothing to resend */
+  assert_int_equal(sft_xsend_on_need_stripe(s, 4, 0, 1), 0);
+  assert_int_equal(sft_xsend_state(s), SFT_XS_COMPLETING);
+  /* count > stripe length: the receiver lost acked chunks -> refetch */
+  assert_int_equal(sft_xsend_on_need_stripe(s, 4, 2, 6), 0);
+  assert_int_equal(sft_xsend_state(s), SFT_XS_TRANSFERRING);
+  int resent = 0;
+  for (;;) {
+    assert_int_equal(sft_xsend_poll(s, 5, &a), 0);
+    if (a.type != SFT_XSEND_READ_CHUNK)
+      break;
+    assert_true(a.index >= 20 && a.index < 25 && a.send);
+    uint8_t d[SFT_HASH_LEN];
+    fake_digest(a.index, d);
+    assert_int_equal(sft_xsend_chunk_read(s, 5, a.index, d), 0);
+    resent++;
+  }
+  assert_int_equal(resent, 5);
+  struct sft_xsend_stats st;
+  sft_xsend_stats(s, &st);
+  assert_int_equal(st.parity_shards, 7);
+  assert_int_equal(st.need_parity, 1);
+  assert_int_equal(st.need_resends, 1);
+  assert_int_equal(st.refetches, 1);
+  assert_int_equal(st.cancels, 25);
+  sft_xsend_del(s);
+
+  /* m_pro = 0, or no stripes: no parity, NEED without stripes refused */
+  s = mk_send_fec(25, 10, 3);
+  int reads = drain_send(s, 1, NULL, NULL, &a);
+  assert_int_equal(reads, 25);
+  assert_int_equal(a.type, SFT_XSEND_NONE);
+  sft_xsend_del(s);
+  s = mk_send_running(25, 64, 100 * NS_MS, 3, NULL, 0);
+  assert_int_equal(sft_xsend_on_need_stripe(s, 1, 0, 1), SFT_ERR_STATE);
+  assert_int_equal(sft_xsend_set_parity(s, 1), SFT_ERR_RANGE);
+  sft_xsend_del(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fsm_every_valid_transition),
@@ -1366,6 +2110,14 @@ int main(void) {
       cmocka_unit_test(test_transfer_sha256_clean),
       cmocka_unit_test(test_transfer_resume_receiver_restart),
       cmocka_unit_test(test_transfer_resume_both_restart),
+      cmocka_unit_test(test_fec_recv_hostile),
+      cmocka_unit_test(test_fec_recv_rebuild_and_need),
+      cmocka_unit_test(test_fec_send_parity_and_need),
+      cmocka_unit_test(test_fec_transfer_loss),
+      cmocka_unit_test(test_fec_need_answered_with_parity),
+      cmocka_unit_test(test_fec_parity_lost_falls_back_to_resend),
+      cmocka_unit_test(test_fec_short_last_stripe),
+      cmocka_unit_test(test_fec_bad_rebuild_rolls_back),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

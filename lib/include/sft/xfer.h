@@ -25,6 +25,18 @@
  * SFT_MAX_ACK_RANGES (else SFT_ERR_TOO_LARGE), each first <= last < chunk
  * count, sorted and non-overlapping (adjacent allowed); anything else is
  * SFT_ERR_RANGE. A rejected list changes nothing.
+ *
+ * FEC (Reed-Solomon stripes, docs/internals/xfer.md "FEC"): with
+ * params.stripe_k > 0 and stripe_m > 0 the machines know the manifest's
+ * stripes: stripe s = data chunks [s*k, min((s+1)*k, count)), the last one
+ * may be short; parity shard p < m of stripe s is identified by (s, p).
+ * Every shard of a stripe is coded at the file's chunk_size: data chunks
+ * (the short last one too) are zero-padded to it, and the k - len missing
+ * data shards of a short stripe are all-zero shards. A parity payload is
+ * exactly chunk_size bytes. The machines never hold payloads: the daemon
+ * encodes (ENCODE_PARITY), keeps received parity in memory (KEEP verdicts)
+ * and decodes (REBUILD) with lib/fec. Zero stripe params = no FEC, the
+ * behaviour of the machines without it.
  */
 #ifndef SFT_XFER_H
 #define SFT_XFER_H
@@ -34,6 +46,7 @@
 #include <stdint.h>
 
 #include "sft/err.h"
+#include "sft/fec.h"
 #include "sft/hash.h"
 #include "sft/limits.h"
 
@@ -117,9 +130,12 @@ struct sft_xsend_params {
   uint64_t resend_timeout_ns; /* > 0: an unacked chunk is sent again after */
   uint32_t max_retries;       /* 0..SFT_XFER_MAX_RETRIES resends per chunk;
                                  one more timeout -> Failed(RETRIES) */
+  uint32_t stripe_k; /* manifest's data chunks per stripe; 0 = no stripes
+                        (then stripe_m must be 0) */
+  uint32_t stripe_m; /* parity shards per stripe; k + m <= SFT_MAX_STRIPE */
 };
 
-/* max_inflight 64, resend_timeout 2 s, max_retries 8. */
+/* max_inflight 64, resend_timeout 2 s, max_retries 8, no stripes. */
 void sft_xsend_params_default(struct sft_xsend_params *p);
 
 enum sft_xsend_action_type {
@@ -130,6 +146,18 @@ enum sft_xsend_action_type {
   SFT_XSEND_SEND_COMPLETE, /* send COMPLETE(.root); may repeat */
   SFT_XSEND_DONE,          /* once: the receiver confirmed the root */
   SFT_XSEND_FAILED,        /* once: failed with .reason (SFT_ERR_*) */
+  SFT_XSEND_ENCODE_PARITY, /* read the data of stripe .stripe (.nchunks
+                              chunks from chunk .index at byte .offset),
+                              pad every shard to .len (= chunk_size) bytes,
+                              sft_fec_encode, then send parity shards
+                              .parity_first .. +.parity_count-1 (header
+                              PARITY, index = stripe, parity_index = p,
+                              digest = hash of the .len-byte payload).
+                              Not acked, not retried, no inflight slot. */
+  SFT_XSEND_CANCEL_CHUNK,  /* chunk .index was acked while still in flight
+                              in a stripe that had parity sent (it may have
+                              been rebuilt): reset its stream if one is
+                              still open, else ignore */
 };
 
 struct sft_xsend_action {
@@ -143,15 +171,24 @@ struct sft_xsend_action {
   uint8_t root[SFT_HASH_LEN]; /* SEND_COMPLETE */
   int reason;                 /* FAILED */
   uint64_t expiry;            /* NONE: next deadline (UINT64_MAX: none) */
+  uint64_t stripe;            /* ENCODE_PARITY */
+  uint32_t nchunks;           /* ENCODE_PARITY: data chunks in the stripe */
+  uint32_t parity_first;      /* ENCODE_PARITY: first parity index */
+  uint32_t parity_count;      /* ENCODE_PARITY: shards to send, >= 1 */
 };
 
 struct sft_xsend_stats {
   uint64_t chunks_total, chunks_acked; /* acked includes the have-bitmap */
   uint64_t bytes_total, bytes_acked;
-  uint64_t inflight;   /* outstanding READ_CHUNK (send or hash-only) */
-  uint64_t sends;      /* READ_CHUNK with send, first attempts */
-  uint64_t resends;    /* READ_CHUNK with send, after a timeout/hint */
-  uint64_t hash_reads; /* READ_CHUNK hash-only */
+  uint64_t inflight;      /* outstanding READ_CHUNK (send or hash-only) */
+  uint64_t sends;         /* READ_CHUNK with send, first attempts */
+  uint64_t resends;       /* READ_CHUNK with send, after a timeout/hint */
+  uint64_t hash_reads;    /* READ_CHUNK hash-only */
+  uint64_t parity_shards; /* parity shards asked by ENCODE_PARITY */
+  uint64_t need_parity;   /* ... of which to answer a NEED */
+  uint64_t need_resends;  /* data chunks made due by a NEED */
+  uint64_t refetches;     /* stripes sent again whole (count > len) */
+  uint64_t cancels;       /* CANCEL_CHUNK actions */
 };
 
 struct sft_xsend;
@@ -198,6 +235,28 @@ int sft_xsend_on_ack(struct sft_xsend *s, uint64_t now,
 int sft_xsend_on_need(struct sft_xsend *s, uint64_t now,
                       const struct sft_xfer_range *r, size_t n);
 
+/* FEC: proactive parity shards per stripe, 0..stripe_m (SFT_ERR_RANGE
+ * above; SFT_ERR_INVAL for NULL). Any time; 0 at creation. A stripe gets
+ * ENCODE_PARITY(first = shards already sent, count = m_pro minus those)
+ * once, when the digest of its last data chunk is recorded (chunk_read)
+ * while m_pro > 0 and some data chunk of it is not acked; stripes read
+ * while m_pro was 0 are not revisited. */
+int sft_xsend_set_parity(struct sft_xsend *s, uint32_t m_pro);
+
+/* FEC: the receiver's NEED(stripe, count): "any |count| more chunks of
+ * |stripe|". Up to |count| parity shards not sent before (since the last
+ * re-accept) are queued as ENCODE_PARITY; for the rest, unacked chunks of
+ * the stripe in flight become due now (each counts as a retry; unacked
+ * chunks not in flight are sent anyway). count > the stripe's data chunks
+ * means "I lost chunks I had acked" (a rebuild rolled back after a root
+ * mismatch): every chunk of the stripe is un-acked and sent again, no
+ * parity (Completing -> Transferring). Errors: SFT_ERR_INVAL (NULL),
+ * SFT_ERR_STATE (no stripes configured, or not Transferring/Paused/
+ * Completing), SFT_ERR_RANGE (stripe >= stripe count, count 0 or >
+ * SFT_MAX_STRIPE). Nothing changes on error. */
+int sft_xsend_on_need_stripe(struct sft_xsend *s, uint64_t now, uint64_t stripe,
+                             uint32_t count);
+
 /* Pause: Transferring -> Paused; nothing is read or sent while paused
  * (acks are still taken). Resume: Paused -> Transferring; in-flight chunks
  * get a fresh timeout from |now|. SFT_ERR_STATE otherwise. */
@@ -220,14 +279,18 @@ int sft_xsend_on_network_recovered(struct sft_xsend *s, uint64_t now);
 
 /* The receiver's COMPLETE echo. Completing: root equal -> Completed
  * (TransferComplete), else Failed and SFT_ERR_DIGEST. Completed with the
- * same root: 0 (duplicate). SFT_ERR_STATE otherwise. */
+ * same root: 0 (duplicate). Transferring after a root was computed (a FEC
+ * refetch sent us back) with the same root: the receiver verified every
+ * chunk before our last ACKs arrived -> all acked, Completed. SFT_ERR_STATE
+ * otherwise. */
 int sft_xsend_on_complete_confirm(struct sft_xsend *s, uint64_t now,
                                   const uint8_t root[SFT_HASH_LEN]);
 
 /* Next action (handles timers too: this is the timer entry point). Call
  * until it returns NONE, then again at .expiry or after any input.
- * Order: resends of timed-out chunks, new reads (in index order, at most
- * max_inflight outstanding), COMPLETE. Returns 0, or SFT_ERR_INVAL. */
+ * Order: CANCEL_CHUNK, resends of timed-out chunks, ENCODE_PARITY, new
+ * reads (in index order, at most max_inflight outstanding), COMPLETE.
+ * Parity never delays COMPLETE. Returns 0, or SFT_ERR_INVAL. */
 int sft_xsend_poll(struct sft_xsend *s, uint64_t now,
                    struct sft_xsend_action *a);
 
@@ -248,9 +311,15 @@ struct sft_xrecv_params {
   uint64_t ack_delay_ns;      /* ...or this long after the first pending */
   uint32_t max_hash_inflight; /* 1..SFT_XSEND_MAX_INFLIGHT outstanding
                                  HASH_CHUNK actions */
+  uint32_t stripe_k; /* FEC (both > 0, k + m <= SFT_MAX_STRIPE) or none  */
+  uint32_t stripe_m; /* (both 0; k > 0 with m == 0 also means none) */
+  uint32_t max_parity_stripes; /* stripes with parity held at once;
+                                  0 = 64, at most SFT_XSEND_MAX_INFLIGHT */
+  uint32_t max_rebuilds;       /* REBUILD actions outstanding; 0 = 2, at most
+                                  SFT_XSEND_MAX_INFLIGHT */
 };
 
-/* ack_batch 32, ack_delay 20 ms, max_hash_inflight 4. */
+/* ack_batch 32, ack_delay 20 ms, max_hash_inflight 4, no FEC. */
 void sft_xrecv_params_default(struct sft_xrecv_params *p);
 
 enum sft_xrecv_action_type {
@@ -262,6 +331,19 @@ enum sft_xrecv_action_type {
   SFT_XRECV_FINALIZE,   /* once: root verified (.root): fsync, rename the
                            part file, then send COMPLETE(.root) back */
   SFT_XRECV_FAILED,     /* once: failed with .reason */
+  SFT_XRECV_REBUILD,    /* decode stripe .stripe: shards = k+m pointers of
+                           .len (= chunk_size) bytes: data shard i < .nchunks
+                           is chunk .index + i (read back from the part file,
+                           zero-padded) if bit i of .present is set, else a
+                           buffer to rebuild; shards .nchunks..k-1 are zero
+                           (set in .present); parity p is bit k + p (the
+                           payloads kept). sft_fec_decode(present), then per
+                           rebuilt chunk: hash its real length,
+                           sft_xrecv_on_rebuilt(). The daemon now owns ALL
+                           parity payloads kept for the stripe: free them
+                           after the decode. On a decode/I-O error:
+                           sft_xrecv_rebuild_failed(). */
+  SFT_XRECV_SEND_NEED,  /* send NEED(.stripe, .count) */
 };
 
 struct sft_xrecv_action {
@@ -270,9 +352,14 @@ struct sft_xrecv_action {
   size_t nranges;
   uint64_t index, offset; /* HASH_CHUNK */
   uint32_t len;
-  uint8_t root[SFT_HASH_LEN]; /* FINALIZE */
-  int reason;                 /* FAILED */
-  uint64_t expiry;            /* NONE */
+  uint8_t root[SFT_HASH_LEN];  /* FINALIZE */
+  int reason;                  /* FAILED */
+  uint64_t expiry;             /* NONE */
+  uint64_t stripe;             /* REBUILD, SEND_NEED */
+  uint32_t count;              /* SEND_NEED: 1..SFT_MAX_STRIPE */
+  uint32_t nchunks;            /* REBUILD: data chunks in the stripe */
+  uint32_t nmissing;           /* REBUILD: chunks to rebuild (= parity used) */
+  struct sft_fec_mask present; /* REBUILD: shards to read, see above */
 };
 
 /* Result of a chunk accepted by sft_xrecv_on_chunk. */
@@ -281,12 +368,27 @@ enum sft_xrecv_verdict {
                               (.len bytes), then call sft_xrecv_on_written */
   SFT_XRECV_DUPLICATE = 2, /* already held: write nothing (it is acked
                               again, in case the earlier ACK was lost) */
+  SFT_XRECV_KEEP = 3,      /* parity: verified and useful: keep the payload
+                              in memory until REBUILD or release_parity */
+  SFT_XRECV_DROP = 4,      /* parity: not needed (stripe complete or being
+                              rebuilt, shard already held, enough held,
+                              parity table full, rebuilds disabled): free */
 };
 
 struct sft_xrecv_chunk {
   enum sft_xrecv_verdict verdict;
   uint64_t index, offset;
   uint32_t len;
+  bool release_parity; /* FEC: this chunk completed stripe .stripe, which
+                          had parity kept: free those payloads */
+  uint64_t stripe;
+};
+
+/* Result of a parity shard accepted by sft_xrecv_on_parity*. */
+struct sft_xrecv_parity {
+  enum sft_xrecv_verdict verdict; /* KEEP or DROP */
+  uint64_t stripe;
+  uint32_t pidx;
 };
 
 struct sft_xrecv_stats {
@@ -295,6 +397,12 @@ struct sft_xrecv_stats {
   uint64_t chunks_written; /* bits in the persisted bitmap */
   uint64_t duplicates, digest_failures;
   uint64_t acks_sent, ack_overflows; /* overflow: pending list full */
+  uint64_t parity_kept, parity_dropped, parity_digest_failures;
+  uint64_t parity_overflows; /* dropped because the parity table was full */
+  uint64_t rebuilds;         /* REBUILD actions */
+  uint64_t chunks_rebuilt;   /* chunks taken by on_rebuilt (WRITE) */
+  uint64_t needs_sent;       /* SEND_NEED actions */
+  uint64_t rollbacks;        /* root mismatches undone by refetching */
 };
 
 struct sft_xrecv;
@@ -340,6 +448,46 @@ int sft_xrecv_on_chunk_hashed(struct sft_xrecv *r, uint64_t now, uint64_t index,
                               const uint8_t digest[SFT_HASH_LEN],
                               struct sft_xrecv_chunk *out);
 
+/* FEC: a parity shard (header PARITY: index = |stripe|, parity_index =
+ * |pidx|) arrived with payload length |len| and the header's |digest|.
+ * Checks, in order: SFT_ERR_INVAL (NULL), SFT_ERR_PEER (no FEC for this
+ * file: stripe_m == 0), SFT_ERR_RANGE (stripe >= stripe count, pidx >= m),
+ * SFT_ERR_MALFORMED (len != chunk_size), SFT_ERR_STATE (not Transferring/
+ * Paused/Completing); not needed -> 0, DROP (not hashed); then the digest:
+ * SFT_ERR_DIGEST on mismatch (counted, nothing kept); else 0, KEEP.
+ * |out| set only on 0. The payload is never retained by the machine. */
+int sft_xrecv_on_parity(struct sft_xrecv *r, uint64_t now, uint64_t stripe,
+                        uint32_t pidx, const void *data, size_t len,
+                        const uint8_t digest[SFT_HASH_LEN],
+                        struct sft_xrecv_parity *out);
+/* The same with the daemon's digest |got| of the |len|-byte payload. */
+int sft_xrecv_on_parity_hashed(struct sft_xrecv *r, uint64_t now,
+                               uint64_t stripe, uint32_t pidx, size_t len,
+                               const uint8_t got[SFT_HASH_LEN],
+                               const uint8_t digest[SFT_HASH_LEN],
+                               struct sft_xrecv_parity *out);
+
+/* FEC: chunk |index| was rebuilt by a REBUILD; |digest| is the hash of its
+ * real-length bytes (there is no trusted digest: a bad rebuild is caught by
+ * the root check, see on_complete). 0 and WRITE (write it, then
+ * on_written; acked and counted like a received chunk) or DUPLICATE (the
+ * chunk arrived meanwhile: write nothing). SFT_ERR_INVAL, SFT_ERR_RANGE,
+ * SFT_ERR_STATE (its stripe is not being rebuilt, or wrong state). */
+int sft_xrecv_on_rebuilt(struct sft_xrecv *r, uint64_t now, uint64_t index,
+                         const uint8_t digest[SFT_HASH_LEN],
+                         struct sft_xrecv_chunk *out);
+
+/* FEC: the REBUILD of |stripe| failed (I/O, memory): the stripe waits for
+ * data or NEED answers again (the parity payloads are gone). 0 (also if the
+ * stripe is not being rebuilt), SFT_ERR_INVAL, SFT_ERR_RANGE. */
+int sft_xrecv_rebuild_failed(struct sft_xrecv *r, uint64_t now,
+                             uint64_t stripe);
+
+/* FEC: the path RTT estimate (ns, > 0; 0 is ignored). A stripe missing
+ * data chunks while a later stripe is complete asks NEED after 2 * rtt,
+ * and again every 2 * rtt. Default 100 ms. */
+void sft_xrecv_set_rtt(struct sft_xrecv *r, uint64_t rtt_ns);
+
 /* The WRITE of chunk |index| completed: its bit goes into the persisted
  * bitmap. Idempotent. SFT_ERR_RANGE, SFT_ERR_STATE (chunk not done). */
 int sft_xrecv_on_written(struct sft_xrecv *r, uint64_t index);
@@ -352,7 +500,11 @@ int sft_xrecv_on_hashed(struct sft_xrecv *r, uint64_t index,
 
 /* The sender's COMPLETE(root). Taken in Transferring/Paused/Completing and
  * checked once every chunk is done and its digest known: poll then gives
- * FINALIZE (Completed) or FAILED (SFT_ERR_DIGEST). A second, different root
+ * FINALIZE (Completed) or FAILED (SFT_ERR_DIGEST). FEC: on a mismatch while
+ * rebuilt chunks are held, they are dropped instead (bitmap bits cleared,
+ * back to Transferring, rebuilds disabled for the transfer, stats.
+ * rollbacks) and their stripes ask NEED(count = stripe len + 1) at once,
+ * which makes the sender send the whole stripe again. A second, different root
  * before that: SFT_ERR_PEER (ignored). In Completed: 0 if the root is the
  * verified one (a repeat: send the confirmation again), SFT_ERR_DIGEST if
  * not. SFT_ERR_STATE otherwise. */
@@ -370,7 +522,9 @@ int sft_xrecv_on_network_recovered(struct sft_xrecv *r, uint64_t now);
 
 /* Next action; the timer entry point. Order: ACK (when ack_batch chunks
  * are pending, the ack delay expired, or every chunk is done), HASH_CHUNK,
- * then the root check. Returns 0, or SFT_ERR_INVAL. */
+ * REBUILD (not while paused; present chunks must be written), SEND_NEED
+ * (Transferring, network up), then the root check. Returns 0, or
+ * SFT_ERR_INVAL. */
 int sft_xrecv_poll(struct sft_xrecv *r, uint64_t now,
                    struct sft_xrecv_action *a);
 uint64_t sft_xrecv_expiry(const struct sft_xrecv *r);
