@@ -215,6 +215,33 @@ static void on_event(const struct sftd_event *ev, void *ud) {
       fprintf(stderr, "sft: warning: %s\n", ev->text);
     }
     break;
+  case SFTD_EV_LINK_DOWN:
+    if (u->json) {
+      char fields[2400];
+      snprintf(fields, sizeof(fields),
+               "\"message\":%s,\"links_up\":%u,\"retry_ms\":%" PRIu64,
+               json_quote(q2, sizeof(q2), ev->text ? ev->text : ""), ev->port,
+               ev->size);
+      progress_event(&u->pr, "link_down", fields);
+    } else {
+      progress_clear(&u->pr);
+      if (ev->port)
+        fprintf(stderr, "sft: a connection was lost (%s); %u still up\n",
+                ev->text, ev->port);
+      else if (ev->size)
+        fprintf(stderr, "sft: connection lost (%s); reconnecting in %.1f s\n",
+                ev->text, (double)ev->size / 1000);
+      else
+        fprintf(stderr, "sft: connection lost (%s)\n", ev->text);
+    }
+    break;
+  case SFTD_EV_LINK_UP:
+    if (u->json) {
+      char fields[64];
+      snprintf(fields, sizeof(fields), "\"links_up\":%u", ev->port);
+      progress_event(&u->pr, "link_up", fields);
+    }
+    break;
   case SFTD_EV_FALLBACK:
     if (u->json) {
       json_event1(u, "fallback", "message", ev->text);
@@ -249,10 +276,11 @@ static void summary(struct ui *u, const struct sftd_result *res,
              "\"ok\":%s,\"files_ok\":%" PRIu64 ",\"files_failed\":%" PRIu64
              ",\"files_refused\":%" PRIu64 ",\"bytes\":%" PRIu64
              ",\"seconds\":%.3f,\"rate_bps\":%.0f,\"chunks_sent\":%" PRIu64
-             ",\"chunks_resent\":%" PRIu64 ",\"error\":%s",
+             ",\"chunks_resent\":%" PRIu64 ",\"reconnects\":%" PRIu64
+             ",\"error\":%s",
              res->err ? "false" : "true", res->files_ok, res->files_failed,
              res->files_refused, res->bytes, res->seconds, rate * 8,
-             res->chunks_sent, res->chunks_resent,
+             res->chunks_sent, res->chunks_resent, res->reconnects,
              json_quote(q, sizeof(q), res->err ? res->why : ""));
     progress_event(&u->pr, "summary", fields);
     return;
@@ -283,6 +311,13 @@ static void send_usage(FILE *f) {
           "  --transport T      quic, tcp, or auto (default: QUIC, TCP+TLS "
           "if no QUIC\n"
           "                     handshake completes within 3 s)\n"
+          "  --conns N          parallel connections (1-8, default 1); "
+          "each has its\n"
+          "                     own congestion control: helps on lossy "
+          "long links\n"
+          "  --retries N        reconnect attempts after a lost connection "
+          "(default 10,\n"
+          "                     backoff 1 s doubling to 30 s; 0 = none)\n"
           "  --json             one JSON event per line on stdout\n"
           "  --data-dir DIR     node identity and trust files (default "
           "$SFT_DATA_DIR\n"
@@ -306,6 +341,8 @@ int cmd_send_main(int argc, char **argv) {
       {"bwlimit", required_argument, 0, 'B'},
       {"transport", required_argument, 0, 'T'},
       {"api", required_argument, 0, 'A'},
+      {"conns", required_argument, 0, 'n'},
+      {"retries", required_argument, 0, 'R'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   struct sftd_send_opts o;
@@ -391,6 +428,27 @@ int cmd_send_main(int argc, char **argv) {
     case 'A':
       api_addr = optarg;
       break;
+    case 'n': {
+      char *end = NULL;
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (!*optarg || *end || v < 1 || v > SFTD_LINKS_MAX) {
+        cli_error("--conns '%s' must be a number from 1 to %u", optarg,
+                  SFTD_LINKS_MAX);
+        return SFT_EXIT_USAGE;
+      }
+      o.conns = (unsigned)v;
+      break;
+    }
+    case 'R': {
+      char *end = NULL;
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (!*optarg || *end || v > 1000) {
+        cli_error("--retries '%s' must be a number from 0 to 1000", optarg);
+        return SFT_EXIT_USAGE;
+      }
+      o.retries = v ? (int)v : -1;
+      break;
+    }
     case 'h':
       send_usage(stdout);
       return SFT_EXIT_OK;
@@ -485,6 +543,9 @@ static void recv_usage(FILE *f) {
           "  --accept-any       accept senders not listed in trusted_peers\n"
           "  --overwrite        replace existing files\n"
           "  --max-size SIZE    refuse files larger than SIZE\n"
+          "  --linger SEC       keep an interrupted transfer this long for "
+          "its sender\n"
+          "                     to reconnect (default 600)\n"
           "  --transport T      listen on quic (UDP), tcp, or auto (both, "
           "default)\n"
           "  --cc NAME          congestion controller (bbr2, bbr, cubic, "
@@ -505,6 +566,7 @@ int cmd_recv_main(int argc, char **argv) {
       {"cc", required_argument, 0, 'C'},
       {"json", no_argument, 0, 'j'},
       {"data-dir", required_argument, 0, 'd'},
+      {"linger", required_argument, 0, 'L'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   struct sftd_recv_opts o;
@@ -556,6 +618,16 @@ int cmd_recv_main(int argc, char **argv) {
     case 'd':
       data_dir = optarg;
       break;
+    case 'L': {
+      char *end = NULL;
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (!*optarg || *end || v < 1 || v > 86400) {
+        cli_error("--linger '%s' must be seconds from 1 to 86400", optarg);
+        return SFT_EXIT_USAGE;
+      }
+      o.linger_ms = (uint32_t)v * 1000u;
+      break;
+    }
     case 'h':
       recv_usage(stdout);
       return SFT_EXIT_OK;

@@ -102,6 +102,15 @@ int engine_quic(struct engine *e, const struct sftd_node *node,
   }
   if (getenv("SFT_DEBUG"))
     cfg->cb.log = debug_log;
+  {
+    /* Tuning knob (tests use it to see reconnects within seconds): the
+     * QUIC idle timeout in ms, 1000..600000; default 30 s. */
+    const char *v = getenv("SFT_IDLE_TIMEOUT_MS");
+    char *end = NULL;
+    unsigned long ms = v ? strtoul(v, &end, 10) : 0;
+    if (v && *v && !*end && ms >= 1000 && ms <= 600000)
+      cfg->idle_timeout_ms = (uint32_t)ms;
+  }
   cfg->cb.verify_peer = d_verify;
   cfg->cb.connected = d_connected;
   cfg->cb.stream_open = d_stream_open;

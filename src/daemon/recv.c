@@ -53,16 +53,37 @@ struct rfile {
   char shown[SFT_MAX_NAME * 4 + 1]; /* escaped name for messages */
 };
 
+/* One connection. It belongs to a session once its HELLO named one; a
+ * session may have several (parallel connections, several paths, or a
+ * reconnect overlapping the old connection's timeout). */
+struct rlink {
+  struct receiver *r;
+  struct rsess *ss;     /* NULL until HELLO */
+  struct rlink *next;   /* in ss->links, or in r->pending before HELLO */
+  sftq_conn *c;         /* NULL once closed */
+  struct ctrl ctl;
+  int hello_ok;
+  int fail_code;          /* the ERROR sent; close once it is delivered */
+  uint64_t fail_deadline; /* ...or at this time, whichever comes first */
+  uint64_t last_rx;       /* last chunk bytes received on it */
+  uint32_t jobs;          /* chunk jobs that return credit to it */
+  uint8_t fp[SFTQ_FP_LEN];
+  char peer[SFTD_FP_TEXT_MAX];
+};
+
+/* A transfer session: files and their state outlive connections. When its
+ * last connection is gone with files unfinished, it lingers (part files
+ * kept) until the sender attaches again or linger_ms pass. */
 struct rsess {
   struct receiver *r;
   struct rsess *next;
-  sftq_conn *c;
-  struct ctrl ctl;
+  uint8_t id[SFT_SESSION_ID_LEN];
+  uint8_t fp[SFTQ_FP_LEN]; /* the sender that owns it */
+  struct rlink *links;
   struct rfile **files;
   size_t nfiles, cap;
-  int hello_ok, gone, failed;
-  int fail_code;          /* the ERROR sent; close once it is delivered */
-  uint64_t fail_deadline; /* ...or at this time, whichever comes first */
+  int failed, ended;
+  uint64_t linger_until;  /* no link: give up at this time (0: not lingering) */
   uint64_t files_ok, files_failed, bytes_ok;
   char peer[SFTD_FP_TEXT_MAX];
 };
@@ -72,7 +93,7 @@ struct rchunk {
   uv_work_t w;
   struct rsess *ss;
   struct rfile *f;
-  sftq_conn *c;
+  struct rlink *l;
   int64_t sid;
   int stream_gone;
   size_t hdr_got;
@@ -101,6 +122,7 @@ struct receiver {
   struct sftd_result *res;
   int root_fd;
   struct rsess *sessions;
+  struct rlink *pending; /* connections before their HELLO */
   int stopping;
 };
 
@@ -124,42 +146,81 @@ static void stop(struct receiver *r) {
   uv_stop(r->loop);
 }
 
-/* The session failed for a protocol reason: tell the peer and close. */
-static void sess_fail(struct rsess *ss, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void sess_fail(struct rsess *ss, int err, const char *fmt, ...) {
-  char text[512];
-  va_list ap;
-  struct sftd_event ev = {.type = SFTD_EV_WARN, .text = text};
-  if (ss->failed || ss->gone)
+/* The link that answers for the session: the one that most recently
+ * delivered chunk data (it is certainly alive), else any with HELLO done. */
+static struct rlink *best_link(struct rsess *ss) {
+  struct rlink *best = NULL;
+  for (struct rlink *l = ss->links; l; l = l->next)
+    if (l->c && l->hello_ok && !l->fail_code &&
+        (!best || l->last_rx > best->last_rx))
+      best = l;
+  return best;
+}
+
+/* Sends on the session's best link (dropped when it has none: the sender
+ * re-offers on reconnect and learns everything again). */
+#define SESS_SEND(ss, encfn, msgp)                                            \
+  ({                                                                          \
+    struct rlink *bl_ = best_link(ss);                                        \
+    bl_ ? CTRL_SEND(&bl_->ctl, encfn, msgp) : 0;                              \
+  })
+
+/* Link |l| failed for a protocol reason: tell the peer and close it. */
+static void link_fail(struct rlink *l, int err, const char *text) {
+  if (l->fail_code || !l->c)
     return;
-  ss->failed = 1;
-  va_start(ap, fmt);
-  vsnprintf(text, sizeof(text), fmt, ap);
-  va_end(ap);
-  emit(ss->r, &ev);
-  if (!ss->r->res->err) {
-    ss->r->res->err = err;
-    snprintf(ss->r->res->why, sizeof(ss->r->res->why), "%s", text);
-  }
+  l->fail_code = err;
   /* Tell the peer why: ERROR then FIN on the control stream, and close the
    * connection once that is acknowledged (recv_cb_stream_acked) or after
    * two seconds (pump). Closing at once would drop the queued ERROR. */
-  if (ss->ctl.sid >= 0 &&
-      ctrl_send_error(&ss->ctl, err, SFT_FILE_ID_ALL, "%s", text) == 0 &&
-      XP(stream_write, ss->c, ss->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
-    ss->fail_code = err;
-    ss->fail_deadline = now() + 2000000000ull;
+  if (l->ctl.sid >= 0 &&
+      ctrl_send_error(&l->ctl, err, SFT_FILE_ID_ALL, "%s", text) == 0 &&
+      XP(stream_write, l->c, l->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
+    l->fail_deadline = now() + 2000000000ull;
     return;
   }
-  XPV(conn_close, ss->c, (uint64_t)-err);
+  XPV(conn_close, l->c, (uint64_t)-err);
+}
+
+static void sess_end_files(struct rsess *ss, int err, const char *why);
+
+/* The session failed for a protocol reason: tell the peer on every link,
+ * close them, and fail its files (a hostile or broken sender gets no
+ * second chance). |l| is the link that misbehaved (NULL: none). */
+static void sess_fail(struct rsess *ss, struct rlink *l, int err,
+                      const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void sess_fail(struct rsess *ss, struct rlink *l, int err,
+                      const char *fmt, ...) {
+  char text[512];
+  va_list ap;
+  struct sftd_event ev = {.type = SFTD_EV_WARN, .text = text};
+  struct receiver *r = l ? l->r : ss->r;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  if (ss && ss->failed)
+    return;
+  emit(r, &ev);
+  if (!r->res->err) {
+    r->res->err = err;
+    snprintf(r->res->why, sizeof(r->res->why), "%s", text);
+  }
+  if (!ss) {
+    link_fail(l, err, text);
+    return;
+  }
+  ss->failed = 1;
+  for (struct rlink *k = ss->links; k; k = k->next)
+    link_fail(k, err, text);
+  sess_end_files(ss, SFT_ERR_PEER, "the session failed");
 }
 
 void recv_cb_stream_acked(struct receiver *r, sftq_conn *c, int64_t sid) {
-  struct rsess *ss = XP(conn_user, c);
+  struct rlink *l = XP(conn_user, c);
   (void)r;
-  if (ss && ss->failed && !ss->gone && sid == ss->ctl.sid)
-    XPV(conn_close, c, (uint64_t)-ss->fail_code);
+  if (l && l->fail_code && l->c && sid == l->ctl.sid)
+    XPV(conn_close, c, (uint64_t)-l->fail_code);
 }
 
 /* ---- files ---------------------------------------------------------------- */
@@ -205,10 +266,20 @@ static void rfile_free(struct rfile *f) {
   free(f);
 }
 
-/* Frees a session whose connection is gone once no thread-pool job refers
+static void sess_end_files(struct rsess *ss, int err, const char *why) {
+  for (size_t i = 0; i < ss->nfiles; i++) {
+    struct rfile *f = ss->files[i];
+    if (f && f->st == RF_ACTIVE) {
+      sft_xrecv_abort(f->xr, now(), err);
+      file_end(f, RF_FAILED, err, why);
+    }
+  }
+}
+
+/* Frees an ended session once no connection and no thread-pool job refers
  * to it any more. Returns 1 if it was freed. */
 static int sess_maybe_free(struct rsess *ss) {
-  if (!ss->gone)
+  if (!ss->ended || ss->links)
     return 0;
   for (size_t i = 0; i < ss->nfiles; i++)
     if (ss->files[i] && ss->files[i]->jobs)
@@ -217,14 +288,55 @@ static int sess_maybe_free(struct rsess *ss) {
     if (ss->files[i])
       rfile_free(ss->files[i]);
   free(ss->files);
-  ctrl_free(&ss->ctl);
   free(ss);
   return 1;
 }
 
-static int refuse(struct rsess *ss, uint64_t id, uint64_t count,
-                  uint16_t reason, const char *shown, const char *why) {
-  (void)count;
+static void apply_dir_modes(struct rsess *ss);
+
+/* The session is over (no connection left, nothing to wait for). */
+static void sess_end(struct rsess *ss) {
+  struct receiver *r = ss->r;
+  struct rsess **pp;
+  if (ss->ended)
+    return;
+  ss->ended = 1;
+  apply_dir_modes(ss);
+  if (!r->res->err && ss->files_failed) {
+    r->res->err = SFT_ERR_CLOSED;
+    snprintf(r->res->why, sizeof(r->res->why),
+             "%llu file(s) of the session with %s were not received",
+             (unsigned long long)ss->files_failed, ss->peer);
+  }
+  for (pp = &r->sessions; *pp; pp = &(*pp)->next)
+    if (*pp == ss) {
+      *pp = ss->next;
+      break;
+    }
+  ss->next = NULL;
+  sess_maybe_free(ss); /* now, or when its last job completes */
+  if (r->o->once)
+    stop(r);
+}
+
+static int sess_unfinished(const struct rsess *ss) {
+  for (size_t i = 0; i < ss->nfiles; i++)
+    if (ss->files[i] &&
+        (ss->files[i]->st == RF_ACTIVE || ss->files[i]->st == RF_FINALIZING))
+      return 1;
+  return 0;
+}
+
+static void link_free_maybe(struct rlink *l) {
+  if (l->c || l->jobs)
+    return;
+  ctrl_free(&l->ctl);
+  free(l);
+}
+
+static int refuse(struct rlink *l, uint64_t id, uint16_t reason,
+                  const char *shown, const char *why) {
+  struct rsess *ss = l->ss;
   /* A refusal carries no chunk count and no bitmap (protocol.md). */
   struct sft_msg_accept a = {.file_id = id,
                              .status = SFT_ACCEPT_REFUSED,
@@ -237,10 +349,68 @@ static int refuse(struct rsess *ss, uint64_t id, uint64_t count,
   emit(ss->r, &ev);
   ss->files_failed++;
   ss->r->res->files_refused++;
-  return CTRL_SEND(&ss->ctl, sft_msg_accept_encode, &a);
+  return CTRL_SEND(&l->ctl, sft_msg_accept_encode, &a);
 }
 
-static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
+static int same_manifest(const struct sft_manifest *a,
+                         const struct sft_manifest *b) {
+  return a->kind == b->kind && a->size == b->size &&
+         a->chunk_size == b->chunk_size && a->chunk_count == b->chunk_count &&
+         a->hash_algo == b->hash_algo && a->name_len == b->name_len &&
+         memcmp(a->name, b->name, a->name_len) == 0 &&
+         a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec &&
+         a->stripe_k == b->stripe_k && a->stripe_m == b->stripe_m;
+}
+
+/* The canonical length of a have-bitmap (proto.h): at most
+ * SFT_PROTO_MAX_BITMAP bytes, no trailing zero byte. */
+static size_t bitmap_canon(const uint8_t *bm, size_t len) {
+  if (len > SFT_PROTO_MAX_BITMAP)
+    len = SFT_PROTO_MAX_BITMAP;
+  while (len && !bm[len - 1])
+    len--;
+  return len;
+}
+
+/* A file offered again (the sender reconnected): answer with what we hold,
+ * so that nothing verified crosses the wire twice. */
+static int on_reoffer(struct rlink *l, const struct sft_msg_offer *m) {
+  struct rsess *ss = l->ss;
+  struct rfile *f = ss->files[m->file_id];
+  struct sft_msg_accept a = {.file_id = m->file_id, .status = SFT_ACCEPT_OK};
+  uint8_t *full = NULL;
+  int rv;
+  if (!f || f->st == RF_FAILED) {
+    a.status = SFT_ACCEPT_REFUSED;
+    a.reason = SFT_REASON_INTERNAL;
+    return CTRL_SEND(&l->ctl, sft_msg_accept_encode, &a);
+  }
+  if (!same_manifest(&f->man, &m->manifest))
+    return SFT_ERR_PEER; /* file ids are not reused for other files */
+  a.chunk_count = f->man.chunk_count;
+  if (f->man.kind == SFT_FILE_DIR) {
+    a.chunk_count = 0;
+  } else if (f->st == RF_ACTIVE) {
+    a.bitmap = sft_xrecv_bitmap(f->xr, &a.bitmap_len);
+  } else {
+    /* Finalizing or done: everything is held. */
+    a.bitmap_len = (size_t)((f->man.chunk_count + 7) / 8);
+    full = malloc(a.bitmap_len ? a.bitmap_len : 1);
+    if (!full)
+      return SFT_ERR_NOMEM;
+    memset(full, 0xff, a.bitmap_len);
+    if (f->man.chunk_count % 8)
+      full[a.bitmap_len - 1] = (uint8_t)((1u << (f->man.chunk_count % 8)) - 1);
+    a.bitmap = full;
+  }
+  a.bitmap_len = a.bitmap ? bitmap_canon(a.bitmap, a.bitmap_len) : 0;
+  rv = CTRL_SEND(&l->ctl, sft_msg_accept_encode, &a);
+  free(full);
+  return rv;
+}
+
+static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
+  struct rsess *ss = l->ss;
   struct receiver *r = ss->r;
   const struct sft_manifest *man = &m->manifest;
   struct rfile *f;
@@ -249,7 +419,10 @@ static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
   char shown[SFT_MAX_NAME * 4 + 1];
   int rv;
 
-  /* File ids are assigned 0, 1, 2, ... by the sender (protocol.md). */
+  /* File ids are assigned 0, 1, 2, ... by the sender (protocol.md); a known
+   * id is offered again after a reconnect. */
+  if (m->file_id < ss->nfiles)
+    return on_reoffer(l, m);
   if (m->file_id != ss->nfiles)
     return SFT_ERR_PEER;
   sft_name_escape(man->name, man->name_len, shown, sizeof(shown));
@@ -264,23 +437,23 @@ static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
   ss->files[ss->nfiles++] = NULL; /* refused files keep a NULL slot */
 
   if (sft_name_validate(man->name, man->name_len, &why, &off) != 0)
-    return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_BAD_NAME, shown,
+    return refuse(l, m->file_id, SFT_REASON_BAD_NAME, shown,
                   sft_name_reason_str(why));
   if (man->kind == SFT_FILE_REGULAR) {
     if (r->o->max_size && man->size > r->o->max_size)
-      return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_TOO_LARGE,
+      return refuse(l, m->file_id, SFT_REASON_TOO_LARGE,
                     shown, "larger than --max-size");
     rv = sftd_fsafe_check_final(r->root_fd, man->name, r->o->overwrite != 0);
     if (rv == SFT_ERR_EXISTS)
-      return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_EXISTS, shown,
+      return refuse(l, m->file_id, SFT_REASON_EXISTS, shown,
                     "the file exists (start the receiver with --overwrite "
                     "to replace it)");
     if (rv)
-      return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_BAD_NAME,
+      return refuse(l, m->file_id, SFT_REASON_BAD_NAME,
                     shown, "the path is blocked (a parent is not a directory "
                            "or is a symbolic link)");
     if (sftd_fsafe_check_space(r->root_fd, man->size, SPACE_RESERVE, NULL))
-      return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_NOSPACE,
+      return refuse(l, m->file_id, SFT_REASON_NOSPACE,
                     shown, "not enough free disk space");
   }
 
@@ -299,7 +472,7 @@ static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
     rv = sftd_fsafe_mkdirs(r->root_fd, man->name, 0700, NULL);
     if (rv) {
       free(f);
-      return refuse(ss, m->file_id, 0, SFT_REASON_BAD_NAME, shown,
+      return refuse(l, m->file_id, SFT_REASON_BAD_NAME, shown,
                     "cannot create the directory");
     }
     ss->files[m->file_id] = f;
@@ -312,7 +485,7 @@ static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
       ss->files_ok++;
       r->res->files_ok++;
       emit(r, &ev);
-      return CTRL_SEND(&ss->ctl, sft_msg_accept_encode, &a);
+      return CTRL_SEND(&l->ctl, sft_msg_accept_encode, &a);
     }
   }
 
@@ -326,7 +499,7 @@ static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
   }
   if (rv) {
     free(f);
-    return refuse(ss, m->file_id, man->chunk_count,
+    return refuse(l, m->file_id,
                   rv == SFT_ERR_NOSPACE ? SFT_REASON_NOSPACE
                   : rv == SFT_ERR_PATH  ? SFT_REASON_BAD_NAME
                                         : SFT_REASON_INTERNAL,
@@ -338,7 +511,7 @@ static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
       sftd_fsafe_remove_part(r->root_fd, man->name);
       close(f->fd);
       free(f);
-      return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_NOSPACE,
+      return refuse(l, m->file_id, SFT_REASON_NOSPACE,
                     shown, "not enough free disk space");
     }
   }
@@ -351,7 +524,7 @@ static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
   if (rv) {
     sftd_fsafe_remove_part(r->root_fd, man->name);
     rfile_free(f);
-    return refuse(ss, m->file_id, man->chunk_count, SFT_REASON_INTERNAL, shown,
+    return refuse(l, m->file_id, SFT_REASON_INTERNAL, shown,
                   sft_strerror(rv));
   }
   ss->files[m->file_id] = f;
@@ -364,7 +537,7 @@ static int on_offer(struct rsess *ss, const struct sft_msg_offer *m) {
                             .name = f->shown,
                             .size = man->size};
     emit(r, &ev);
-    return CTRL_SEND(&ss->ctl, sft_msg_accept_encode, &a);
+    return CTRL_SEND(&l->ctl, sft_msg_accept_encode, &a);
   }
 }
 
@@ -380,33 +553,36 @@ static void fin_work(uv_work_t *w) {
                                f->ss->r->o->overwrite != 0);
 }
 
+/* A session without connections ends once nothing is left to finish. */
+static void sess_check_idle(struct rsess *ss) {
+  if (!ss->ended && !ss->links && !sess_unfinished(ss))
+    sess_end(ss);
+}
+
 static void fin_done(uv_work_t *w, int status) {
   struct rfin *j = w->data;
   struct rfile *f = j->f;
   struct rsess *ss = f->ss;
+  struct receiver *r = ss->r;
   f->jobs--;
   if (status == 0 && j->err == 0) {
     struct sft_msg_complete m = {.file_id = f->id};
     memcpy(m.root, f->man.root, SFT_HASH_LEN);
-    if (!ss->gone)
-      CTRL_SEND(&ss->ctl, sft_msg_complete_encode, &m);
+    SESS_SEND(ss, sft_msg_complete_encode, &m);
     file_end(f, RF_DONE, 0, NULL);
   } else {
     int err = status ? SFT_ERR_IO : j->err;
-    if (!ss->gone)
-      CTRL_SEND(&ss->ctl, sft_msg_cancel_encode,
-                (&(struct sft_msg_cancel){
-                    .file_id = f->id,
-                    .reason = err == SFT_ERR_EXISTS ? SFT_REASON_EXISTS
-                                                    : SFT_REASON_INTERNAL}));
+    SESS_SEND(ss, sft_msg_cancel_encode,
+              (&(struct sft_msg_cancel){
+                  .file_id = f->id,
+                  .reason = err == SFT_ERR_EXISTS ? SFT_REASON_EXISTS
+                                                  : SFT_REASON_INTERNAL}));
     file_end(f, RF_FAILED, err, sft_strerror(err));
   }
   free(j);
-  {
-    struct receiver *r = ss->r;
-    sess_maybe_free(ss);
-    pump(r);
-  }
+  sess_check_idle(ss);
+  sess_maybe_free(ss);
+  pump(r);
 }
 
 /* ---- chunks on the thread pool -------------------------------------------- */
@@ -443,12 +619,14 @@ static void chunk_done(uv_work_t *w, int status) {
   struct rchunk *k = w->data;
   struct rfile *f = k->f;
   struct rsess *ss = k->ss;
+  struct rlink *l = k->l;
   struct receiver *r = ss->r;
   f->jobs--;
+  l->jobs--;
   /* Always give the credit back: the stream may be closed already, but the
    * connection-level window still counts these bytes. */
-  if (!ss->gone)
-    XP(stream_consume, k->c, k->sid, k->credit);
+  if (l->c)
+    XP(stream_consume, l->c, k->sid, k->credit);
   if (status == 0 && f->st == RF_ACTIVE) {
     if (k->werr) {
       sft_xrecv_abort(f->xr, now(), k->werr);
@@ -468,9 +646,10 @@ static void chunk_done(uv_work_t *w, int status) {
     close(f->fd);
     f->fd = -1;
   }
-  if (!k->stream_gone && !ss->gone)
-    XP(stream_set_user, k->c, k->sid, NULL);
+  if (!k->stream_gone && l->c)
+    XP(stream_set_user, l->c, k->sid, NULL);
   rchunk_free(k);
+  link_free_maybe(l);
   sess_maybe_free(ss);
   pump(r);
 }
@@ -479,8 +658,10 @@ static void chunk_submit(struct rchunk *k) {
   struct receiver *r = k->ss->r;
   k->w.data = k;
   k->f->jobs++;
+  k->l->jobs++;
   if (uv_queue_work(r->loop, &k->w, chunk_work, chunk_done)) {
     k->f->jobs--;
+    k->l->jobs--;
     rchunk_free(k);
   }
 }
@@ -533,8 +714,8 @@ static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
       return SFT_ERR_TRUNCATED;
     if (k->f->st != RF_ACTIVE) {
       /* Late chunk of a finished or failed file: drop it. */
-      XP(stream_consume, k->c, k->sid, k->credit);
-      XP(stream_set_user, k->c, k->sid, NULL);
+      XP(stream_consume, k->l->c, k->sid, k->credit);
+      XP(stream_set_user, k->l->c, k->sid, NULL);
       rchunk_free(k);
       return 0;
     }
@@ -549,7 +730,7 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
                       uint64_t *next) {
   struct sft_xrecv_action a;
   struct rsess *ss = f->ss;
-  while (f->st == RF_ACTIVE && !ss->gone) {
+  while (f->st == RF_ACTIVE) {
     if (sft_xrecv_poll(f->xr, t, &a))
       return;
     switch (a.type) {
@@ -566,7 +747,7 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
         rr[i].first = a.ranges[i].first;
         rr[i].last = a.ranges[i].last;
       }
-      CTRL_SEND(&ss->ctl, sft_msg_ack_encode, &m);
+      SESS_SEND(ss, sft_msg_ack_encode, &m);
       break;
     }
     case SFT_XRECV_HASH_CHUNK:
@@ -592,31 +773,56 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
                a.reason == SFT_ERR_DIGEST
                    ? "the file's root did not match: data corrupted"
                    : sft_strerror(a.reason));
-      if (!ss->gone)
-        CTRL_SEND(&ss->ctl, sft_msg_cancel_encode,
-                  (&(struct sft_msg_cancel){
-                      .file_id = f->id,
-                      .reason = a.reason == SFT_ERR_DIGEST
-                                    ? SFT_REASON_INTEGRITY
-                                    : SFT_REASON_INTERNAL}));
+      SESS_SEND(ss, sft_msg_cancel_encode,
+                (&(struct sft_msg_cancel){
+                    .file_id = f->id,
+                    .reason = a.reason == SFT_ERR_DIGEST
+                                  ? SFT_REASON_INTEGRITY
+                                  : SFT_REASON_INTERNAL}));
+      return;
+    default:
       return;
     }
   }
 }
 
+static void link_deadline(struct rlink *l, uint64_t t, uint64_t *next) {
+  if (!l->c || !l->fail_deadline)
+    return;
+  if (l->fail_deadline <= t) {
+    l->fail_deadline = 0;
+    XPV(conn_close, l->c, (uint64_t)-l->fail_code);
+  } else if (l->fail_deadline < *next) {
+    *next = l->fail_deadline;
+  }
+}
+
 static void pump(struct receiver *r) {
   uint64_t t = now(), next = UINT64_MAX;
+  struct rsess *ss, *ss_next;
   if (r->stopping)
     return;
-  for (struct rsess *ss = r->sessions; ss; ss = ss->next) {
-    if (ss->failed && !ss->gone && ss->fail_deadline) {
-      if (ss->fail_deadline <= t) {
-        ss->fail_deadline = 0;
-        XPV(conn_close, ss->c, (uint64_t)-ss->fail_code);
-      } else if (ss->fail_deadline < next) {
-        next = ss->fail_deadline;
-      }
+  for (struct rlink *l = r->pending; l; l = l->next)
+    link_deadline(l, t, &next);
+  for (ss = r->sessions; ss; ss = ss_next) {
+    ss_next = ss->next;
+    for (struct rlink *l = ss->links; l; l = l->next)
+      link_deadline(l, t, &next);
+    if (ss->failed)
       continue;
+    if (ss->linger_until && !ss->links) {
+      if (ss->linger_until <= t) {
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "the sender did not come back within %u s",
+                 (r->o->linger_ms ? r->o->linger_ms : SFTD_LINGER_MS_DEFAULT) /
+                     1000);
+        sess_end_files(ss, SFT_ERR_CLOSED, why);
+        sess_check_idle(ss);
+        continue;
+      }
+      if (ss->linger_until < next)
+        next = ss->linger_until;
     }
     for (size_t i = 0; i < ss->nfiles; i++)
       if (ss->files[i])
@@ -628,18 +834,69 @@ static void pump(struct receiver *r) {
   }
 }
 
+/* ---- sessions ------------------------------------------------------------- */
+
+static void list_remove(struct rlink **head, struct rlink *l) {
+  for (struct rlink **pp = head; *pp; pp = &(*pp)->next)
+    if (*pp == l) {
+      *pp = l->next;
+      break;
+    }
+  l->next = NULL;
+}
+
+static struct rsess *sess_find(struct receiver *r, const uint8_t *id) {
+  for (struct rsess *ss = r->sessions; ss; ss = ss->next)
+    if (!ss->ended && memcmp(ss->id, id, SFT_SESSION_ID_LEN) == 0)
+      return ss;
+  return NULL;
+}
+
+/* HELLO on link |l|: join the session it names (the same sender only), or
+ * start it. */
+static int link_attach(struct rlink *l, const struct sft_msg_hello *h) {
+  struct receiver *r = l->r;
+  struct rsess *ss = sess_find(r, h->session_id);
+  if (ss && (memcmp(ss->fp, l->fp, SFTQ_FP_LEN) || ss->failed)) {
+    sess_fail(NULL, l, SFT_ERR_AUTH,
+              "%s tried to join a session it does not own", l->peer);
+    return SFT_ERR_AUTH;
+  }
+  if (!ss) {
+    struct sftd_event ev = {.type = SFTD_EV_CONNECTED, .text = l->peer};
+    ss = calloc(1, sizeof(*ss));
+    if (!ss)
+      return SFT_ERR_NOMEM;
+    ss->r = r;
+    memcpy(ss->id, h->session_id, SFT_SESSION_ID_LEN);
+    memcpy(ss->fp, l->fp, SFTQ_FP_LEN);
+    memcpy(ss->peer, l->peer, sizeof(ss->peer));
+    ss->next = r->sessions;
+    r->sessions = ss;
+    emit(r, &ev);
+  }
+  list_remove(&r->pending, l);
+  l->ss = ss;
+  l->next = ss->links;
+  ss->links = l;
+  ss->linger_until = 0;
+  l->hello_ok = 1;
+  return 0;
+}
+
 /* ---- control --------------------------------------------------------------- */
 
 static int on_frame(void *ud, const struct sft_frame *fr) {
-  struct rsess *ss = ud;
+  struct rlink *l = ud;
+  struct rsess *ss = l->ss;
   int rv;
-  if (!ss->hello_ok && fr->type != SFT_MSG_HELLO)
+  if (!l->hello_ok && fr->type != SFT_MSG_HELLO)
     return SFT_ERR_PEER;
   switch (fr->type) {
   case SFT_MSG_HELLO: {
     struct sft_msg_hello h, me;
     uint32_t v;
-    if (ss->hello_ok)
+    if (l->hello_ok)
       return SFT_ERR_PEER;
     rv = sft_msg_hello_decode(fr->body, fr->body_len, &h);
     if (rv)
@@ -653,14 +910,13 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
     me.role = SFT_ROLE_RECEIVER;
     me.agent_len = (size_t)snprintf(me.agent, sizeof(me.agent), "sft/0.1");
     /* Answer first, so an older peer learns our versions either way. */
-    rv = CTRL_SEND(&ss->ctl, sft_msg_hello_encode, &me);
+    rv = CTRL_SEND(&l->ctl, sft_msg_hello_encode, &me);
     if (rv)
       return rv;
     if (sft_proto_negotiate(SFT_PROTO_VERSION_MIN, SFT_PROTO_VERSION_CURRENT,
                             h.version_min, h.version_current, &v))
       return SFT_ERR_VERSION;
-    ss->hello_ok = 1;
-    return 0;
+    return link_attach(l, &h);
   }
   case SFT_MSG_OFFER: {
     struct sft_msg_offer *m = malloc(sizeof(*m));
@@ -668,7 +924,7 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
       return SFT_ERR_NOMEM;
     rv = sft_msg_offer_decode(fr->body, fr->body_len, m);
     if (!rv)
-      rv = on_offer(ss, m);
+      rv = on_offer(l, m);
     free(m);
     return rv;
   }
@@ -685,6 +941,10 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
       return SFT_ERR_PEER;
     if (f->st == RF_ACTIVE)
       sft_xrecv_on_complete(f->xr, now(), m.root);
+    else if (f->st == RF_DONE &&
+             memcmp(m.root, f->man.root, SFT_HASH_LEN) == 0)
+      /* Our echo was lost with a connection: say it again. */
+      CTRL_SEND(&l->ctl, sft_msg_complete_encode, &m);
     return 0;
   }
   case SFT_MSG_CANCEL: {
@@ -710,7 +970,7 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
     if (rv)
       return rv;
     sft_name_escape(m.text, m.text_len, text, sizeof(text));
-    emit(ss->r, &ev);
+    emit(l->r, &ev);
     return 0;
   }
   default:
@@ -740,44 +1000,40 @@ int recv_cb_verify(struct receiver *r, sftq_conn *c,
 }
 
 void recv_cb_connected(struct receiver *r, sftq_conn *c) {
-  struct rsess *ss = calloc(1, sizeof(*ss));
-  uint8_t fp[SFTQ_FP_LEN];
-  struct sftd_event ev = {.type = SFTD_EV_CONNECTED};
-  if (!ss) {
+  struct rlink *l = calloc(1, sizeof(*l));
+  if (!l) {
     XPV(conn_close, c, (uint64_t)-SFT_ERR_NOMEM);
     return;
   }
-  ss->r = r;
-  ss->c = c;
-  ctrl_init(&ss->ctl);
-  ss->ctl.c = c;
-  if (XP(conn_peer_fp, c, fp) == 0)
-    sftd_fp_format(fp, ss->peer);
-  XP(conn_set_user, c, ss);
-  ss->next = r->sessions;
-  r->sessions = ss;
-  ev.text = ss->peer;
-  emit(r, &ev);
+  l->r = r;
+  l->c = c;
+  ctrl_init(&l->ctl);
+  l->ctl.c = c;
+  if (XP(conn_peer_fp, c, l->fp) == 0)
+    sftd_fp_format(l->fp, l->peer);
+  XP(conn_set_user, c, l);
+  l->next = r->pending;
+  r->pending = l;
 }
 
 void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid) {
-  struct rsess *ss = XP(conn_user, c);
+  struct rlink *l = XP(conn_user, c);
   struct rchunk *k;
   (void)r;
-  if (!ss)
+  if (!l)
     return;
-  if (ss->ctl.sid < 0) {
+  if (l->ctl.sid < 0) {
     /* The first stream must be the client's bidirectional control stream
      * (QUIC client-initiated bidi ids have the two low bits 00). */
     if ((sid & 3) != 0) {
-      sess_fail(ss, SFT_ERR_PEER, "the sender opened a data stream first");
+      sess_fail(NULL, l, SFT_ERR_PEER, "the sender opened a data stream first");
       return;
     }
-    ss->ctl.sid = sid;
+    l->ctl.sid = sid;
     XP(stream_set_urgency, c, sid, 0);
     return;
   }
-  if ((sid & 3) != 2) { /* client-initiated unidirectional */
+  if ((sid & 3) != 2 || !l->ss) { /* client-initiated unidirectional */
     XP(stream_cancel, c, sid, (uint64_t)-SFT_ERR_PEER);
     return;
   }
@@ -786,24 +1042,27 @@ void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid) {
     XP(stream_cancel, c, sid, (uint64_t)-SFT_ERR_NOMEM);
     return;
   }
-  k->ss = ss;
-  k->c = c;
+  k->ss = l->ss;
+  k->l = l;
   k->sid = sid;
   XP(stream_set_user, c, sid, k);
 }
 
 void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
                          const uint8_t *data, size_t len, int fin) {
-  struct rsess *ss = XP(conn_user, c);
+  struct rlink *l = XP(conn_user, c);
   int rv;
-  if (!ss || ss->failed)
+  if (!l || l->fail_code || (l->ss && l->ss->failed))
     return;
-  if (sid == ss->ctl.sid) {
+  if (sid == l->ctl.sid) {
     XP(stream_consume, c, sid, len);
-    rv = ctrl_feed(&ss->ctl, data, len, on_frame, ss);
+    rv = ctrl_feed(&l->ctl, data, len, on_frame, l);
     if (rv)
-      sess_fail(ss, rv == SFT_ERR_VERSION ? SFT_ERR_VERSION : SFT_ERR_PEER,
-                "invalid control message from %s: %s", ss->peer,
+      sess_fail(l->ss, l,
+                rv == SFT_ERR_VERSION ? SFT_ERR_VERSION
+                : rv == SFT_ERR_AUTH  ? SFT_ERR_AUTH
+                                      : SFT_ERR_PEER,
+                "invalid control message from %s: %s", l->peer,
                 sft_strerror(rv));
   } else {
     struct rchunk *k = XP(stream_user, c, sid);
@@ -811,13 +1070,14 @@ void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
       XP(stream_consume, c, sid, len);
       return;
     }
+    l->last_rx = now();
     rv = chunk_feed(k, data, len, fin);
     if (rv) {
       XP(stream_set_user, c, sid, NULL);
       XP(stream_consume, c, sid, k->credit);
       rchunk_free(k);
-      sess_fail(ss, SFT_ERR_PEER, "invalid chunk stream from %s: %s",
-                ss->peer, sft_strerror(rv));
+      sess_fail(l->ss, l, SFT_ERR_PEER, "invalid chunk stream from %s: %s",
+                l->peer, sft_strerror(rv));
     }
   }
   pump(r);
@@ -825,11 +1085,11 @@ void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
 
 void recv_cb_stream_close(struct receiver *r, sftq_conn *c, int64_t sid,
                           uint64_t app_error) {
-  struct rsess *ss = XP(conn_user, c);
+  struct rlink *l = XP(conn_user, c);
   struct rchunk *k;
   (void)app_error;
   (void)r;
-  if (!ss || sid == ss->ctl.sid)
+  if (!l || sid == l->ctl.sid)
     return;
   k = XP(stream_user, c, sid);
   if (!k)
@@ -864,37 +1124,48 @@ static void apply_dir_modes(struct rsess *ss) {
 
 void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
                     uint64_t app_error) {
-  struct rsess *ss = XP(conn_user, c), **pp;
+  struct rlink *l = XP(conn_user, c);
+  struct rsess *ss;
   (void)app_error;
+  (void)reason;
+  if (!l)
+    return;
+  ss = l->ss;
+  l->c = NULL;
+  /* Streams of this connection are gone without close callbacks: the jobs
+   * that still hold chunks of it skip the credit (l->c is NULL). */
   if (!ss) {
-    (void)reason;
+    list_remove(&r->pending, l);
+    link_free_maybe(l);
     return;
   }
-  ss->gone = 1;
-  /* Files still active lost their sender. */
-  for (size_t i = 0; i < ss->nfiles; i++) {
-    struct rfile *f = ss->files[i];
-    if (f && f->st == RF_ACTIVE)
-      file_end(f, RF_FAILED, SFT_ERR_CLOSED,
-               "the sender disconnected before the file was complete");
+  list_remove(&ss->links, l);
+  link_free_maybe(l);
+  if (ss->links || ss->ended)
+    return;
+  if (ss->failed || r->stopping || !sess_unfinished(ss)) {
+    sess_end_files(ss, SFT_ERR_CLOSED,
+                   "the sender disconnected before the file was complete");
+    sess_check_idle(ss);
+    return;
   }
-  apply_dir_modes(ss);
-  if (!r->res->err && ss->files_failed) {
-    r->res->err = SFT_ERR_CLOSED;
-    snprintf(r->res->why, sizeof(r->res->why),
-             "%llu file(s) of the session with %s were not received",
-             (unsigned long long)ss->files_failed, ss->peer);
+  /* Unfinished files: keep them for the sender to come back. */
+  ss->linger_until =
+      now() + (uint64_t)(r->o->linger_ms ? r->o->linger_ms
+                                         : SFTD_LINGER_MS_DEFAULT) *
+                  1000000u;
+  {
+    char text[200];
+    struct sftd_event ev = {.type = SFTD_EV_WARN, .text = text};
+    snprintf(text, sizeof(text),
+             "the connection with %s was lost; waiting up to %u s for it to "
+             "come back",
+             ss->peer,
+             (r->o->linger_ms ? r->o->linger_ms : SFTD_LINGER_MS_DEFAULT) /
+                 1000);
+    emit(r, &ev);
   }
-  for (pp = &r->sessions; *pp; pp = &(*pp)->next)
-    if (*pp == ss) {
-      *pp = ss->next;
-      break;
-    }
-  ss->next = NULL;
-  ss->c = NULL;
-  sess_maybe_free(ss); /* now, or when its last job completes */
-  if (r->o->once)
-    stop(r);
+  pump(r);
 }
 
 static void progress_tick(uv_timer_t *t) {
@@ -903,6 +1174,7 @@ static void progress_tick(uv_timer_t *t) {
   ev.p.loss = -1;
   for (struct rsess *ss = r->sessions; ss; ss = ss->next) {
     sftq_stats st;
+    struct rlink *bl = best_link(ss);
     for (size_t i = 0; i < ss->nfiles; i++) {
       struct rfile *f = ss->files[i];
       struct sft_xrecv_stats xs;
@@ -921,7 +1193,9 @@ static void progress_tick(uv_timer_t *t) {
         ev.p.chunks_done += xs.chunks_done;
       }
     }
-    if (XP(conn_stats, ss->c, &st) == 0)
+    for (struct rlink *l = ss->links; l; l = l->next)
+      ev.p.links_up++;
+    if (bl && XP(conn_stats, bl->c, &st) == 0)
       ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
   }
   if (ev.p.files_total)
@@ -1024,6 +1298,16 @@ void recv_shutdown(struct receiver *r) {
 void recv_destroy(struct receiver *r) {
   if (!r)
     return;
+  /* Sessions still waiting for their sender: their part files go (a later
+   * sender starts those files over). The jobs are drained by now. */
+  while (r->sessions) {
+    struct rsess *ss = r->sessions;
+    r->sessions = ss->next;
+    sess_end_files(ss, SFT_ERR_CANCELLED, "the receiver stopped");
+    ss->ended = 1;
+    ss->links = NULL; /* every connection was closed by the teardown */
+    sess_maybe_free(ss);
+  }
   close(r->root_fd);
   free(r);
 }

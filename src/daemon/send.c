@@ -40,6 +40,10 @@
 #define BUDGET_MIN (8u << 20)         /* chunk bytes held in memory */
 #define BUDGET_MAX (64u << 20)
 #define UNSENT_MAX (16u << 20)        /* bytes queued in QUIC, unsent */
+#define BACKOFF_MIN_MS 1000u          /* reconnect backoff: 1, 2, 4 .. 30 s */
+#define BACKOFF_MAX_MS 30000u
+#define STALL_MIN_NS 1000000000ull    /* a link without progress for */
+#define STALL_SOLO_NS 20000000000ull  /* ...this long is dead (see stall) */
 
 enum sfile_state { SF_WAIT, SF_OFFERED, SF_ACTIVE, SF_DONE, SF_FAILED };
 
@@ -58,14 +62,19 @@ struct sfile {
   uint32_t jobs; /* read jobs outstanding */
 };
 
+struct slink;
+
 struct sjob {
   uv_work_t w;
   struct sfile *f;
-  struct sjob *next;
+  struct sjob *next;             /* read queue */
+  struct slink *l;               /* the link carrying it, once on a stream */
+  struct sjob *wprev, *wnext;    /* the link's list of chunks on streams */
   uint64_t index, offset;
   uint32_t len;
   int send;
   int err;
+  int cancelled; /* its stream was reset (pause, link loss): resend later */
   int64_t sid;
   size_t hdr_len;
   uint8_t hdr[SFT_CHUNK_HDR_MAX];
@@ -73,11 +82,31 @@ struct sjob {
   uint8_t data[];
 };
 
+/* One connection of the session. A session has up to SFTD_LINKS_MAX of
+ * them (parallel connections on one path, or several paths); each has its
+ * own control stream and carries chunk streams. A lost link is reopened
+ * with exponential backoff and joins the session again (HELLO ATTACH). */
+struct slink {
+  struct sender *s;
+  unsigned idx;
+  sftq_conn *c;          /* NULL while down */
+  struct ctrl ctl;
+  int connected, hello_ok;
+  uint64_t fallback_at;  /* auto: give up on QUIC at this time (0: no) */
+  int tcp;               /* fell back to TCP+TLS: reconnect over TCP */
+  unsigned attempts;     /* consecutive failed (re)connects */
+  uint64_t reopen_at;    /* down: reconnect at this time (0: never) */
+  struct sjob *wire;     /* chunks on its streams */
+  uint64_t wire_n;
+  uint64_t progress_at;  /* last stream acked/closed or ACK received */
+  int last_err;
+  char why[256];         /* why it went down */
+};
+
 struct sender {
   uv_loop_t *loop;
   sftq_ctx *q;
   sftt_ctx *t;
-  uint64_t fallback_at; /* auto: give up on QUIC at this time (0: no) */
   char numeric[256];    /* the receiver's numeric address */
   uv_timer_t timer;  /* the pump's next deadline */
   uv_timer_t ptimer; /* progress events */
@@ -89,16 +118,23 @@ struct sender {
   int done_called;
   const struct sftd_send_opts *o;
   struct sftd_result *res;
-  sftq_conn *c;
-  struct ctrl ctl;
+  struct slink links[SFTD_LINKS_MAX];
+  unsigned nlinks;
+  struct slink *ctl;    /* the link control messages go on (hello_ok) */
+  int ever_up;          /* some link completed HELLO once */
+  int down;             /* no link is up: files are in network failure */
+  int max_retries;
   struct walk_list wl;
   struct sfile *files;
   size_t nfiles, next_offer, open_offers, finished;
   struct sjob *sq_head, *sq_tail; /* read, waiting for a stream */
   uint64_t held_bytes;            /* chunk bytes in jobs and on streams */
   uint8_t session_id[SFT_SESSION_ID_LEN];
-  int connected, hello_ok, closing, conn_gone;
+  int closing;
   int paused;
+  struct sft_xfer_range *plost; /* chunks whose streams pause reset: */
+  size_t nplost, cap_plost;     /* sent again first on resume */
+  uint64_t *plost_file;
   struct sft_rate rate;    /* this transfer's bandwidth limit */
   uint64_t rate_wait;      /* a chunk waits for tokens until then; 0 none */
   int tofu_new;
@@ -113,6 +149,22 @@ static void finish(struct sender *s, int err, const char *fmt, ...)
 
 static uint64_t now(void) { return sftd_now_ns(); }
 static void progress_tick(uv_timer_t *t);
+
+static int link_live(const struct slink *l) { return l->c != NULL; }
+
+static unsigned links_live(const struct sender *s) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < s->nlinks; i++)
+    n += link_live(&s->links[i]);
+  return n;
+}
+
+static unsigned links_up(const struct sender *s) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < s->nlinks; i++)
+    n += s->links[i].c && s->links[i].hello_ok;
+  return n;
+}
 
 /* The session is over: tell the owner (once). */
 static void complete(struct sender *s) {
@@ -147,8 +199,8 @@ static void set_why(struct sender *s, int err, const char *fmt, va_list ap) {
   vsnprintf(s->res->why, sizeof(s->res->why), fmt, ap);
 }
 
-/* Ends the session: close the connection; the loop stops once every handle
- * is closed. |err| 0 means success. */
+/* Ends the session: close every connection; complete() follows once the
+ * last one is gone. |err| 0 means success. */
 static void finish(struct sender *s, int err, const char *fmt, ...) {
   if (err && fmt) {
     va_list ap;
@@ -159,11 +211,12 @@ static void finish(struct sender *s, int err, const char *fmt, ...) {
   if (s->closing)
     return;
   s->closing = 1;
-  if (s->c && !s->conn_gone)
-    XPV(conn_close, s->c, err ? (uint64_t)-err : 0);
+  for (unsigned i = 0; i < s->nlinks; i++)
+    if (s->links[i].c)
+      XPV(conn_close, s->links[i].c, err ? (uint64_t)-err : 0);
   uv_timer_stop(&s->timer);
   uv_timer_stop(&s->ptimer);
-  if (s->conn_gone || !s->c)
+  if (!links_live(s))
     complete(s);
 }
 
@@ -172,14 +225,16 @@ static void finish(struct sender *s, int err, const char *fmt, ...) {
 /* Chunk bytes we allow in memory: about two bandwidth-delay products (from
  * the transport's delivery rate and RTT), within [BUDGET_MIN, BUDGET_MAX]. */
 static uint64_t budget_bytes(struct sender *s) {
-  sftq_stats st;
-  uint64_t b = BUDGET_MIN;
-  if (s->c && XP(conn_stats, s->c, &st) == 0 && st.delivery_rate &&
-      st.srtt_ns) {
-    uint64_t bdp = st.delivery_rate * (st.srtt_ns / 1000) / 1000000;
-    if (2 * bdp + (4u << 20) > b)
-      b = 2 * bdp + (4u << 20);
+  uint64_t b = BUDGET_MIN, bdp = 0;
+  for (unsigned i = 0; i < s->nlinks; i++) {
+    sftq_stats st;
+    struct slink *l = &s->links[i];
+    if (l->c && l->hello_ok && XP(conn_stats, l->c, &st) == 0 &&
+        st.delivery_rate && st.srtt_ns)
+      bdp += st.delivery_rate * (st.srtt_ns / 1000) / 1000000;
   }
+  if (2 * bdp + (4u << 20) > b)
+    b = 2 * bdp + (4u << 20);
   return b > BUDGET_MAX ? BUDGET_MAX : b;
 }
 
@@ -244,20 +299,24 @@ static int make_manifest(struct sender *s, struct sfile *f) {
   return rv;
 }
 
+static int send_offer(struct sender *s, struct sfile *f) {
+  struct sft_msg_offer m;
+  memset(&m, 0, sizeof(m));
+  m.file_id = f->id;
+  m.priority = (enum sft_proto_prio)s->o->priority;
+  m.manifest = f->man;
+  return CTRL_SEND(&s->ctl->ctl, sft_msg_offer_encode, &m);
+}
+
 static void offer_more(struct sender *s) {
-  while (s->hello_ok && !s->closing && s->next_offer < s->nfiles &&
+  while (s->ctl && !s->closing && s->next_offer < s->nfiles &&
          s->open_offers < OFFER_WINDOW) {
     struct sfile *f = &s->files[s->next_offer++];
-    struct sft_msg_offer m;
     struct sftd_event ev = {.type = SFTD_EV_FILE_START};
     int rv;
-    memset(&m, 0, sizeof(m));
-    m.file_id = f->id;
-    m.priority = (enum sft_proto_prio)s->o->priority;
-    m.manifest = f->man;
     s->open_offers++;
     f->st = SF_OFFERED;
-    rv = CTRL_SEND(&s->ctl, sft_msg_offer_encode, &m);
+    rv = send_offer(s, f);
     if (rv) {
       finish(s, rv, "cannot send the offer for %s: %s", f->man.name,
              sft_strerror(rv));
@@ -267,7 +326,7 @@ static void offer_more(struct sender *s) {
     ev.size = f->man.size;
     emit(s, &ev);
   }
-  if (s->hello_ok && s->finished == s->nfiles)
+  if (s->ever_up && s->finished == s->nfiles)
     finish(s, 0, NULL);
 }
 
@@ -290,13 +349,38 @@ static void job_work(uv_work_t *w) {
   sft_hash(j->f->man.hash_algo, j->data, j->len, j->digest);
 }
 
+static void wire_unlink(struct sjob *j) {
+  struct slink *l = j->l;
+  if (!l)
+    return;
+  if (j->wprev)
+    j->wprev->wnext = j->wnext;
+  else
+    l->wire = j->wnext;
+  if (j->wnext)
+    j->wnext->wprev = j->wprev;
+  j->wprev = j->wnext = NULL;
+  j->l = NULL;
+  l->wire_n--;
+}
+
 static void job_free(struct sender *s, struct sjob *j) {
+  wire_unlink(j);
   s->held_bytes -= j->len;
   j->f->jobs--;
   free(j);
 }
 
-/* Opens streams for read chunks while the transport lets us. */
+/* Chunk |j| will not arrive (its stream was reset or its link died): the
+ * machine sends it again (at once, or after a pause). */
+static void job_lost(struct sjob *j) {
+  struct sfile *f = j->f;
+  if (f->st == SF_ACTIVE && f->xs) {
+    struct sft_xfer_range r = {.first = j->index, .last = j->index};
+    sft_xsend_on_need(f->xs, now(), &r, 1);
+  }
+}
+
 /* Both token buckets (this transfer's and the shared one) must allow |n|
  * bytes (0), else *at is when to try again. rate_charge() then takes them. */
 static int rate_allow(struct sender *s, uint64_t n, uint64_t *at) {
@@ -318,10 +402,40 @@ static void rate_charge(struct sender *s, uint64_t n) {
     sft_rate_take(s->o->shared_rate, t, n, &at);
 }
 
+/* The link for the next chunk: among links up and not blocked (|tried|
+ * marks links whose stream limit was hit in this round), the one with the
+ * fewest bytes queued; Critical transfers prefer the lowest RTT. */
+static struct slink *pick_link(struct sender *s, unsigned tried) {
+  struct slink *best = NULL;
+  uint64_t best_key = UINT64_MAX;
+  for (unsigned i = 0; i < s->nlinks; i++) {
+    struct slink *l = &s->links[i];
+    uint64_t key;
+    if (!l->c || !l->hello_ok || (tried & (1u << i)))
+      continue;
+    key = XP(conn_unsent, l->c);
+    if (key > UNSENT_MAX)
+      continue;
+    if (s->o->priority == SFTD_PRIO_CRITICAL) {
+      sftq_stats st;
+      if (XP(conn_stats, l->c, &st) == 0)
+        key = st.srtt_ns;
+    }
+    if (key < best_key) {
+      best_key = key;
+      best = l;
+    }
+  }
+  return best;
+}
+
+/* Opens streams for read chunks while the transport lets us. */
 static void flush_sendq(struct sender *s) {
+  unsigned tried = 0;
   s->rate_wait = 0;
   while (s->sq_head && !s->closing && !s->paused) {
     struct sjob *j = s->sq_head;
+    struct slink *l;
     sftq_iov iov[2];
     int64_t sid;
     uint64_t at;
@@ -330,15 +444,20 @@ static void flush_sendq(struct sender *s) {
       s->rate_wait = at; /* the pump's timer brings us back */
       return;
     }
-    rv = XP(stream_open_uni, s->c, &sid);
-    if (rv == SFT_ERR_AGAIN)
-      return; /* writable() calls us again */
-    if (rv == 0)
-      rate_charge(s, j->hdr_len + j->len);
-    if (rv) {
-      finish(s, rv, "cannot open a stream: %s", sft_strerror(rv));
-      return;
+    l = pick_link(s, tried);
+    if (!l)
+      return; /* writable() or a link coming up calls us again */
+    rv = XP(stream_open_uni, l->c, &sid);
+    if (rv == SFT_ERR_AGAIN) {
+      tried |= 1u << l->idx;
+      continue;
     }
+    if (rv) {
+      XPV(conn_close, l->c, (uint64_t)-rv); /* the link is broken */
+      tried |= 1u << l->idx;
+      continue;
+    }
+    rate_charge(s, j->hdr_len + j->len);
     s->sq_head = j->next;
     if (!s->sq_head)
       s->sq_tail = NULL;
@@ -347,15 +466,25 @@ static void flush_sendq(struct sender *s) {
     iov[0].len = j->hdr_len;
     iov[1].base = j->data;
     iov[1].len = j->len;
-    XP(stream_set_user, s->c, sid, j);
-    XP(stream_set_urgency, s->c, sid, 3 + (unsigned)s->o->priority);
-    rv = XP(stream_write, s->c, sid, iov, 2, SFTQ_WRITE_FIN);
+    XP(stream_set_user, l->c, sid, j);
+    XP(stream_set_urgency, l->c, sid, 3 + (unsigned)s->o->priority);
+    rv = XP(stream_write, l->c, sid, iov, 2, SFTQ_WRITE_FIN);
     if (rv) {
-      XP(stream_set_user, s->c, sid, NULL);
+      XP(stream_set_user, l->c, sid, NULL);
+      job_lost(j);
       job_free(s, j);
-      finish(s, rv, "cannot write a chunk: %s", sft_strerror(rv));
-      return;
+      XPV(conn_close, l->c, (uint64_t)-rv);
+      tried |= 1u << l->idx;
+      continue;
     }
+    if (!l->wire_n)
+      l->progress_at = now();
+    j->l = l;
+    j->wnext = l->wire;
+    if (l->wire)
+      l->wire->wprev = j;
+    l->wire = j;
+    l->wire_n++;
     s->res->chunks_sent++;
   }
 }
@@ -442,90 +571,340 @@ static int submit_read(struct sender *s, struct sfile *f,
   return 0;
 }
 
-/* ---- TCP fallback --------------------------------------------------------- */
+/* ---- links: connect, fall back, lose, reconnect ------------------------- */
+
+static void link_reset(struct slink *l) {
+  ctrl_free(&l->ctl);
+  ctrl_init(&l->ctl);
+  l->c = NULL;
+  l->connected = l->hello_ok = 0;
+  l->fallback_at = 0;
+  l->wire_n = 0;
+  l->progress_at = 0;
+}
+
+/* Starts a connection for link |l| (QUIC, or TCP+TLS when asked for or
+ * after an earlier fallback). 0 or an error (nothing started). */
+static int link_open(struct sender *s, struct slink *l) {
+  int rv;
+  link_reset(l);
+  l->reopen_at = 0;
+  if (l->tcp || s->o->transport == SFTD_TRANSPORT_TCP_ONLY) {
+    sftt_conn *tc = NULL;
+    if (!s->t)
+      return SFT_ERR_UNSUPPORTED;
+    rv = sftt_connect(s->t, s->numeric, s->o->port, l, &tc);
+    if (!rv)
+      l->c = (sftq_conn *)(void *)tc;
+    return rv;
+  }
+  rv = sftq_connect(s->q, s->numeric, s->o->port, l, &l->c);
+  if (rv) {
+    l->c = NULL;
+    return rv;
+  }
+  /* TCP fallback is decided on the first contact only: a reconnect that
+   * fails during an outage is retried, not switched to TCP. */
+  if (s->o->transport == SFTD_TRANSPORT_ANY && s->t && !s->ever_up)
+    l->fallback_at = now() + (uint64_t)SFTD_FALLBACK_MS * 1000000u;
+  return 0;
+}
 
 /* No QUIC handshake completed (UDP blocked or lost): abandon the QUIC
- * connection (its callbacks are ignored from now on) and run the same
- * protocol over TCP+TLS to the same port number. */
-static void fall_back(struct sender *s, const char *why) {
-  sftq_conn *old = s->c;
-  sftt_conn *tc = NULL;
+ * connection (its callbacks are ignored from now on: its user is cleared)
+ * and run the same protocol over TCP+TLS to the same port number. */
+static void fall_back(struct slink *l, const char *why) {
+  struct sender *s = l->s;
+  sftq_conn *old = l->c;
   char text[160];
   struct sftd_event ev = {.type = SFTD_EV_FALLBACK, .text = text};
   int rv;
-  s->fallback_at = 0;
   snprintf(text, sizeof(text), "%s with %s:%u within %u ms: trying TCP+TLS",
            why, s->host, s->o->port, SFTD_FALLBACK_MS);
   emit(s, &ev);
-  rv = sftt_connect(s->t, s->numeric, s->o->port, s, &tc);
+  if (old) {
+    XP(conn_set_user, old, NULL);
+    XPV(conn_close, old, 0);
+  }
+  l->tcp = 1;
+  s->res->fell_back = 1;
+  rv = link_open(s, l);
   if (rv) {
+    l->c = NULL;
     finish(s, rv, "cannot connect over TCP to %s:%u: %s", s->host, s->o->port,
            sft_strerror(rv));
+  }
+}
+
+/* Is a loss with this reason worth reconnecting for? Authentication,
+ * version and protocol errors are not. */
+static int retryable(int reason, uint64_t app_error) {
+  if (reason == SFT_ERR_AUTH || reason == SFT_ERR_VERSION ||
+      reason == SFT_ERR_PEER)
+    return 0;
+  if (reason == SFT_ERR_CLOSED &&
+      (app_error == (uint64_t)-SFT_ERR_PEER ||
+       app_error == (uint64_t)-SFT_ERR_VERSION ||
+       app_error == (uint64_t)-SFT_ERR_AUTH ||
+       app_error == (uint64_t)-SFT_ERR_CANCELLED))
+    return 0;
+  return 1;
+}
+
+static uint64_t backoff_ms(unsigned attempt) {
+  uint64_t ms = BACKOFF_MIN_MS;
+  uint32_t jitter = 0;
+  while (attempt-- > 1 && ms < BACKOFF_MAX_MS)
+    ms *= 2;
+  if (ms > BACKOFF_MAX_MS)
+    ms = BACKOFF_MAX_MS;
+  if (getrandom(&jitter, sizeof(jitter), GRND_NONBLOCK) != sizeof(jitter))
+    jitter = 0;
+  return ms - ms / 4 + jitter % (ms / 2 + 1); /* +-25 % */
+}
+
+/* The whole session lost its connections: the machines stop their timers
+ * (nothing is failed for being unacknowledged while we are away). */
+static void session_down(struct sender *s) {
+  if (s->down)
+    return;
+  s->down = 1;
+  s->ctl = NULL;
+  for (size_t i = 0; i < s->next_offer; i++)
+    if (s->files[i].st == SF_ACTIVE)
+      sft_xsend_on_network_failure(s->files[i].xs, now());
+}
+
+static struct slink *first_up(struct sender *s) {
+  for (unsigned i = 0; i < s->nlinks; i++)
+    if (s->links[i].c && s->links[i].hello_ok)
+      return &s->links[i];
+  return NULL;
+}
+
+/* A link completed HELLO. The first one after the session was down (or the
+ * new control link after the old one died) re-offers what is unfinished:
+ * the receiver answers with its bitmap and nothing it holds is sent again. */
+static void link_up(struct slink *l) {
+  struct sender *s = l->s;
+  struct sftd_event ev = {.type = SFTD_EV_LINK_UP};
+  int reattach = s->ever_up && (s->down || !s->ctl);
+  l->hello_ok = 1;
+  l->attempts = 0;
+  l->progress_at = now();
+  if (s->ever_up)
+    s->res->reconnects++;
+  s->ever_up = 1;
+  if (!s->ctl)
+    s->ctl = l;
+  for (unsigned i = 0; i < s->nlinks; i++) {
+    struct slink *o = &s->links[i];
+    if (!o->c && o->reopen_at == UINT64_MAX) {
+      o->tcp = l->tcp; /* the others follow the first one's transport */
+      o->reopen_at = now();
+    }
+  }
+  ev.port = (uint16_t)links_up(s);
+  emit(s, &ev);
+  if (!reattach)
+    return;
+  if (s->down) {
+    s->down = 0;
+    for (size_t i = 0; i < s->next_offer; i++)
+      if (s->files[i].st == SF_ACTIVE)
+        sft_xsend_on_network_recovered(s->files[i].xs, now());
+  }
+  for (size_t i = 0; i < s->next_offer; i++) {
+    struct sfile *f = &s->files[i];
+    if (f->st == SF_OFFERED || f->st == SF_ACTIVE) {
+      int rv = send_offer(s, f);
+      if (rv) {
+        finish(s, rv, "cannot send the offer for %s: %s", f->man.name,
+               sft_strerror(rv));
+        return;
+      }
+    }
+  }
+}
+
+/* The control link died while others are up: offers in flight on it are
+ * sent again on the new one, and COMPLETE is repeated. */
+static void ctl_moved(struct sender *s) {
+  s->ctl = first_up(s);
+  if (!s->ctl)
+    return;
+  for (size_t i = 0; i < s->next_offer; i++) {
+    struct sfile *f = &s->files[i];
+    if (f->st == SF_OFFERED)
+      send_offer(s, f);
+    else if (f->st == SF_ACTIVE &&
+             sft_xsend_state(f->xs) == SFT_XS_COMPLETING) {
+      sft_xsend_on_network_failure(f->xs, now());
+      sft_xsend_on_network_recovered(f->xs, now());
+    }
+  }
+}
+
+/* Link |l|'s connection is gone (|reason| as in sftq's closed callback). Its
+ * chunks in flight are sent again on the other links; the link itself is
+ * reopened with backoff unless the loss is fatal or retries are used up.
+ * Returns with the session finished when nothing can carry it any more. */
+static void link_lost(struct slink *l, int reason, uint64_t app_error,
+                      const char *why) {
+  struct sender *s = l->s;
+  struct sftd_event ev = {.type = SFTD_EV_LINK_DOWN};
+  int was_ctl = s->ctl == l;
+  int fatal = !retryable(reason, app_error);
+  while (l->wire) {
+    struct sjob *j = l->wire;
+    XP(stream_set_user, l->c, j->sid, NULL);
+    if (!j->cancelled)
+      job_lost(j);
+    job_free(s, j);
+  }
+  link_reset(l);
+  l->last_err = reason ? reason : SFT_ERR_CLOSED;
+  snprintf(l->why, sizeof(l->why), "%s", why);
+  if (s->closing) {
+    if (!links_live(s))
+      complete(s);
     return;
   }
-  s->c = (sftq_conn *)(void *)tc;
-  s->res->fell_back = 1;
-  if (old)
-    XPV(conn_close, old, 0);
+  if (fatal && s->ever_up) {
+    finish(s, l->last_err, "%s", why);
+    return;
+  }
+  if (fatal || s->max_retries < 0 ||
+      l->attempts >= (unsigned)s->max_retries) {
+    l->reopen_at = 0;
+  } else {
+    l->attempts++;
+    l->reopen_at = now() + backoff_ms(l->attempts) * 1000000u;
+  }
+  if (was_ctl)
+    s->ctl = NULL;
+  if (!first_up(s))
+    session_down(s);
+  else if (was_ctl)
+    ctl_moved(s);
+  ev.text = why;
+  ev.err = l->last_err;
+  ev.port = (uint16_t)links_up(s);
+  ev.size = l->reopen_at ? (l->reopen_at - now()) / 1000000 : 0;
+  if (s->ever_up)
+    emit(s, &ev);
+  /* Nothing left that could carry the session? */
+  for (unsigned i = 0; i < s->nlinks; i++)
+    if (s->links[i].c || (s->links[i].reopen_at &&
+                          s->links[i].reopen_at != UINT64_MAX))
+      return;
+  finish(s, l->last_err, "%s (gave up after %u attempts to reconnect)", why,
+         l->attempts);
+}
+
+/* A link whose chunks make no progress for too long is dead even if the
+ * transport has not noticed yet (a blackholed path, a controller stuck in
+ * backoff): close it. With other links up, "too long" is a few PTOs (at
+ * least STALL_MIN_NS) so they take over quickly; alone, STALL_SOLO_NS. */
+static uint64_t stall_check(struct sender *s, struct slink *l, uint64_t t) {
+  sftq_stats st;
+  uint64_t limit = STALL_SOLO_NS;
+  if (!l->c || !l->hello_ok || !l->wire_n || !l->progress_at)
+    return UINT64_MAX;
+  if (links_up(s) > 1 && XP(conn_stats, l->c, &st) == 0) {
+    uint64_t pto = st.srtt_ns + 4 * st.rttvar_ns + 25000000u;
+    limit = 3 * pto > STALL_MIN_NS ? 3 * pto : STALL_MIN_NS;
+  }
+  if (t - l->progress_at < limit)
+    return l->progress_at + limit;
+  XPV(conn_close, l->c, (uint64_t)-SFT_ERR_TIMEOUT);
+  return UINT64_MAX;
 }
 
 /* ---- the pump: run every machine until it has nothing to do ------------- */
+
+static int links_full(struct sender *s) {
+  for (unsigned i = 0; i < s->nlinks; i++) {
+    struct slink *l = &s->links[i];
+    if (l->c && l->hello_ok && XP(conn_unsent, l->c) <= UNSENT_MAX)
+      return 0;
+  }
+  return 1;
+}
 
 static void pump(struct sender *s) {
   uint64_t t = now(), next = UINT64_MAX, budget;
   int more = 1;
 
-  if (!s->connected && s->fallback_at && !s->closing) {
-    if (t >= s->fallback_at)
-      fall_back(s, "no QUIC handshake completed");
-    else /* the loop's millisecond timers may fire a little early */
-      uv_timer_start(&s->timer, on_timer,
-                     (s->fallback_at - t + 999999) / 1000000, 0);
-  }
-  if (s->closing || !s->hello_ok)
+  if (s->closing)
     return;
-  if (s->rate_wait && s->rate_wait <= t)
-    flush_sendq(s);
-  if (s->rate_wait)
-    next = s->rate_wait;
-  budget = budget_bytes(s);
-  for (size_t i = 0; i < s->next_offer && more; i++) {
-    struct sfile *f = &s->files[i];
-    struct sft_xsend_action a;
-    if (f->st != SF_ACTIVE)
-      continue;
-    for (;;) {
-      if (s->held_bytes >= budget || XP(conn_unsent, s->c) > UNSENT_MAX) {
-        more = 0; /* memory or queue full: wait for streams to drain */
-        break;
-      }
-      if (sft_xsend_poll(f->xs, t, &a))
-        break;
-      if (a.type == SFT_XSEND_NONE) {
-        if (a.expiry < next)
-          next = a.expiry;
-        break;
-      }
-      if (a.type == SFT_XSEND_READ_CHUNK) {
-        int rv = submit_read(s, f, &a);
-        if (rv) {
-          sft_xsend_abort(f->xs, t, rv);
-        }
-      } else if (a.type == SFT_XSEND_SEND_COMPLETE) {
-        struct sft_msg_complete m = {.file_id = f->id};
-        memcpy(m.root, a.root, SFT_HASH_LEN);
-        memcpy(f->man.root, a.root, SFT_HASH_LEN);
-        CTRL_SEND(&s->ctl, sft_msg_complete_encode, &m);
-      } else if (a.type == SFT_XSEND_DONE) {
-        file_end(f, SF_DONE, 0, NULL);
-        break;
-      } else if (a.type == SFT_XSEND_FAILED) {
-        file_end(f, SF_FAILED, a.reason, sft_strerror(a.reason));
-        break;
+  for (unsigned i = 0; i < s->nlinks && !s->closing; i++) {
+    struct slink *l = &s->links[i];
+    uint64_t at;
+    if (l->c && !l->connected && l->fallback_at) {
+      if (t >= l->fallback_at)
+        fall_back(l, "no QUIC handshake completed");
+      else if (l->fallback_at < next)
+        next = l->fallback_at;
+    } else if (!l->c && l->reopen_at) {
+      if (t >= l->reopen_at) {
+        int rv = link_open(s, l);
+        if (rv)
+          link_lost(l, rv, 0, sft_strerror(rv));
+      } else if (l->reopen_at < next) {
+        next = l->reopen_at;
       }
     }
+    at = stall_check(s, l, t);
+    if (at < next)
+      next = at;
   }
-  offer_more(s);
+  if (s->closing)
+    return;
+  if (s->ctl && !s->down) {
+    if (s->rate_wait && s->rate_wait <= t)
+      flush_sendq(s);
+    if (s->rate_wait && s->rate_wait < next)
+      next = s->rate_wait;
+    budget = budget_bytes(s);
+    for (size_t i = 0; i < s->next_offer && more; i++) {
+      struct sfile *f = &s->files[i];
+      struct sft_xsend_action a;
+      if (f->st != SF_ACTIVE)
+        continue;
+      for (;;) {
+        if (s->held_bytes >= budget || links_full(s)) {
+          more = 0; /* memory or queues full: wait for streams to drain */
+          break;
+        }
+        if (sft_xsend_poll(f->xs, t, &a))
+          break;
+        if (a.type == SFT_XSEND_NONE) {
+          if (a.expiry < next)
+            next = a.expiry;
+          break;
+        }
+        if (a.type == SFT_XSEND_READ_CHUNK) {
+          int rv = submit_read(s, f, &a);
+          if (rv) {
+            sft_xsend_abort(f->xs, t, rv);
+          }
+        } else if (a.type == SFT_XSEND_SEND_COMPLETE) {
+          struct sft_msg_complete m = {.file_id = f->id};
+          memcpy(m.root, a.root, SFT_HASH_LEN);
+          memcpy(f->man.root, a.root, SFT_HASH_LEN);
+          CTRL_SEND(&s->ctl->ctl, sft_msg_complete_encode, &m);
+        } else if (a.type == SFT_XSEND_DONE) {
+          file_end(f, SF_DONE, 0, NULL);
+          break;
+        } else if (a.type == SFT_XSEND_FAILED) {
+          file_end(f, SF_FAILED, a.reason, sft_strerror(a.reason));
+          break;
+        }
+      }
+    }
+    offer_more(s);
+  }
   if (s->closing)
     return;
   if (next != UINT64_MAX) {
@@ -588,6 +967,15 @@ static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
   struct sfile *f = file_by_id(s, m->file_id);
   struct sft_xsend_params p;
   int rv;
+  if (f && f->st == SF_ACTIVE && m->status == SFT_ACCEPT_OK) {
+    /* A re-accept after a reconnect: the receiver's bitmap is the truth. */
+    if (m->chunk_count != f->man.chunk_count ||
+        sft_xsend_on_accept(f->xs, now(), m->bitmap, m->bitmap_len))
+      return SFT_ERR_PEER;
+    return 0;
+  }
+  if (f && (f->st == SF_DONE || f->st == SF_FAILED))
+    return 0; /* the answer to a re-offer that crossed the end */
   if (!f || f->st != SF_OFFERED)
     return SFT_ERR_PEER;
   if (m->status == SFT_ACCEPT_REFUSED) {
@@ -607,7 +995,7 @@ static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
     snprintf(why, sizeof(why), "cannot open %s: %s", f->e->path,
              strerror(errno));
     file_end(f, SF_FAILED, SFT_ERR_IO, why);
-    CTRL_SEND(&s->ctl, sft_msg_cancel_encode,
+    CTRL_SEND(&s->ctl->ctl, sft_msg_cancel_encode,
               (&(struct sft_msg_cancel){.file_id = f->id,
                                         .reason = SFT_REASON_INTERNAL}));
     return 0;
@@ -615,6 +1003,7 @@ static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
   sft_xsend_params_default(&p);
   p.max_inflight = SFT_XSEND_MAX_INFLIGHT;
   p.resend_timeout_ns = 60ull * 1000000000u;
+  p.max_retries = SFT_XFER_MAX_RETRIES; /* link losses and pauses count */
   rv = sft_xsend_new(&f->xs, f->man.size, f->man.chunk_size, f->man.hash_algo,
                      &p);
   if (!rv)
@@ -632,7 +1021,8 @@ static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
 }
 
 static int on_frame(void *ud, const struct sft_frame *fr) {
-  struct sender *s = ud;
+  struct slink *l = ud;
+  struct sender *s = l->s;
   int rv = 0;
   switch (fr->type) {
   case SFT_MSG_HELLO: {
@@ -651,10 +1041,12 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
              SFT_PROTO_VERSION_CURRENT);
       return SFT_ERR_VERSION;
     }
-    if (h.role != SFT_ROLE_RECEIVER)
+    if (h.role != SFT_ROLE_RECEIVER || l->hello_ok ||
+        memcmp(h.session_id, s->session_id, SFT_SESSION_ID_LEN))
       return SFT_ERR_PEER;
-    s->hello_ok = 1;
+    link_up(l);
     offer_more(s);
+    flush_sendq(s);
     break;
   }
   case SFT_MSG_ACCEPT: {
@@ -738,11 +1130,32 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
 
 /* ---- transport callbacks ----------------------------------------------- */
 
+/* The link of |c|, or NULL for an abandoned connection (QUIC attempt given
+ * up for TCP, or a link already reset). */
+static struct slink *link_of(sftq_conn *c) {
+  struct slink *l = XP(conn_user, c);
+  return l && l->c == c ? l : NULL;
+}
+
 int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
-  struct sender *s = XP(conn_user, c);
-  if (c != s->c)
-    return -1; /* an abandoned QUIC attempt */
-  sftd_fp_format(fp, s->res->peer_fp_text);
+  struct slink *l = link_of(c);
+  struct sender *s;
+  char text[SFTD_FP_TEXT_MAX];
+  if (!l)
+    return -1;
+  s = l->s;
+  sftd_fp_format(fp, text);
+  if (s->ever_up) {
+    /* A reconnect must reach the same receiver as the first connection. */
+    if (strcmp(text, s->res->peer_fp_text) == 0)
+      return 0;
+    finish(s, SFT_ERR_AUTH,
+           "the receiver at %s now presents %s, not %s as when the session "
+           "started: refusing to continue",
+           s->host, text, s->res->peer_fp_text);
+    return -1;
+  }
+  memcpy(s->res->peer_fp_text, text, sizeof(text));
   if (s->o->peer_fp) {
     if (memcmp(fp, s->o->peer_fp, SFTQ_FP_LEN) == 0)
       return 0;
@@ -783,132 +1196,160 @@ int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
 }
 
 void send_cb_connected(sftq_conn *c) {
-  struct sender *s = XP(conn_user, c);
-  if (c != s->c)
-    return;
-  s->fallback_at = 0;
+  struct slink *l = link_of(c);
+  struct sender *s;
   struct sft_msg_hello h;
-  struct sftd_event ev = {.type = SFTD_EV_CONNECTED};
   int rv;
-  s->connected = 1;
+  if (!l)
+    return;
+  s = l->s;
+  l->fallback_at = 0;
+  l->connected = 1;
   if (s->tofu_new) {
     uint8_t fp[SFTQ_FP_LEN];
     struct sftd_event pe = {.type = SFTD_EV_PEER_NEW,
                             .text = s->res->peer_fp_text};
+    s->tofu_new = 0;
     if (XP(conn_peer_fp, c, fp) == 0 &&
         sftd_node_add_known(s->o->node, s->host, s->o->port, fp) == 0)
       emit(s, &pe);
   }
-  ev.text = s->res->peer_fp_text;
-  emit(s, &ev);
-  rv = XP(stream_open_bidi, c, &s->ctl.sid);
+  if (!s->ever_up) {
+    struct sftd_event ev = {.type = SFTD_EV_CONNECTED,
+                            .text = s->res->peer_fp_text};
+    emit(s, &ev);
+  }
+  rv = XP(stream_open_bidi, c, &l->ctl.sid);
   if (rv) {
-    finish(s, rv, "cannot open the control stream: %s", sft_strerror(rv));
+    XPV(conn_close, c, (uint64_t)-rv);
     return;
   }
-  s->ctl.c = c;
+  l->ctl.c = c;
   memset(&h, 0, sizeof(h));
   h.version_current = SFT_PROTO_VERSION_CURRENT;
   h.version_min = SFT_PROTO_VERSION_MIN;
   memcpy(h.session_id, s->session_id, SFT_SESSION_ID_LEN);
   h.role = SFT_ROLE_SENDER;
+  /* Every connection but the session's very first joins it. */
+  h.flags = (s->ever_up || links_live(s) > 1 || s->o->session_id)
+                ? SFT_HELLO_F_ATTACH
+                : 0;
   h.agent_len = (size_t)snprintf(h.agent, sizeof(h.agent), "sft/0.1");
-  XP(stream_set_urgency, c, s->ctl.sid, 0);
-  rv = CTRL_SEND(&s->ctl, sft_msg_hello_encode, &h);
+  XP(stream_set_urgency, c, l->ctl.sid, 0);
+  rv = CTRL_SEND(&l->ctl, sft_msg_hello_encode, &h);
   if (rv)
-    finish(s, rv, "cannot send HELLO: %s", sft_strerror(rv));
+    XPV(conn_close, c, (uint64_t)-rv);
 }
 
 void send_cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
                          size_t len, int fin) {
-  struct sender *s = XP(conn_user, c);
+  struct slink *l = link_of(c);
+  struct sender *s;
   int rv;
-  if (sid != s->ctl.sid) {
+  if (!l)
+    return;
+  s = l->s;
+  if (sid != l->ctl.sid) {
     /* The receiver never opens streams towards us in sft/1. */
     XP(stream_cancel, c, sid, (uint64_t)-SFT_ERR_PEER);
     return;
   }
-  rv = ctrl_feed(&s->ctl, data, len, on_frame, s);
+  rv = ctrl_feed(&l->ctl, data, len, on_frame, l);
   if (rv && !s->closing)
     finish(s, SFT_ERR_PEER,
            "the receiver sent an invalid control message (%s)",
            sft_strerror(rv));
   if (fin && !s->closing && s->finished < s->nfiles)
-    finish(s, SFT_ERR_CLOSED, "the receiver closed the control stream");
+    XPV(conn_close, c, 0); /* reconnects unless the receiver said why */
   pump(s);
 }
 
 void send_cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error) {
-  struct sender *s = XP(conn_user, c);
-  struct sjob *j = XP(stream_user, c, sid);
+  struct slink *l = link_of(c);
+  struct sjob *j;
   (void)app_error;
-  if (j && sid != s->ctl.sid) {
-    XP(stream_set_user, c, sid, NULL);
-    job_free(s, j);
-    pump(s);
-  }
+  if (!l || sid == l->ctl.sid)
+    return;
+  j = XP(stream_user, c, sid);
+  if (!j)
+    return;
+  XP(stream_set_user, c, sid, NULL);
+  l->progress_at = now();
+  if (app_error && !j->cancelled)
+    job_lost(j); /* reset by the receiver: it did not take the chunk */
+  job_free(l->s, j);
+  pump(l->s);
 }
 
 void send_cb_writable(sftq_conn *c) {
-  struct sender *s = XP(conn_user, c);
-  flush_sendq(s);
-  pump(s);
+  struct slink *l = link_of(c);
+  if (!l)
+    return;
+  flush_sendq(l->s);
+  pump(l->s);
 }
 
 void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
-  struct sender *s = XP(conn_user, c);
-  if (c != s->c)
-    return; /* the abandoned QUIC attempt */
-  if (!s->connected && s->fallback_at && !s->closing &&
+  struct slink *l = link_of(c);
+  struct sender *s;
+  char why[300];
+  if (!l)
+    return; /* an abandoned QUIC attempt */
+  s = l->s;
+  if (!l->connected && l->fallback_at && !s->closing &&
       sftq_conn_kind(c) == SFTQ_KIND_QUIC && reason != SFT_ERR_AUTH) {
     /* QUIC failed before its handshake completed (e.g. ICMP port
      * unreachable): fall back now instead of waiting. */
-    s->c = NULL;
-    fall_back(s, "QUIC connection failed");
+    l->c = NULL;
+    fall_back(l, "QUIC connection failed");
     return;
   }
-  s->conn_gone = 1;
-  /* Free chunks that were read but never got a stream. */
-  while (s->sq_head) {
-    struct sjob *j = s->sq_head;
-    s->sq_head = j->next;
-    job_free(s, j);
-  }
-  s->sq_tail = NULL;
-  if (s->finished < s->nfiles && !s->res->err) {
-    switch (reason) {
-    case SFT_ERR_AUTH:
-      finish(s, SFT_ERR_AUTH,
+  switch (reason) {
+  case SFT_ERR_AUTH:
+    snprintf(why, sizeof(why),
              "the receiver refused this node's identity %s: on the receiver, "
              "run `sft trust %s` (or start it with --accept-any)",
              s->o->node->fp_text, s->o->node->fp_text);
-      break;
-    case SFT_ERR_TIMEOUT:
-      finish(s, SFT_ERR_TIMEOUT,
+    break;
+  case SFT_ERR_TIMEOUT:
+    snprintf(why, sizeof(why),
              "no answer from %s:%u (is `sft recv` running there, and is UDP "
              "port %u reachable?)",
              s->host, s->o->port, s->o->port);
-      break;
-    case SFT_ERR_CLOSED:
-      finish(s, SFT_ERR_CLOSED,
+    break;
+  case SFT_ERR_CLOSED:
+    snprintf(why, sizeof(why),
              "the receiver closed the connection (code %llu) before the "
              "transfer finished",
              (unsigned long long)app_error);
-      break;
-    default:
-      finish(s, reason ? reason : SFT_ERR_CLOSED,
-             "the connection to %s:%u was lost: %s", s->host, s->o->port,
+    break;
+  default:
+    snprintf(why, sizeof(why), "the connection to %s:%u was lost: %s",
+             s->host, s->o->port,
              sft_strerror(reason ? reason : SFT_ERR_CLOSED));
-    }
   }
-  s->closing = 1;
-  complete(s);
+  if (!s->ever_up && !s->o->persistent && !s->closing) {
+    /* The first connection failed: say so now rather than retry. */
+    link_lost(l, reason, app_error, why);
+    finish(s, reason ? reason : SFT_ERR_CLOSED, "%s", why);
+    if (!links_live(s))
+      complete(s);
+    return;
+  }
+  if (s->finished == s->nfiles && !s->closing)
+    finish(s, 0, NULL);
+  link_lost(l, reason, app_error, why);
+  if (s->closing && !links_live(s))
+    complete(s);
+  else
+    pump(s);
 }
 
 static void progress_tick(uv_timer_t *t) {
   struct sender *s = t->data;
   struct sftd_event ev = {.type = SFTD_EV_PROGRESS};
   sftq_stats st;
+  uint64_t sent = 0, lost = 0;
   for (size_t i = 0; i < s->nfiles; i++) {
     struct sfile *f = &s->files[i];
     ev.p.bytes_total += f->man.size;
@@ -926,12 +1367,20 @@ static void progress_tick(uv_timer_t *t) {
   }
   ev.p.files_total = s->nfiles;
   ev.p.chunks_resent = s->res->chunks_resent;
+  ev.p.links_up = links_up(s);
+  ev.p.reconnects = s->res->reconnects;
   ev.p.loss = -1;
-  if (s->c && s->connected && XP(conn_stats, s->c, &st) == 0) {
-    ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
-    if (st.pkts_sent)
-      ev.p.loss = (double)st.pkts_lost / (double)st.pkts_sent;
+  for (unsigned i = 0; i < s->nlinks; i++) {
+    struct slink *l = &s->links[i];
+    if (l->c && l->connected && XP(conn_stats, l->c, &st) == 0) {
+      if (ev.p.rtt_ms == 0 || (double)st.srtt_ns / 1e6 < ev.p.rtt_ms)
+        ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
+      sent += st.pkts_sent;
+      lost += st.pkts_lost;
+    }
   }
+  if (sent)
+    ev.p.loss = (double)lost / (double)sent;
   emit(s, &ev);
 }
 
@@ -965,8 +1414,11 @@ static void free_now(struct sender *s) {
     job_free(s, j);
   }
   free(s->files);
+  free(s->plost);
+  free(s->plost_file);
   walk_free(&s->wl);
-  ctrl_free(&s->ctl);
+  for (unsigned i = 0; i < SFTD_LINKS_MAX; i++)
+    ctrl_free(&s->links[i].ctl);
   free(s);
 }
 
@@ -976,10 +1428,9 @@ static void timer_closed(uv_handle_t *h) {
     free_now(s);
 }
 
-/* Frees once released, no job is running and the connection is gone. */
+/* Frees once released, no job is running and every connection is gone. */
 static void try_free(struct sender *s) {
-  if (!s->released || s->work || s->handles_open != 2 ||
-      (s->c && !s->conn_gone))
+  if (!s->released || s->work || s->handles_open != 2 || links_live(s))
     return;
   uv_close((uv_handle_t *)&s->timer, timer_closed);
   uv_close((uv_handle_t *)&s->ptimer, timer_closed);
@@ -989,8 +1440,8 @@ void send_session_free(struct sender *s) {
   if (!s)
     return;
   s->released = 1;
-  if (s->c && !s->conn_gone) {
-    /* Released before the end: close; freed when the connection is. */
+  if (links_live(s)) {
+    /* Released before the end: close; freed when the connections are. */
     s->done = NULL;
     finish(s, SFT_ERR_CANCELLED, "cancelled");
     return;
@@ -998,6 +1449,9 @@ void send_session_free(struct sender *s) {
   try_free(s);
 }
 
+/* Pause: besides stopping new reads and streams, reset the streams of the
+ * chunks still on the wire so that no chunk byte flows while paused; those
+ * chunks are sent again on resume. */
 int send_session_pause(struct sender *s) {
   if (s->closing || s->paused)
     return SFT_ERR_STATE;
@@ -1005,6 +1459,28 @@ int send_session_pause(struct sender *s) {
   for (size_t i = 0; i < s->next_offer; i++)
     if (s->files[i].st == SF_ACTIVE)
       sft_xsend_pause(s->files[i].xs, now());
+  for (unsigned i = 0; i < s->nlinks; i++) {
+    struct slink *l = &s->links[i];
+    for (struct sjob *j = l->wire; j; j = j->wnext) {
+      if (j->cancelled)
+        continue;
+      if (s->nplost == s->cap_plost) {
+        size_t cap = s->cap_plost ? 2 * s->cap_plost : 64;
+        struct sft_xfer_range *v = realloc(s->plost, cap * sizeof(*v));
+        uint64_t *w = v ? realloc(s->plost_file, cap * sizeof(*w)) : NULL;
+        if (v)
+          s->plost = v;
+        if (!w)
+          continue; /* not reset: it drains, as before */
+        s->plost_file = w;
+        s->cap_plost = cap;
+      }
+      s->plost[s->nplost].first = s->plost[s->nplost].last = j->index;
+      s->plost_file[s->nplost++] = j->f->id;
+      j->cancelled = 1;
+      XP(stream_cancel, l->c, j->sid, (uint64_t)-SFT_ERR_CANCELLED);
+    }
+  }
   return 0;
 }
 
@@ -1015,6 +1491,13 @@ int send_session_resume(struct sender *s) {
   for (size_t i = 0; i < s->next_offer; i++)
     if (s->files[i].st == SF_ACTIVE)
       sft_xsend_resume(s->files[i].xs, now());
+  /* The chunks reset by the pause are due now (acked ones are ignored). */
+  for (size_t i = 0; i < s->nplost; i++) {
+    struct sfile *f = file_by_id(s, s->plost_file[i]);
+    if (f && f->st == SF_ACTIVE)
+      sft_xsend_on_need(f->xs, now(), &s->plost[i], 1);
+  }
+  s->nplost = 0;
   flush_sendq(s);
   pump(s);
   return 0;
@@ -1028,7 +1511,6 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
                        const struct sftd_send_opts *o, struct sftd_result *res,
                        send_done_fn done, void *ud, struct sender **out) {
   struct sender *s;
-  char *numeric;
   int rv;
 
   *out = NULL;
@@ -1043,12 +1525,19 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
   s->q = q;
   s->t = t;
   s->o = o;
-  numeric = s->numeric;
   s->res = res;
   s->done = done;
   s->done_ud = ud;
   s->t0 = now();
-  ctrl_init(&s->ctl);
+  s->nlinks = o->conns ? o->conns : 1;
+  if (s->nlinks > SFTD_LINKS_MAX)
+    s->nlinks = SFTD_LINKS_MAX;
+  s->max_retries = o->retries ? o->retries : SFTD_RETRIES_DEFAULT;
+  for (unsigned i = 0; i < SFTD_LINKS_MAX; i++) {
+    s->links[i].s = s;
+    s->links[i].idx = i;
+    ctrl_init(&s->links[i].ctl);
+  }
   sft_rate_init(&s->rate, o->bwlimit_bps, 0, s->t0);
   snprintf(s->host, sizeof(s->host), "%s", o->host);
   uv_timer_init(loop, &s->timer);
@@ -1095,35 +1584,36 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
       goto fail;
     }
   }
-  if (getrandom(s->session_id, sizeof(s->session_id), 0) !=
-      (ssize_t)sizeof(s->session_id)) {
+  if (o->session_id) {
+    memcpy(s->session_id, o->session_id, SFT_SESSION_ID_LEN);
+  } else if (getrandom(s->session_id, sizeof(s->session_id), 0) !=
+             (ssize_t)sizeof(s->session_id)) {
     res->err = SFT_ERR_IO;
     snprintf(res->why, sizeof(res->why), "no randomness for the session id");
     goto fail;
   }
-  rv = resolve(o->host, o->port, numeric, sizeof(s->numeric));
+  memcpy(res->session_id, s->session_id, SFT_SESSION_ID_LEN);
+  rv = resolve(o->host, o->port, s->numeric, sizeof(s->numeric));
   if (rv) {
     res->err = rv;
     snprintf(res->why, sizeof(res->why),
              "cannot resolve the receiver's address '%s'", o->host);
     goto fail;
   }
-  if (o->transport == SFTD_TRANSPORT_TCP_ONLY && t) {
-    rv = sftt_connect(t, numeric, o->port, s, (sftt_conn **)&s->c);
-  } else {
-    rv = sftq_connect(q, numeric, o->port, s, &s->c);
-    if (!rv && o->transport == SFTD_TRANSPORT_ANY && t) {
-      s->fallback_at = now() + (uint64_t)SFTD_FALLBACK_MS * 1000000u;
-      uv_timer_start(&s->timer, on_timer, SFTD_FALLBACK_MS, 0);
-    }
-  }
+  /* The first link alone: the others join once it has verified the
+   * receiver (trust on first use happens once). */
+  rv = link_open(s, &s->links[0]);
   if (rv) {
-    s->c = NULL;
+    s->links[0].c = NULL;
     res->err = rv;
     snprintf(res->why, sizeof(res->why), "cannot connect to %s:%u: %s",
              o->host, o->port, sft_strerror(rv));
     goto fail;
   }
+  for (unsigned i = 1; i < s->nlinks; i++)
+    s->links[i].reopen_at = UINT64_MAX; /* opened by link_up */
+  if (s->links[0].fallback_at)
+    uv_timer_start(&s->timer, on_timer, SFTD_FALLBACK_MS, 0);
   uv_timer_start(&s->ptimer, progress_tick, 100, 100);
   *out = s;
   return 0;

@@ -67,6 +67,11 @@ enum sftd_event_type {
   SFTD_EV_WARN,        /* .text */
   SFTD_EV_REFUSED_PEER,/* receiver: a peer was refused (.text = its id) */
   SFTD_EV_FALLBACK,    /* sender: no QUIC handshake, trying TCP+TLS */
+  SFTD_EV_LINK_DOWN,   /* sender: a connection of the session was lost;
+                          .text why, .err, .port = connections still up;
+                          .size = ms until the next attempt (0: none) */
+  SFTD_EV_LINK_UP,     /* sender: a connection (re)joined the session;
+                          .port = connections up */
 };
 
 struct sftd_progress {
@@ -75,6 +80,7 @@ struct sftd_progress {
   uint64_t chunks_rebuilt;
   uint64_t chunks_resent;
   uint64_t files_done, files_total;
+  uint64_t links_up, reconnects;
   double rtt_ms;  /* smoothed RTT, 0 unknown */
   double loss;    /* fraction of packets lost, < 0 unknown */
 };
@@ -116,9 +122,22 @@ struct sftd_send_opts {
                                   daemon's global bwlimit), or NULL */
   const char *cc;              /* congestion controller name, NULL: bbr2 */
   int transport;               /* SFTD_TRANSPORT_* */
+  unsigned conns;              /* parallel connections (1..SFTD_LINKS_MAX;
+                                  0: 1) */
+  int retries;                 /* reconnect attempts per connection after a
+                                  loss, with exponential backoff; 0: the
+                                  default (SFTD_RETRIES_DEFAULT), < 0: none */
+  int persistent;              /* 1: retry the first connection too (a
+                                  resumed session); 0: a first connection
+                                  that fails ends the session at once */
+  const uint8_t *session_id;   /* SFT_SESSION_ID_LEN bytes to resume a
+                                  session, or NULL: a new random id */
   sftd_event_fn on_event;
   void *ud;
 };
+
+#define SFTD_LINKS_MAX 8
+#define SFTD_RETRIES_DEFAULT 10
 
 /* Result details for the CLI's messages and exit code. */
 struct sftd_result {
@@ -129,6 +148,8 @@ struct sftd_result {
   uint64_t chunks_sent, chunks_resent, chunks_skipped;
   double seconds;            /* wall time including connection set-up */
   int fell_back;             /* sent over TCP+TLS after QUIC failed */
+  uint64_t reconnects;       /* connections re-established after a loss */
+  uint8_t session_id[16];    /* the session's id (SFT_SESSION_ID_LEN) */
   char peer_fp_text[SFTD_FP_TEXT_MAX];
 };
 
@@ -150,10 +171,15 @@ struct sftd_recv_opts {
   int overwrite;            /* replace existing files */
   uint64_t max_size;        /* refuse files larger than this (0: no limit) */
   int transport;            /* SFTD_TRANSPORT_*: which listeners */
+  uint32_t linger_ms;       /* keep an interrupted session (files, part
+                               files) this long for its sender to come back;
+                               0: SFTD_LINGER_MS_DEFAULT */
   const char *cc;
   sftd_event_fn on_event;
   void *ud;
 };
+
+#define SFTD_LINGER_MS_DEFAULT 600000u
 
 /* Receives until interrupted (SIGINT/SIGTERM) or, with |once|, until the
  * first session ends. Returns 0 if every file of the (last) session was
