@@ -140,6 +140,8 @@ static void on_event(const struct sftd_event *ev, void *ud) {
         .chunks_done = ev->p.chunks_done,
         .chunks_total = ev->p.chunks_total,
         .chunks_rebuilt = ev->p.chunks_rebuilt,
+        .parity_sent = ev->p.parity_sent,
+        .links_up = ev->p.links_up,
         .files_done = ev->p.files_done,
         .files_total = ev->p.files_total,
         .rtt_ms = ev->p.rtt_ms,
@@ -277,10 +279,12 @@ static void summary(struct ui *u, const struct sftd_result *res,
              ",\"files_refused\":%" PRIu64 ",\"bytes\":%" PRIu64
              ",\"seconds\":%.3f,\"rate_bps\":%.0f,\"chunks_sent\":%" PRIu64
              ",\"chunks_resent\":%" PRIu64 ",\"reconnects\":%" PRIu64
+             ",\"parity_sent\":%" PRIu64 ",\"chunks_rebuilt\":%" PRIu64
              ",\"error\":%s",
              res->err ? "false" : "true", res->files_ok, res->files_failed,
              res->files_refused, res->bytes, res->seconds, rate * 8,
              res->chunks_sent, res->chunks_resent, res->reconnects,
+             res->parity_sent, res->chunks_rebuilt,
              json_quote(q, sizeof(q), res->err ? res->why : ""));
     progress_event(&u->pr, "summary", fields);
     return;

@@ -116,10 +116,12 @@ void progress_update(struct progress *p, const struct progress_snapshot *s,
             "{\"event\":\"progress\",\"name\":%s,\"bytes_done\":%" PRIu64
             ",\"bytes_total\":%" PRIu64 ",\"chunks_done\":%" PRIu64
             ",\"chunks_total\":%" PRIu64 ",\"chunks_rebuilt\":%" PRIu64
+            ",\"parity_sent\":%" PRIu64 ",\"links_up\":%" PRIu64
             ",\"files_done\":%" PRIu64 ",\"files_total\":%" PRIu64
             ",\"rate_bps\":%.0f,\"eta_s\":%.1f}\n",
             json_quote(q, sizeof(q), s->name ? s->name : ""), s->bytes_done,
             s->bytes_total, s->chunks_done, s->chunks_total, s->chunks_rebuilt,
+            s->parity_sent, s->links_up,
             s->files_done, s->files_total, p->rate_bps * 8, eta);
     fflush(p->out);
     return;
@@ -138,6 +140,12 @@ void progress_update(struct progress *p, const struct progress_snapshot *s,
   if (s->chunks_rebuilt)
     snprintf(extra, sizeof(extra), "  parity-rebuilt %" PRIu64,
              s->chunks_rebuilt);
+  else if (s->parity_sent)
+    snprintf(extra, sizeof(extra), "  parity %" PRIu64, s->parity_sent);
+  if (s->links_up > 1) {
+    size_t n = strlen(extra);
+    snprintf(extra + n, sizeof(extra) - n, "  conns %" PRIu64, s->links_up);
+  }
   if (s->loss >= 0 && s->rtt_ms > 0) {
     size_t n = strlen(extra);
     snprintf(extra + n, sizeof(extra) - n, "  rtt %.0f ms loss %.1f%%",

@@ -17,7 +17,9 @@ enum progress_mode {
 struct progress_snapshot {
   uint64_t bytes_done, bytes_total;
   uint64_t chunks_done, chunks_total;
-  uint64_t chunks_rebuilt; /* data chunks rebuilt from parity */
+  uint64_t chunks_rebuilt; /* data chunks rebuilt from parity (receiver) */
+  uint64_t parity_sent;    /* parity chunks sent (sender) */
+  uint64_t links_up;       /* connections carrying the transfer */
   uint64_t files_done, files_total;
   double rtt_ms, loss;     /* loss in [0,1]; negative = unknown */
   const char *name;        /* current file, may be NULL */

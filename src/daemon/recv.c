@@ -30,6 +30,7 @@
 #include "daemon/xport.h"
 #include "daemon/sftd.h"
 #include "sft/chunk.h"
+#include "sft/fec.h"
 #include "sft/hash.h"
 #include "sft/name.h"
 #include "sft/proto.h"
@@ -42,7 +43,16 @@ enum rfile_state { RF_ACTIVE, RF_FINALIZING, RF_DONE, RF_FAILED };
 struct receiver;
 struct rsess;
 
+/* A verified parity shard kept for a stripe that may need a rebuild. */
+struct rpar {
+  struct rpar *next;
+  uint64_t stripe;
+  uint32_t pidx;
+  uint8_t *data; /* chunk_size bytes */
+};
+
 struct rfile {
+  struct rpar *parity; /* bounded by the machine (max_parity_stripes x m) */
   struct rsess *ss;
   uint64_t id;
   struct sft_manifest man;
@@ -259,7 +269,34 @@ static void file_end(struct rfile *f, enum rfile_state st, int err,
   emit(ss->r, &ev);
 }
 
+/* Unlinks the parity kept for |stripe| (every stripe if UINT64_MAX) and
+ * returns it as a list. */
+static struct rpar *parity_take(struct rfile *f, uint64_t stripe) {
+  struct rpar *out = NULL, **pp = &f->parity;
+  while (*pp) {
+    struct rpar *p = *pp;
+    if (stripe == UINT64_MAX || p->stripe == stripe) {
+      *pp = p->next;
+      p->next = out;
+      out = p;
+    } else {
+      pp = &p->next;
+    }
+  }
+  return out;
+}
+
+static void parity_free(struct rpar *p) {
+  while (p) {
+    struct rpar *n = p->next;
+    free(p->data);
+    free(p);
+    p = n;
+  }
+}
+
 static void rfile_free(struct rfile *f) {
+  parity_free(parity_take(f, UINT64_MAX));
   if (f->fd >= 0)
     close(f->fd);
   sft_xrecv_del(f->xr);
@@ -515,8 +552,16 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
                     shown, "not enough free disk space");
     }
   }
-  rv = sft_xrecv_new(&f->xr, man->size, man->chunk_size, man->hash_algo, NULL,
-                     0, NULL);
+  {
+    struct sft_xrecv_params xp;
+    sft_xrecv_params_default(&xp);
+    if (man->stripe_m) {
+      xp.stripe_k = man->stripe_k;
+      xp.stripe_m = man->stripe_m;
+    }
+    rv = sft_xrecv_new(&f->xr, man->size, man->chunk_size, man->hash_algo,
+                       NULL, 0, &xp);
+  }
   if (!rv)
     rv = sft_xrecv_start(f->xr, now());
   if (!rv)
@@ -594,8 +639,8 @@ static void chunk_work(uv_work_t *w) {
   uint64_t off;
   sft_hash(k->f->man.hash_algo, k->data, k->got, k->computed);
   k->match = memcmp(k->computed, k->h.digest, SFT_HASH_LEN) == 0;
-  if (!k->match)
-    return;
+  if (!k->match || k->h.kind == SFT_CHUNK_PARITY)
+    return; /* parity stays in memory */
   off = sft_chunk_offset(k->h.index, k->f->man.chunk_size);
   while (done < k->got) {
     ssize_t n = pwrite(k->f->fd, k->data + done, k->got - done,
@@ -630,6 +675,21 @@ static void chunk_done(uv_work_t *w, int status) {
   if (status == 0 && f->st == RF_ACTIVE) {
     if (k->werr) {
       sft_xrecv_abort(f->xr, now(), k->werr);
+    } else if (k->h.kind == SFT_CHUNK_PARITY) {
+      struct sft_xrecv_parity out;
+      struct rpar *p;
+      int rv = sft_xrecv_on_parity_hashed(f->xr, now(), k->h.index,
+                                          k->h.parity_index, k->got,
+                                          k->computed, k->h.digest, &out);
+      if (rv == 0 && out.verdict == SFT_XRECV_KEEP &&
+          (p = calloc(1, sizeof(*p))) != NULL) {
+        p->stripe = k->h.index;
+        p->pidx = k->h.parity_index;
+        p->data = k->data;
+        k->data = NULL;
+        p->next = f->parity;
+        f->parity = p;
+      }
     } else if (!k->match) {
       /* Nothing written; the sender resends after its timeout. */
       r->res->chunks_resent++;
@@ -639,6 +699,8 @@ static void chunk_done(uv_work_t *w, int status) {
                                          k->computed, k->h.digest, &out);
       if (rv == 0 && out.verdict == SFT_XRECV_WRITE)
         sft_xrecv_on_written(f->xr, k->h.index);
+      if (rv == 0 && out.release_parity)
+        parity_free(parity_take(f, out.stripe));
     }
   }
   if (f->st != RF_ACTIVE && !f->jobs && f->fd >= 0 &&
@@ -688,14 +750,26 @@ static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
     }
     if (rv)
       return rv;
-    if (k->h.kind != SFT_CHUNK_DATA || k->h.file_id >= ss->nfiles)
+    if (k->h.file_id >= ss->nfiles)
       return SFT_ERR_PEER;
     f = ss->files[k->h.file_id];
-    if (!f || f->man.kind != SFT_FILE_REGULAR ||
-        k->h.index >= f->man.chunk_count ||
-        k->h.payload_len !=
-            sft_chunk_len(f->man.size, f->man.chunk_size, k->h.index))
+    if (!f || f->man.kind != SFT_FILE_REGULAR)
       return SFT_ERR_PEER;
+    if (k->h.kind == SFT_CHUNK_PARITY) {
+      /* index = stripe, parity_index < m, a full chunk_size payload. */
+      if (!f->man.stripe_m ||
+          k->h.index >= sft_stripe_count(f->man.chunk_count,
+                                         f->man.stripe_k) ||
+          k->h.parity_index >= f->man.stripe_m ||
+          k->h.payload_len != f->man.chunk_size)
+        return SFT_ERR_PEER;
+    } else if (k->h.kind != SFT_CHUNK_DATA ||
+               k->h.index >= f->man.chunk_count ||
+               k->h.payload_len != sft_chunk_len(f->man.size,
+                                                 f->man.chunk_size,
+                                                 k->h.index)) {
+      return SFT_ERR_PEER;
+    }
     k->f = f;
     k->have_hdr = 1;
     k->data = malloc(k->h.payload_len);
@@ -722,6 +796,154 @@ static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
     chunk_submit(k);
   }
   return 0;
+}
+
+/* ---- rebuild from parity on the thread pool ------------------------------ */
+
+/* One REBUILD: present data chunks are read back from the part file, the
+ * kept parity shards are used as they are, sft_fec_decode fills the missing
+ * data chunks, each is hashed (its real length) and written. The machine
+ * then takes each rebuilt chunk (on_rebuilt); the whole-file root at
+ * COMPLETE is the final check of every rebuilt byte. */
+struct rbuild {
+  uv_work_t w;
+  struct rfile *f;
+  struct sft_xrecv_action a;
+  uint32_t k, m;
+  struct rpar *par;           /* owned: the stripe's kept parity */
+  uint8_t *buf[SFT_MAX_STRIPE];
+  uint8_t digest[SFT_MAX_STRIPE][SFT_HASH_LEN];
+  int err;
+};
+
+static void rbuild_work(uv_work_t *w) {
+  struct rbuild *b = w->data;
+  struct rfile *f = b->f;
+  struct sft_fec *fec = NULL;
+  uint32_t len = b->a.len;
+  for (struct rpar *p = b->par; p; p = p->next)
+    if (p->pidx < b->m)
+      b->buf[b->k + p->pidx] = p->data;
+  for (uint32_t i = 0; i < b->k + b->m; i++) {
+    int present = sft_fec_mask_test(&b->a.present, i);
+    if (i >= b->k) {
+      if (present && !b->buf[i]) {
+        b->err = SFT_ERR_STATE; /* a parity shard the machine counted */
+        return;
+      }
+      continue;
+    }
+    if (i >= b->a.nchunks) { /* zero padding of a short last stripe */
+      b->buf[i] = calloc(1, len);
+      if (!b->buf[i]) {
+        b->err = SFT_ERR_NOMEM;
+        return;
+      }
+      continue;
+    }
+    b->buf[i] = calloc(1, len);
+    if (!b->buf[i]) {
+      b->err = SFT_ERR_NOMEM;
+      return;
+    }
+    if (present) {
+      uint64_t idx = b->a.index + i;
+      size_t clen = sft_chunk_len(f->man.size, f->man.chunk_size, idx), got = 0;
+      uint64_t off = sft_chunk_offset(idx, f->man.chunk_size);
+      while (got < clen) {
+        ssize_t n = pread(f->fd, b->buf[i] + got, clen - got,
+                          (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+          continue;
+        if (n <= 0) {
+          b->err = SFT_ERR_IO;
+          return;
+        }
+        got += (size_t)n;
+      }
+    }
+  }
+  if (sft_fec_new(&fec, b->k, b->m)) {
+    b->err = SFT_ERR_NOMEM;
+    return;
+  }
+  b->err = sft_fec_decode(fec, b->buf, &b->a.present, len, 0);
+  sft_fec_del(fec);
+  for (uint32_t i = 0; !b->err && i < b->a.nchunks; i++) {
+    uint64_t idx = b->a.index + i;
+    size_t clen, done = 0;
+    uint64_t off;
+    if (sft_fec_mask_test(&b->a.present, i))
+      continue;
+    clen = sft_chunk_len(f->man.size, f->man.chunk_size, idx);
+    off = sft_chunk_offset(idx, f->man.chunk_size);
+    sft_hash(f->man.hash_algo, b->buf[i], clen, b->digest[i]);
+    while (done < clen) {
+      ssize_t n = pwrite(f->fd, b->buf[i] + done, clen - done,
+                         (off_t)(off + done));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0) {
+        b->err = errno == ENOSPC ? SFT_ERR_NOSPACE : SFT_ERR_IO;
+        return;
+      }
+      done += (size_t)n;
+    }
+  }
+}
+
+static void rbuild_done(uv_work_t *w, int status) {
+  struct rbuild *b = w->data;
+  struct rfile *f = b->f;
+  struct rsess *ss = f->ss;
+  struct receiver *r = ss->r;
+  f->jobs--;
+  if (f->st == RF_ACTIVE) {
+    if (status || b->err) {
+      sft_xrecv_rebuild_failed(f->xr, now(), b->a.stripe);
+    } else {
+      for (uint32_t i = 0; i < b->a.nchunks; i++) {
+        struct sft_xrecv_chunk out;
+        uint64_t idx = b->a.index + i;
+        if (sft_fec_mask_test(&b->a.present, i))
+          continue;
+        if (sft_xrecv_on_rebuilt(f->xr, now(), idx, b->digest[i], &out) == 0 &&
+            out.verdict == SFT_XRECV_WRITE) {
+          sft_xrecv_on_written(f->xr, idx);
+          r->res->chunks_rebuilt++;
+        }
+      }
+    }
+  }
+  for (uint32_t i = 0; i < b->k; i++)
+    free(b->buf[i]);
+  parity_free(b->par);
+  free(b);
+  sess_maybe_free(ss);
+  pump(r);
+}
+
+static void rbuild_submit(struct receiver *r, struct rfile *f,
+                          const struct sft_xrecv_action *a) {
+  struct rbuild *b = calloc(1, sizeof(*b));
+  if (!b) {
+    parity_free(parity_take(f, a->stripe));
+    sft_xrecv_rebuild_failed(f->xr, now(), a->stripe);
+    return;
+  }
+  b->w.data = b;
+  b->f = f;
+  b->a = *a;
+  b->k = f->man.stripe_k;
+  b->m = f->man.stripe_m;
+  b->par = parity_take(f, a->stripe);
+  f->jobs++;
+  if (uv_queue_work(r->loop, &b->w, rbuild_work, rbuild_done)) {
+    f->jobs--;
+    parity_free(b->par);
+    free(b);
+    sft_xrecv_rebuild_failed(f->xr, now(), a->stripe);
+  }
 }
 
 /* ---- pump ----------------------------------------------------------------- */
@@ -754,6 +976,15 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
       /* Only for resumed transfers, which this receiver does not start. */
       sft_xrecv_abort(f->xr, t, SFT_ERR_STATE);
       break;
+    case SFT_XRECV_REBUILD:
+      rbuild_submit(r, f, &a);
+      break;
+    case SFT_XRECV_SEND_NEED: {
+      struct sft_msg_need m = {
+          .file_id = f->id, .stripe = a.stripe, .count = a.count};
+      SESS_SEND(ss, sft_msg_need_encode, &m);
+      break;
+    }
     case SFT_XRECV_FINALIZE: {
       struct rfin *j = calloc(1, sizeof(*j));
       memcpy(f->man.root, a.root, SFT_HASH_LEN);
@@ -779,8 +1010,6 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
                     .reason = a.reason == SFT_ERR_DIGEST
                                   ? SFT_REASON_INTEGRITY
                                   : SFT_REASON_INTERNAL}));
-      return;
-    default:
       return;
     }
   }
@@ -1195,9 +1424,14 @@ static void progress_tick(uv_timer_t *t) {
     }
     for (struct rlink *l = ss->links; l; l = l->next)
       ev.p.links_up++;
-    if (bl && XP(conn_stats, bl->c, &st) == 0)
+    if (bl && XP(conn_stats, bl->c, &st) == 0) {
       ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
+      for (size_t i = 0; i < ss->nfiles; i++)
+        if (ss->files[i] && ss->files[i]->st == RF_ACTIVE)
+          sft_xrecv_set_rtt(ss->files[i]->xr, st.srtt_ns);
+    }
   }
+  ev.p.chunks_rebuilt = r->res->chunks_rebuilt;
   if (ev.p.files_total)
     emit(r, &ev);
 }

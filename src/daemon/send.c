@@ -30,7 +30,9 @@
 #include "daemon/xport.h"
 #include "daemon/sftd.h"
 #include "daemon/walk.h"
+#include "sft/adapt.h"
 #include "sft/chunk.h"
+#include "sft/fec.h"
 #include "sft/hash.h"
 #include "sft/name.h"
 #include "sft/proto.h"
@@ -75,6 +77,8 @@ struct sjob {
   int send;
   int err;
   int cancelled; /* its stream was reset (pause, link loss): resend later */
+  int parity;    /* a parity shard (index = stripe, pidx): never resent */
+  uint32_t pidx;
   int64_t sid;
   size_t hdr_len;
   uint8_t hdr[SFT_CHUNK_HDR_MAX];
@@ -100,6 +104,7 @@ struct slink {
   uint64_t wire_n;
   uint64_t progress_at;  /* last stream acked/closed or ACK received */
   int last_err;
+  int was_up;            /* completed HELLO before: a comeback is a reconnect */
   char why[256];         /* why it went down */
 };
 
@@ -135,6 +140,12 @@ struct sender {
   struct sft_xfer_range *plost; /* chunks whose streams pause reset: */
   size_t nplost, cap_plost;     /* sent again first on resume */
   uint64_t *plost_file;
+  struct sft_adapt adapt;  /* chunk size, parity, connections from RTT/loss */
+  uint64_t tick_sent, tick_lost; /* packet counters at the last sample */
+  uint64_t chunks_lost;    /* chunk streams lost with a link or reset */
+  uint64_t tick_csent, tick_clost;
+  double chunk_loss;       /* EWMA of lost / sent chunks */
+  uint32_t m_pro;          /* proactive parity per stripe now */
   struct sft_rate rate;    /* this transfer's bandwidth limit */
   uint64_t rate_wait;      /* a chunk waits for tokens until then; 0 none */
   int tofu_new;
@@ -288,8 +299,8 @@ static int make_manifest(struct sender *s, struct sfile *f) {
   m->mtime_sec = e->mtime_s;
   m->mtime_nsec = e->mtime_ns;
   m->mode = e->mode & SFT_MODE_MASK;
-  m->stripe_k = 10;
-  m->stripe_m = 0;
+  m->stripe_k = s->o->fec_k ? s->o->fec_k : 10;
+  m->stripe_m = s->o->fec_off ? 0 : s->o->fec_k ? s->o->fec_m : 3;
   rv = sft_manifest_set_name(m, e->name, strlen(e->name));
   if (!rv)
     rv = sft_manifest_set_geometry(m, m->kind == SFT_FILE_DIR ? 0 : e->size,
@@ -316,6 +327,14 @@ static void offer_more(struct sender *s) {
     int rv;
     s->open_offers++;
     f->st = SF_OFFERED;
+    if (!s->o->chunk_size && f->man.kind == SFT_FILE_REGULAR) {
+      /* The chunk size follows the link as measured so far. */
+      struct sft_adapt_decision d;
+      sft_adapt_get(&s->adapt, &d);
+      if (d.chunk_size && d.chunk_size != f->man.chunk_size &&
+          sft_manifest_set_geometry(&f->man, f->man.size, d.chunk_size) == 0)
+        sft_manifest_verify(&f->man);
+    }
     rv = send_offer(s, f);
     if (rv) {
       finish(s, rv, "cannot send the offer for %s: %s", f->man.name,
@@ -375,7 +394,8 @@ static void job_free(struct sender *s, struct sjob *j) {
  * machine sends it again (at once, or after a pause). */
 static void job_lost(struct sjob *j) {
   struct sfile *f = j->f;
-  if (f->st == SF_ACTIVE && f->xs) {
+  if (!j->parity && f->st == SF_ACTIVE && f->xs) {
+    f->s->chunks_lost++;
     struct sft_xfer_range r = {.first = j->index, .last = j->index};
     sft_xsend_on_need(f->xs, now(), &r, 1);
   }
@@ -571,6 +591,158 @@ static int submit_read(struct sender *s, struct sfile *f,
   return 0;
 }
 
+/* ---- parity on the thread pool ------------------------------------------ */
+
+/* One ENCODE_PARITY: the stripe's data is read again from the file (the
+ * chunks were released when they were sent), zero-padded to chunk_size,
+ * encoded, and each parity shard asked for becomes a chunk job queued
+ * ahead of new data (parity is useful only while the stripe is young). */
+struct pjob {
+  uv_work_t w;
+  struct sfile *f;
+  uint64_t stripe, offset;
+  uint32_t nchunks, len, first, count, k, m;
+  int err;
+  struct sjob *out[SFT_MAX_STRIPE];
+};
+
+static void pjob_work(uv_work_t *w) {
+  struct pjob *p = w->data;
+  struct sfile *f = p->f;
+  uint64_t want = (uint64_t)p->nchunks * p->len, got = 0;
+  uint8_t *data, *scratch;
+  const uint8_t *dp[SFT_MAX_STRIPE];
+  uint8_t *pp[SFT_MAX_STRIPE];
+  struct sft_fec *fec = NULL;
+  if (p->offset + want > f->man.size)
+    want = f->man.size - p->offset;
+  data = calloc((size_t)p->k, p->len);
+  scratch = malloc(p->len);
+  if (!data || !scratch || sft_fec_new(&fec, p->k, p->m)) {
+    p->err = SFT_ERR_NOMEM;
+    goto out;
+  }
+  while (got < want) {
+    ssize_t n = pread(f->fd, data + got, (size_t)(want - got),
+                      (off_t)(p->offset + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      p->err = n == 0 ? SFT_ERR_TRUNCATED : SFT_ERR_IO;
+      goto out;
+    }
+    got += (uint64_t)n;
+  }
+  for (uint32_t i = 0; i < p->k; i++)
+    dp[i] = data + (size_t)i * p->len;
+  for (uint32_t i = 0; i < p->m; i++)
+    pp[i] = i >= p->first && i < p->first + p->count
+                ? p->out[i - p->first]->data
+                : scratch; /* shards not asked for are thrown away */
+  p->err = sft_fec_encode(fec, dp, pp, p->len);
+  for (uint32_t i = 0; !p->err && i < p->count; i++)
+    sft_hash(f->man.hash_algo, p->out[i]->data, p->len, p->out[i]->digest);
+out:
+  sft_fec_del(fec);
+  free(scratch);
+  free(data);
+}
+
+static void pjob_done(uv_work_t *w, int status) {
+  struct pjob *p = w->data;
+  struct sfile *f = p->f;
+  struct sender *s = f->s;
+  s->work--;
+  for (uint32_t i = 0; i < p->count; i++) {
+    struct sjob *j = p->out[i];
+    struct sft_chunk_hdr h = {.kind = SFT_CHUNK_PARITY,
+                              .file_id = f->id,
+                              .index = p->stripe,
+                              .parity_index = j->pidx,
+                              .payload_len = p->len};
+    memcpy(h.digest, j->digest, SFT_HASH_LEN);
+    if (status || p->err || s->released || s->closing ||
+        f->st != SF_ACTIVE ||
+        sft_chunk_hdr_encode(j->hdr, sizeof(j->hdr), &h, &j->hdr_len)) {
+      job_free(s, j);
+      continue;
+    }
+    /* Ahead of the data chunks waiting for a stream. */
+    j->next = s->sq_head;
+    s->sq_head = j;
+    if (!s->sq_tail)
+      s->sq_tail = j;
+    s->res->parity_sent++;
+  }
+  free(p);
+  if (s->released) {
+    try_free(s);
+    return;
+  }
+  flush_sendq(s);
+  pump(s);
+}
+
+static int submit_parity(struct sender *s, struct sfile *f,
+                         const struct sft_xsend_action *a) {
+  struct pjob *p = calloc(1, sizeof(*p));
+  uint32_t i;
+  if (!p)
+    return SFT_ERR_NOMEM;
+  p->w.data = p;
+  p->f = f;
+  p->stripe = a->stripe;
+  p->offset = a->offset;
+  p->nchunks = a->nchunks;
+  p->len = a->len;
+  p->first = a->parity_first;
+  p->count = a->parity_count;
+  p->k = f->man.stripe_k;
+  p->m = f->man.stripe_m;
+  if (!p->count || p->first + p->count > p->m || p->nchunks > p->k) {
+    free(p);
+    return SFT_ERR_STATE;
+  }
+  for (i = 0; i < p->count; i++) {
+    struct sjob *j = calloc(1, sizeof(*j) + p->len);
+    if (!j)
+      break;
+    j->w.data = j;
+    j->f = f;
+    j->index = p->stripe;
+    j->len = p->len;
+    j->send = 1;
+    j->parity = 1;
+    j->pidx = p->first + i;
+    j->sid = -1;
+    s->held_bytes += p->len;
+    f->jobs++;
+    p->out[i] = j;
+  }
+  if (i < p->count || uv_queue_work(s->loop, &p->w, pjob_work, pjob_done)) {
+    for (uint32_t n = 0; n < i; n++)
+      job_free(s, p->out[n]);
+    free(p);
+    return SFT_ERR_NOMEM;
+  }
+  s->work++;
+  return 0;
+}
+
+/* CANCEL_CHUNK: the receiver acked chunk |index| while its stream is still
+ * open (rebuilt from parity): stop sending it. */
+static void cancel_chunk(struct sender *s, struct sfile *f, uint64_t index) {
+  for (unsigned i = 0; i < s->nlinks; i++) {
+    struct slink *l = &s->links[i];
+    for (struct sjob *j = l->wire; j; j = j->wnext)
+      if (j->f == f && j->index == index && !j->parity && !j->cancelled) {
+        j->cancelled = 1;
+        XP(stream_cancel, l->c, j->sid, (uint64_t)-SFT_ERR_CANCELLED);
+        return;
+      }
+  }
+}
+
 /* ---- links: connect, fall back, lose, reconnect ------------------------- */
 
 static void link_reset(struct slink *l) {
@@ -692,8 +864,9 @@ static void link_up(struct slink *l) {
   l->hello_ok = 1;
   l->attempts = 0;
   l->progress_at = now();
-  if (s->ever_up)
+  if (l->was_up)
     s->res->reconnects++;
+  l->was_up = 1;
   s->ever_up = 1;
   if (!s->ctl)
     s->ctl = l;
@@ -894,6 +1067,10 @@ static void pump(struct sender *s) {
           memcpy(m.root, a.root, SFT_HASH_LEN);
           memcpy(f->man.root, a.root, SFT_HASH_LEN);
           CTRL_SEND(&s->ctl->ctl, sft_msg_complete_encode, &m);
+        } else if (a.type == SFT_XSEND_ENCODE_PARITY) {
+          submit_parity(s, f, &a); /* on failure the stripe relies on NEED */
+        } else if (a.type == SFT_XSEND_CANCEL_CHUNK) {
+          cancel_chunk(s, f, a.index);
         } else if (a.type == SFT_XSEND_DONE) {
           file_end(f, SF_DONE, 0, NULL);
           break;
@@ -1004,6 +1181,10 @@ static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
   p.max_inflight = SFT_XSEND_MAX_INFLIGHT;
   p.resend_timeout_ns = 60ull * 1000000000u;
   p.max_retries = SFT_XFER_MAX_RETRIES; /* link losses and pauses count */
+  if (f->man.stripe_m) {
+    p.stripe_k = f->man.stripe_k;
+    p.stripe_m = f->man.stripe_m;
+  }
   rv = sft_xsend_new(&f->xs, f->man.size, f->man.chunk_size, f->man.hash_algo,
                      &p);
   if (!rv)
@@ -1015,6 +1196,9 @@ static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
     return 0;
   }
   f->st = SF_ACTIVE;
+  if (f->man.stripe_m)
+    sft_xsend_set_parity(f->xs, s->m_pro < f->man.stripe_m ? s->m_pro
+                                                             : f->man.stripe_m);
   if (s->paused)
     sft_xsend_pause(f->xs, now());
   return 0;
@@ -1076,6 +1260,21 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
       if (rv)
         return SFT_ERR_PEER;
     }
+    break;
+  }
+  case SFT_MSG_NEED: {
+    struct sft_msg_need m;
+    struct sfile *f;
+    rv = sft_msg_need_decode(fr->body, fr->body_len, &m);
+    if (rv)
+      return rv;
+    f = file_by_id(s, m.file_id);
+    if (!f)
+      return SFT_ERR_PEER;
+    if (f->st == SF_ACTIVE &&
+        sft_xsend_on_need_stripe(f->xs, now(), m.stripe, m.count) ==
+            SFT_ERR_RANGE)
+      return SFT_ERR_PEER;
     break;
   }
   case SFT_MSG_COMPLETE: {
@@ -1345,6 +1544,66 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
     pump(s);
 }
 
+/* Re-evaluates the tuning from the last 100 ms (sft/adapt.h): parity per
+ * stripe, connections, chunk size for files not offered yet.
+ *
+ * Parity: QUIC already repairs packet loss inside each chunk stream, so
+ * parity is sized from CHUNK loss (streams lost with a link, reset, or
+ * stalled), plus one shard per stripe when packet loss is high (>= 5 %):
+ * there a stripe's last chunks are often late, and a rebuild completes it
+ * without waiting (the late copy is then cancelled). */
+static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
+                       uint64_t srtt_ns) {
+  struct sft_adapt_sample smp = {.srtt_ns = srtt_ns};
+  struct sft_adapt_decision d;
+  uint64_t ds = sent - s->tick_sent, dl = lost - s->tick_lost;
+  uint64_t cs = s->res->chunks_sent - s->tick_csent;
+  uint64_t cl = s->chunks_lost - s->tick_clost;
+  uint32_t k = s->adapt.cfg.k, m = s->adapt.cfg.m, pro;
+  if (sent < s->tick_sent || lost < s->tick_lost)
+    ds = dl = 0; /* a link was replaced: counters restarted */
+  s->tick_sent = sent;
+  s->tick_lost = lost;
+  s->tick_csent = s->res->chunks_sent;
+  s->tick_clost = s->chunks_lost;
+  if (cs)
+    s->chunk_loss = 0.8 * s->chunk_loss + 0.2 * ((double)cl / (double)cs);
+  if (!ds || !s->ever_up)
+    return;
+  smp.loss_ppm = (uint32_t)(dl * 1000000 / ds);
+  for (unsigned i = 0; i < s->nlinks; i++) {
+    sftq_stats st;
+    struct slink *l = &s->links[i];
+    if (l->c && l->hello_ok && XP(conn_stats, l->c, &st) == 0)
+      smp.delivery_rate += st.delivery_rate;
+  }
+  if (s->o->bwlimit_bps)
+    smp.link_rate = s->o->bwlimit_bps / 8;
+  if (sft_adapt_update(&s->adapt, &smp, now()) < 0)
+    return;
+  sft_adapt_get(&s->adapt, &d);
+  pro = m ? sft_adapt_parity(k, m, (uint32_t)(s->chunk_loss * 1e6)) : 0;
+  if (m && s->adapt.loss >= 0.05 && pro < 1)
+    pro = 1;
+  if (pro > m)
+    pro = m;
+  if (pro != s->m_pro) {
+    s->m_pro = pro;
+    for (size_t i = 0; i < s->next_offer; i++)
+      if (s->files[i].st == SF_ACTIVE && s->files[i].man.stripe_m)
+        sft_xsend_set_parity(s->files[i].xs, pro);
+  }
+  /* More connections when RTT x loss is high: each backs off alone. */
+  if (!s->o->conns && d.conns > s->nlinks && d.conns <= SFTD_LINKS_MAX) {
+    for (unsigned i = s->nlinks; i < d.conns; i++) {
+      s->links[i].tcp = s->links[0].tcp;
+      s->links[i].reopen_at = now();
+    }
+    s->nlinks = d.conns;
+    pump(s);
+  }
+}
+
 static void progress_tick(uv_timer_t *t) {
   struct sender *s = t->data;
   struct sftd_event ev = {.type = SFTD_EV_PROGRESS};
@@ -1381,6 +1640,8 @@ static void progress_tick(uv_timer_t *t) {
   }
   if (sent)
     ev.p.loss = (double)lost / (double)sent;
+  ev.p.parity_sent = s->res->parity_sent;
+  adapt_tick(s, sent, lost, (uint64_t)(ev.p.rtt_ms * 1e6));
   emit(s, &ev);
 }
 
@@ -1539,6 +1800,21 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
     ctrl_init(&s->links[i].ctl);
   }
   sft_rate_init(&s->rate, o->bwlimit_bps, 0, s->t0);
+  {
+    struct sft_adapt_config ac;
+    sft_adapt_config_default(&ac);
+    ac.k = o->fec_k ? o->fec_k : 10;
+    ac.m = o->fec_off ? 0 : o->fec_k ? o->fec_m : 3;
+    ac.initial.parity = 0;
+    ac.initial.chunk_size =
+        o->chunk_size ? o->chunk_size : SFT_CHUNK_SIZE_DEFAULT;
+    ac.max_conns = 4;
+    if (sft_adapt_init(&s->adapt, &ac)) {
+      ac.k = 10;
+      ac.m = 3;
+      sft_adapt_init(&s->adapt, &ac);
+    }
+  }
   snprintf(s->host, sizeof(s->host), "%s", o->host);
   uv_timer_init(loop, &s->timer);
   uv_timer_init(loop, &s->ptimer);

@@ -79,6 +79,7 @@ struct sftd_progress {
   uint64_t chunks_done, chunks_total;
   uint64_t chunks_rebuilt;
   uint64_t chunks_resent;
+  uint64_t parity_sent;
   uint64_t files_done, files_total;
   uint64_t links_up, reconnects;
   double rtt_ms;  /* smoothed RTT, 0 unknown */
@@ -130,6 +131,11 @@ struct sftd_send_opts {
   int persistent;              /* 1: retry the first connection too (a
                                   resumed session); 0: a first connection
                                   that fails ends the session at once */
+  uint32_t fec_k, fec_m;       /* Reed-Solomon stripe k data + m parity
+                                  chunks; k 0: 10+3. m parity chunks are
+                                  the most a stripe can get; how many are
+                                  sent proactively follows measured loss */
+  int fec_off;                 /* 1: no parity at all */
   const uint8_t *session_id;   /* SFT_SESSION_ID_LEN bytes to resume a
                                   session, or NULL: a new random id */
   sftd_event_fn on_event;
@@ -146,6 +152,8 @@ struct sftd_result {
   uint64_t files_ok, files_failed, files_refused;
   uint64_t bytes;            /* file bytes delivered and verified */
   uint64_t chunks_sent, chunks_resent, chunks_skipped;
+  uint64_t parity_sent;      /* sender: parity chunks sent */
+  uint64_t chunks_rebuilt;   /* receiver: data chunks rebuilt from parity */
   double seconds;            /* wall time including connection set-up */
   int fell_back;             /* sent over TCP+TLS after QUIC failed */
   uint64_t reconnects;       /* connections re-established after a loss */

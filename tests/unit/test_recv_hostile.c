@@ -924,7 +924,7 @@ static const char *viol_name[V_COUNT] = {
     "payload length != chunk length", "more payload than announced",
     "truncated header then FIN",    "data stream before the control stream",
     "non-minimal varint in a frame", "frame body length over the limit",
-    "second HELLO",                 "parity chunk without parity"};
+    "second HELLO",                 "parity index past the stripe"};
 
 /* Returns 1 if the receiver sent an ERROR frame with |code| before closing. */
 static int run_violation(enum viol v) {
@@ -1010,9 +1010,10 @@ static int run_violation(enum viol v) {
   case V_SECOND_HELLO:
     hx_hello(&h);
     break;
-  case V_PARITY_CHUNK:
+  case V_PARITY_CHUNK: /* the offer's stripe is 10+3: parity 0..2 */
     c = data_hdr(0, 0, data, CS);
     c.kind = SFT_CHUNK_PARITY;
+    c.parity_index = 3;
     hx_chunk(&h, &c, data, CS, 1);
     break;
   default:
