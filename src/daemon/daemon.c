@@ -159,23 +159,39 @@ static const char *state_name(int st);
 
 /* ---- WebSocket events (schema: docs/internals/api.md) ------------------------ */
 
+/* Publishes |ev| (stolen) on |topic| after adding "ts": the wall-clock time
+ * of the event in Unix milliseconds (microsecond resolution), so clients can
+ * measure delivery latency. With a |throttle_key| at most one message per
+ * key goes out per 100 ms; the latest is always delivered (api.md). */
 static void ws_emit(struct daemon *d, const char *topic, json_t *ev,
-                    int throttle_key) {
+                    const char *throttle_key) {
   char *js;
-  if (!d->http) {
+  if (!d->http || !ev) {
     json_decref(ev);
     return;
   }
+  json_object_set_new(ev, "ts",
+                      json_real((double)(sftd_wall_ns() / 1000) / 1e3));
   js = json_dumps(ev, JSON_COMPACT);
   json_decref(ev);
   if (!js)
     return;
-  if (throttle_key) /* progress: at most 10 per second per transfer */
-    sftd_http_ws_broadcast_throttled(d->http, topic, topic, js, strlen(js),
-                                     100);
+  if (throttle_key)
+    sftd_http_ws_broadcast_throttled(d->http, topic, throttle_key, js,
+                                     strlen(js), 100);
   else
     sftd_http_ws_publish(d->http, topic, js, strlen(js), 0);
   free(js);
+}
+
+/* NetworkEvent of transfer |x|: kind, the peer and a detail text. */
+static void ws_network_event(struct dxfer *x, const char *kind,
+                             const char *detail) {
+  ws_emit(x->d, x->id_hex,
+          json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "NetworkEvent", "id",
+                    x->id_hex, "kind", kind, "peer", x->peer, "detail",
+                    detail ? detail : ""),
+          NULL);
 }
 
 /* ---- transfer events -------------------------------------------------------- */
@@ -198,13 +214,16 @@ static void on_send_event(const struct sftd_event *ev, void *ud) {
       x->state = SFT_XS_TRANSFERRING;
     if (ev->p.bytes_done != x->p.bytes_done ||
         ev->p.chunks_done != x->p.chunks_done) {
-      double eta = x->rate_bps > 0 ? 8.0 *
-                                         (double)(ev->p.bytes_total -
-                                                  ev->p.bytes_done) /
-                                         x->rate_bps
-                                   : -1;
+      char key[SFTD_WS_TOPIC_MAX + 1];
+      json_t *eta =
+          x->rate_bps > 0 && ev->p.bytes_total >= ev->p.bytes_done
+              ? json_real(8.0 * (double)(ev->p.bytes_total - ev->p.bytes_done) /
+                          x->rate_bps)
+              : json_null();
+      /* at most 10 per second per transfer; the last value always goes */
+      snprintf(key, sizeof(key), "progress:%s", x->id_hex);
       ws_emit(x->d, x->id_hex,
-              json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:s}",
+              json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:o, s:s}",
                         "type", "TransferProgress", "id", x->id_hex,
                         "bytes_done", (json_int_t)ev->p.bytes_done,
                         "bytes_total", (json_int_t)ev->p.bytes_total,
@@ -212,7 +231,22 @@ static void on_send_event(const struct sftd_event *ev, void *ud) {
                         "chunks_total", (json_int_t)ev->p.chunks_total,
                         "rate_bps", x->rate_bps, "eta_s", eta, "state",
                         state_name(x->state)),
-              1);
+              key);
+    }
+    if (ev->p.chunks_done > x->p.chunks_done) {
+      /* Chunks completed so far (cumulative, so coalescing loses nothing),
+       * batched to at most one message per 100 ms per transfer. The sender
+       * reports counts, not chunk indices (docs/internals/api.md). */
+      char key[SFTD_WS_TOPIC_MAX + 1];
+      snprintf(key, sizeof(key), "chunks:%s", x->id_hex);
+      ws_emit(x->d, x->id_hex,
+              json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "type",
+                        "ChunkCompleted", "id", x->id_hex, "chunks_done",
+                        (json_int_t)ev->p.chunks_done, "chunks_total",
+                        (json_int_t)ev->p.chunks_total, "chunks_rebuilt",
+                        (json_int_t)ev->p.chunks_rebuilt, "chunks_resent",
+                        (json_int_t)ev->p.chunks_resent),
+              key);
     }
     x->p = ev->p;
     break;
@@ -220,18 +254,16 @@ static void on_send_event(const struct sftd_event *ev, void *ud) {
   case SFTD_EV_CONNECTED:
     if (x->state == SFT_XS_PREPARING)
       x->state = x->paused ? SFT_XS_PAUSED : SFT_XS_TRANSFERRING;
-    ws_emit(x->d, x->id_hex,
-            json_pack("{s:s, s:s, s:s, s:s}", "type", "NetworkEvent", "kind",
-                      "connected", "peer", x->peer, "detail",
-                      ev->text ? ev->text : ""),
-            0);
+    ws_network_event(x, "connected", ev->text);
     break;
   case SFTD_EV_FALLBACK:
-    ws_emit(x->d, x->id_hex,
-            json_pack("{s:s, s:s, s:s, s:s}", "type", "NetworkEvent", "kind",
-                      "fallback", "peer", x->peer, "detail",
-                      ev->text ? ev->text : ""),
-            0);
+    ws_network_event(x, "fallback", ev->text);
+    break;
+  case SFTD_EV_LINK_DOWN:
+    ws_network_event(x, "link_down", ev->text);
+    break;
+  case SFTD_EV_LINK_UP:
+    ws_network_event(x, "link_up", NULL);
     break;
   case SFTD_EV_FILE_FAILED:
     log_line(x->d, 1, "transfer %s: %s: %s", x->id_hex, ev->name,
@@ -260,14 +292,14 @@ static void on_send_done(struct sender *s, void *ud) {
             json_pack("{s:s, s:s, s:s, s:s}", "type", "TransferFailed", "id",
                       x->id_hex, "code", sft_err_name(x->res.err), "message",
                       x->res.why),
-            0);
+            NULL);
   else
     ws_emit(x->d, x->id_hex,
             json_pack("{s:s, s:s, s:I, s:f, s:I}", "type", "TransferCompleted",
                       "id", x->id_hex, "bytes", (json_int_t)x->res.bytes,
                       "seconds", x->res.seconds, "files",
                       (json_int_t)x->res.files_ok),
-            0);
+            NULL);
   if (x->d->metrics) {
     sft_metric_inc(x->d->m.chunks_sent, (double)x->res.chunks_sent);
     sft_metric_inc(x->d->m.retries, (double)x->res.chunks_resent);

@@ -170,7 +170,7 @@ void sftd_http_config_default(struct sftd_http_config *cfg) {
   cfg->port = 8080;
   cfg->body_limit = 1u << 20;
   cfg->rate_per_s = 200;
-  cfg->rate_burst = 400;
+  cfg->rate_burst = 0; /* 2 * rate_per_s, whatever rate the caller sets */
   cfg->timeout_s = 20;
   cfg->keepalive_s = 5;
   cfg->deferred_timeout_ms = 30000;

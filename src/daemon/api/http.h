@@ -235,7 +235,7 @@ struct sftd_http_config {
   const char *const *cors_origins;
   size_t body_limit;          /* bytes; default 1 MiB. Larger -> 413 */
   uint32_t rate_per_s;        /* per remote IP; default 200; 0 = off */
-  uint32_t rate_burst;        /* default 2 * rate_per_s */
+  uint32_t rate_burst;        /* 0 (default): 2 * rate_per_s */
   unsigned timeout_s;         /* headers/body/idle network timeout; 20 */
   unsigned keepalive_s;       /* idle keep-alive connection; default 5 */
   unsigned deferred_timeout_ms; /* pending answer deadline -> 504; 30000 */
