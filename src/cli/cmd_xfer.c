@@ -301,7 +301,10 @@ static void send_usage(FILE *f) {
   fprintf(f,
           "usage: sft send PATH... HOST:PORT [options]\n"
           "Sends files and directories (recursively) to `sft recv` on "
-          "HOST:PORT.\n\n"
+          "HOST:PORT.\n"
+          "HOST1:PORT,HOST2:PORT... names several addresses of the same "
+          "receiver:\none connection per path, used at once, with "
+          "failover.\n\n"
           "  --peer-id ID       the receiver's identity (SFT1-...); without "
           "it the\n"
           "                     first contact is trusted and recorded in "
@@ -466,12 +469,26 @@ int cmd_send_main(int argc, char **argv) {
     send_usage(stderr);
     return SFT_EXIT_USAGE;
   }
-  if (parse_hostport(argv[argc - 1], NULL, host, sizeof(host), &o.port) ||
-      o.port == 0) {
-    cli_error("'%s' is not HOST:PORT (the last argument names the receiver, "
-              "e.g. 192.0.2.7:5000)",
-              argv[argc - 1]);
-    return SFT_EXIT_USAGE;
+  {
+    /* HOST:PORT, or several addresses of the receiver (one path each):
+     * HOST1:PORT,HOST2:PORT... */
+    char first[600];
+    const char *last = argv[argc - 1], *comma = strchr(last, ',');
+    size_t n = comma ? (size_t)(comma - last) : strlen(last);
+    if (n >= sizeof(first) ||
+        (memcpy(first, last, n), first[n] = 0,
+         parse_hostport(first, NULL, host, sizeof(host), &o.port)) ||
+        o.port == 0) {
+      cli_error("'%s' is not HOST:PORT[,HOST:PORT...] (the last argument "
+                "names the receiver, e.g. 192.0.2.7:5000)",
+                last);
+      return SFT_EXIT_USAGE;
+    }
+    if (comma) {
+      if (!no_daemon) /* the daemon's API takes one peer today */
+        no_daemon = 1;
+      o.more_peers = comma + 1;
+    }
   }
   if (!no_daemon) {
     /* A running daemon (its API answering, its token readable) takes the

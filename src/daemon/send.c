@@ -30,6 +30,7 @@
 #include "daemon/xport.h"
 #include "daemon/sftd.h"
 #include "daemon/walk.h"
+#include "daemon/paths.h"
 #include "sft/adapt.h"
 #include "sft/chunk.h"
 #include "sft/fec.h"
@@ -93,6 +94,7 @@ struct sjob {
 struct slink {
   struct sender *s;
   unsigned idx;
+  unsigned tgt;          /* index into the sender's targets (path) */
   sftq_conn *c;          /* NULL while down */
   struct ctrl ctl;
   int connected, hello_ok;
@@ -102,17 +104,25 @@ struct slink {
   uint64_t reopen_at;    /* down: reconnect at this time (0: never) */
   struct sjob *wire;     /* chunks on its streams */
   uint64_t wire_n;
-  uint64_t progress_at;  /* last stream acked/closed or ACK received */
+  uint64_t progress_at;  /* last sign of life: a packet from the peer */
+  uint64_t pkts_recv;    /* ...counted here */
   int last_err;
   int was_up;            /* completed HELLO before: a comeback is a reconnect */
   char why[256];         /* why it went down */
+};
+
+/* One address of the receiver (a path). */
+struct target {
+  char numeric[256];
+  uint16_t port;
 };
 
 struct sender {
   uv_loop_t *loop;
   sftq_ctx *q;
   sftt_ctx *t;
-  char numeric[256];    /* the receiver's numeric address */
+  struct target tg[SFTD_PEERS_MAX]; /* tg[0]: HOST:PORT, then more_peers */
+  unsigned ntg;
   uv_timer_t timer;  /* the pump's next deadline */
   uv_timer_t ptimer; /* progress events */
   int handles_open;  /* timers not yet closed */
@@ -765,12 +775,14 @@ static int link_open(struct sender *s, struct slink *l) {
     sftt_conn *tc = NULL;
     if (!s->t)
       return SFT_ERR_UNSUPPORTED;
-    rv = sftt_connect(s->t, s->numeric, s->o->port, l, &tc);
+    rv = sftt_connect(s->t, s->tg[l->tgt].numeric, s->tg[l->tgt].port, l,
+                      &tc);
     if (!rv)
       l->c = (sftq_conn *)(void *)tc;
     return rv;
   }
-  rv = sftq_connect(s->q, s->numeric, s->o->port, l, &l->c);
+  rv = sftq_connect(s->q, s->tg[l->tgt].numeric, s->tg[l->tgt].port, l,
+                    &l->c);
   if (rv) {
     l->c = NULL;
     return rv;
@@ -975,21 +987,30 @@ static void link_lost(struct slink *l, int reason, uint64_t app_error,
          l->attempts);
 }
 
-/* A link whose chunks make no progress for too long is dead even if the
- * transport has not noticed yet (a blackholed path, a controller stuck in
- * backoff): close it. With other links up, "too long" is a few PTOs (at
+/* A link with chunks outstanding that hears nothing from the peer for too
+ * long is dead even if the transport has not noticed yet (a blackholed
+ * path): close it, so its chunks go to the other links. With other links up, "too long" is a few PTOs (at
  * least STALL_MIN_NS) so they take over quickly; alone, STALL_SOLO_NS. */
 static uint64_t stall_check(struct sender *s, struct slink *l, uint64_t t) {
   sftq_stats st;
   uint64_t limit = STALL_SOLO_NS;
-  if (!l->c || !l->hello_ok || !l->wire_n || !l->progress_at)
+  if (!l->c || !l->hello_ok || XP(conn_stats, l->c, &st))
     return UINT64_MAX;
-  if (links_up(s) > 1 && XP(conn_stats, l->c, &st) == 0) {
+  if (st.pkts_recv != l->pkts_recv || !l->wire_n || !l->progress_at) {
+    /* Alive (the peer's packets arrive), or nothing expected of it. */
+    l->pkts_recv = st.pkts_recv;
+    l->progress_at = t;
+  }
+  if (!l->wire_n)
+    return UINT64_MAX;
+  if (links_up(s) > 1) {
     uint64_t pto = st.srtt_ns + 4 * st.rttvar_ns + 25000000u;
     limit = 3 * pto > STALL_MIN_NS ? 3 * pto : STALL_MIN_NS;
   }
-  if (t - l->progress_at < limit)
-    return l->progress_at + limit;
+  if (t - l->progress_at < limit) {
+    uint64_t at = l->progress_at + limit, poll = t + 100000000u;
+    return at < poll ? at : poll; /* look again soon: packets arrive */
+  }
   XPV(conn_close, l->c, (uint64_t)-SFT_ERR_TIMEOUT);
   return UINT64_MAX;
 }
@@ -1527,6 +1548,20 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
              s->host, s->o->port,
              sft_strerror(reason ? reason : SFT_ERR_CLOSED));
   }
+  if (!s->ever_up && !s->closing && l->idx == 0 && l->tgt + 1 < s->ntg &&
+      reason != SFT_ERR_AUTH) {
+    /* That path does not work: try the receiver's next address. */
+    char text[400];
+    struct sftd_event ev = {.type = SFTD_EV_WARN, .text = text};
+    snprintf(text, sizeof(text), "path %s:%u skipped: %s",
+             s->tg[l->tgt].numeric, s->tg[l->tgt].port, why);
+    emit(s, &ev);
+    link_reset(l);
+    l->tgt++;
+    if (link_open(s, l) == 0)
+      return;
+    l->c = NULL;
+  }
   if (!s->ever_up && !s->o->persistent && !s->closing) {
     /* The first connection failed: say so now rather than retry. */
     link_lost(l, reason, app_error, why);
@@ -1599,6 +1634,7 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
       s->links[i].tcp = s->links[0].tcp;
       s->links[i].reopen_at = now();
     }
+    /* (links past the paths wrap round them: tgt = idx % ntg) */
     s->nlinks = d.conns;
     pump(s);
   }
@@ -1869,13 +1905,43 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
     goto fail;
   }
   memcpy(res->session_id, s->session_id, SFT_SESSION_ID_LEN);
-  rv = resolve(o->host, o->port, s->numeric, sizeof(s->numeric));
+  rv = resolve(o->host, o->port, s->tg[0].numeric, sizeof(s->tg[0].numeric));
   if (rv) {
     res->err = rv;
     snprintf(res->why, sizeof(res->why),
              "cannot resolve the receiver's address '%s'", o->host);
     goto fail;
   }
+  s->tg[0].port = o->port;
+  s->ntg = 1;
+  if (o->more_peers && *o->more_peers) {
+    struct sftd_peer pv[SFTD_PEERS_MAX];
+    size_t np = 0;
+    char msg[300];
+    rv = sftd_peerlist_parse(o->more_peers, strlen(o->more_peers), o->port, pv,
+                             SFTD_PEERS_MAX - 1, &np, msg, sizeof(msg));
+    if (rv) {
+      res->err = rv;
+      snprintf(res->why, sizeof(res->why), "bad peer list: %s", msg);
+      goto fail;
+    }
+    for (size_t i = 0; i < np; i++) {
+      struct target *tg = &s->tg[s->ntg];
+      if (resolve(pv[i].host, pv[i].port, tg->numeric, sizeof(tg->numeric))) {
+        char w[400];
+        snprintf(w, sizeof(w), "path %s:%u skipped: cannot resolve it",
+                 pv[i].host, pv[i].port);
+        warn(s, w);
+        continue;
+      }
+      tg->port = pv[i].port;
+      s->ntg++;
+    }
+  }
+  if (s->nlinks < s->ntg)
+    s->nlinks = s->ntg;
+  for (unsigned i = 0; i < SFTD_LINKS_MAX; i++)
+    s->links[i].tgt = i % s->ntg;
   /* The first link alone: the others join once it has verified the
    * receiver (trust on first use happens once). */
   rv = link_open(s, &s->links[0]);

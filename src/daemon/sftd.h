@@ -113,6 +113,9 @@ struct sftd_send_opts {
   const struct sftd_node *node;
   const char *host;            /* numeric address or name */
   uint16_t port;
+  const char *more_peers;      /* other addresses of the same receiver,
+                                  "HOST:PORT[,HOST:PORT...]" (multi-path:
+                                  one connection per path), or NULL */
   const char *const *paths;    /* files and directories */
   size_t npaths;
   const uint8_t *peer_fp;      /* pinned receiver identity, or NULL: TOFU */
