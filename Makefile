@@ -5,7 +5,7 @@ JOBS         ?= $(shell nproc)
 FUZZ_SECONDS ?= 30
 BUILD        ?= build
 
-.PHONY: all deps build test unit asan fuzz bench-micro demo format clean
+.PHONY: all deps build test unit asan fuzz bench-micro demo soak format clean
 
 all: build
 
@@ -40,6 +40,11 @@ bench-micro: deps
 
 demo: build
 	@./scripts/demo
+
+# 100 SIGKILLs of a receiving daemon during one transfer (CI runs 3).
+soak: build
+	@SFT=$(BUILD)/sft SFT_BUILD_DIR=$(BUILD) SFT_RESUME_KILLS=100 \
+	  SFT_RESUME_MIB=700 bash tests/integration/test_resume.sh
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

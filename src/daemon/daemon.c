@@ -1082,6 +1082,7 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   d->ropts.transport = d->cfg.transport == SFTD_TRANSPORT_QUIC ? SFTD_TRANSPORT_QUIC_ONLY
                        : d->cfg.transport == SFTD_TRANSPORT_TCP ? SFTD_TRANSPORT_TCP_ONLY
                                                                 : SFTD_TRANSPORT_ANY;
+  d->ropts.store = d->store; /* receiving sessions survive a restart */
   d->ropts.on_event = on_recv_event;
   d->ropts.ud = d;
   rv = recv_create(&d->e, &d->ropts, &d->rres, &d->recv);

@@ -26,6 +26,7 @@
 #include "daemon/engine.h"
 #include "daemon/xfer_int.h"
 #include "daemon/fsafe.h"
+#include "daemon/store/store.h"
 #include "daemon/quic/quic.h"
 #include "daemon/xport.h"
 #include "daemon/sftd.h"
@@ -53,6 +54,8 @@ struct rpar {
 
 struct rfile {
   struct rpar *parity; /* bounded by the machine (max_parity_stripes x m) */
+  uint8_t *committed;  /* store: the bitmap as last committed (ACKed) */
+  int dirty;           /* store: chunks written since the last commit */
   struct rsess *ss;
   uint64_t id;
   struct sft_manifest man;
@@ -93,6 +96,7 @@ struct rsess {
   struct rfile **files;
   size_t nfiles, cap;
   int failed, ended;
+  int stored;             /* has a row in the store */
   uint64_t linger_until;  /* no link: give up at this time (0: not lingering) */
   uint64_t files_ok, files_failed, bytes_ok;
   char peer[SFTD_FP_TEXT_MAX];
@@ -235,6 +239,55 @@ void recv_cb_stream_acked(struct receiver *r, sftq_conn *c, int64_t sid) {
 
 /* ---- files ---------------------------------------------------------------- */
 
+/* ---- the session store (daemon only) --------------------------------------- */
+
+static int sess_store_row(struct rsess *ss, int state, unsigned flags) {
+  struct sftd_store_session row;
+  struct receiver *r = ss->r;
+  if (!r->o->store)
+    return 0;
+  memset(&row, 0, sizeof(row));
+  if (ss->stored &&
+      sftd_store_load_session(r->o->store, ss->id, &row) != 0)
+    memset(&row, 0, sizeof(row));
+  memcpy(row.id, ss->id, SFTD_STORE_ID_LEN);
+  row.direction = SFTD_DIR_RECV;
+  memcpy(row.peer_fp, ss->fp, SFTD_STORE_FP_LEN);
+  row.priority = 2;
+  row.state = state;
+  if (!row.created_ns)
+    row.created_ns = sftd_wall_ns();
+  row.updated_ns = sftd_wall_ns();
+  if (sftd_store_save_session(r->o->store, &row, flags))
+    return SFT_ERR_IO;
+  ss->stored = 1;
+  return 0;
+}
+
+/* The file's row: manifest, state, root, and the committed bitmap. */
+static int file_store_row(struct rfile *f, int state) {
+  struct receiver *r = f->ss->r;
+  struct sftd_store_file row;
+  if (!r->o->store || !f->ss->stored)
+    return 0;
+  memset(&row, 0, sizeof(row));
+  memcpy(row.session_id, f->ss->id, SFTD_STORE_ID_LEN);
+  row.file_id = (uint32_t)f->id;
+  row.state = state;
+  row.manifest = f->man;
+  memcpy(row.root, f->man.root, SFTD_STORE_ROOT_LEN);
+  if (state == SFT_XS_COMPLETED) {
+    row.bytes_done = f->man.size;
+  } else if (f->committed) {
+    row.bitmap = f->committed;
+    row.bitmap_len = (size_t)((f->man.chunk_count + 7) / 8);
+    while (row.bitmap_len && !row.bitmap[row.bitmap_len - 1])
+      row.bitmap_len--;
+  }
+  return sftd_store_save_file(r->o->store, &row, SFTD_STORE_SYNC_FULL) ? SFT_ERR_IO
+                                                                      : 0;
+}
+
 static void file_end(struct rfile *f, enum rfile_state st, int err,
                      const char *why) {
   struct rsess *ss = f->ss;
@@ -251,14 +304,16 @@ static void file_end(struct rfile *f, enum rfile_state st, int err,
     ss->r->res->bytes += f->man.size;
     ev.type = SFTD_EV_FILE_DONE;
     sft_hex(f->man.root, SFT_HASH_LEN, ev.root_hex);
+    file_store_row(f, SFT_XS_COMPLETED);
   } else {
+    file_store_row(f, SFT_XS_FAILED);
     ss->files_failed++;
     ss->r->res->files_failed++;
     ev.type = SFTD_EV_FILE_FAILED;
     ev.err = err;
     ev.text = why;
     /* Incomplete data never stays under a name a user would take for the
-     * file; the part file is removed (resume across runs is future work). */
+     * file, and a failed file's part file goes. */
     if (f->man.kind == SFT_FILE_REGULAR && f->fd >= 0)
       sftd_fsafe_remove_part(ss->r->root_fd, f->man.name);
   }
@@ -297,6 +352,7 @@ static void parity_free(struct rpar *p) {
 
 static void rfile_free(struct rfile *f) {
   parity_free(parity_take(f, UINT64_MAX));
+  free(f->committed);
   if (f->fd >= 0)
     close(f->fd);
   sft_xrecv_del(f->xr);
@@ -566,6 +622,8 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
     rv = sft_xrecv_start(f->xr, now());
   if (!rv)
     rv = sft_xrecv_accepted(f->xr, now());
+  if (!rv)
+    sft_xrecv_set_rtt(f->xr, 1000000000u); /* see progress_tick */
   if (rv) {
     sftd_fsafe_remove_part(r->root_fd, man->name);
     rfile_free(f);
@@ -574,6 +632,20 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
   }
   ss->files[m->file_id] = f;
   f->st = RF_ACTIVE;
+  if (r->o->store) {
+    /* Resumable from now on: the file's row before its ACCEPT. */
+    f->committed = calloc(1, (size_t)((man->chunk_count + 7) / 8) + 1);
+    if (!f->committed ||
+        (!ss->stored && sess_store_row(ss, SFT_XS_TRANSFERRING,
+                                       SFTD_STORE_SYNC_FULL)) ||
+        file_store_row(f, SFT_XS_TRANSFERRING)) {
+      ss->files[m->file_id] = NULL;
+      sftd_fsafe_remove_part(r->root_fd, man->name);
+      rfile_free(f);
+      return refuse(l, m->file_id, SFT_REASON_INTERNAL, shown,
+                    "cannot record the file in the session store");
+    }
+  }
   {
     struct sft_msg_accept a = {.file_id = f->id,
                                .status = SFT_ACCEPT_OK,
@@ -946,6 +1018,78 @@ static void rbuild_submit(struct receiver *r, struct rfile *f,
   }
 }
 
+/* ---- re-hashing held chunks of a resumed file ------------------------------ */
+
+struct rhash {
+  uv_work_t w;
+  struct rfile *f;
+  uint64_t index, offset;
+  uint32_t len;
+  int err;
+  uint8_t digest[SFT_HASH_LEN];
+};
+
+static void rhash_work(uv_work_t *w) {
+  struct rhash *h = w->data;
+  uint8_t *buf = malloc(h->len ? h->len : 1);
+  size_t got = 0;
+  if (!buf) {
+    h->err = SFT_ERR_NOMEM;
+    return;
+  }
+  while (got < h->len) {
+    ssize_t n = pread(h->f->fd, buf + got, h->len - got,
+                      (off_t)(h->offset + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      h->err = SFT_ERR_IO;
+      break;
+    }
+    got += (size_t)n;
+  }
+  if (!h->err)
+    sft_hash(h->f->man.hash_algo, buf, h->len, h->digest);
+  free(buf);
+}
+
+static void rhash_done(uv_work_t *w, int status) {
+  struct rhash *h = w->data;
+  struct rfile *f = h->f;
+  struct rsess *ss = f->ss;
+  struct receiver *r = ss->r;
+  f->jobs--;
+  if (f->st == RF_ACTIVE) {
+    if (status || h->err)
+      sft_xrecv_abort(f->xr, now(), h->err ? h->err : SFT_ERR_IO);
+    else
+      sft_xrecv_on_hashed(f->xr, h->index, h->digest);
+  }
+  free(h);
+  sess_maybe_free(ss);
+  pump(r);
+}
+
+static void rhash_submit(struct receiver *r, struct rfile *f,
+                         const struct sft_xrecv_action *a) {
+  struct rhash *h = calloc(1, sizeof(*h));
+  if (!h) {
+    sft_xrecv_abort(f->xr, now(), SFT_ERR_NOMEM);
+    return;
+  }
+  h->w.data = h;
+  h->f = f;
+  h->index = a->index;
+  h->offset = a->offset;
+  h->len = a->len;
+  f->jobs++;
+  if (uv_queue_work(r->loop, &h->w, rhash_work, rhash_done)) {
+    f->jobs--;
+    free(h);
+    sft_xrecv_abort(f->xr, now(), SFT_ERR_IO);
+  }
+}
+
 /* ---- pump ----------------------------------------------------------------- */
 
 static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
@@ -962,6 +1106,8 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
       return;
     case SFT_XRECV_SEND_ACK: {
       static struct sft_ack_range rr[SFT_MAX_ACK_RANGES];
+      if (r->o->store)
+        break; /* with a store, ACKs follow commits (store_commit) */
       struct sft_msg_ack m = {.file_id = f->id, .ranges = rr};
       m.nranges = a.nranges < SFT_MAX_ACK_RANGES ? a.nranges
                                                  : SFT_MAX_ACK_RANGES;
@@ -973,8 +1119,8 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
       break;
     }
     case SFT_XRECV_HASH_CHUNK:
-      /* Only for resumed transfers, which this receiver does not start. */
-      sft_xrecv_abort(f->xr, t, SFT_ERR_STATE);
+      /* A resumed file: the held chunks' digests for the root. */
+      rhash_submit(r, f, &a);
       break;
     case SFT_XRECV_REBUILD:
       rbuild_submit(r, f, &a);
@@ -1046,6 +1192,10 @@ static void pump(struct receiver *r) {
                  "the sender did not come back within %u s",
                  (r->o->linger_ms ? r->o->linger_ms : SFTD_LINGER_MS_DEFAULT) /
                      1000);
+        if (r->o->store) {
+          sess_end(ss); /* resumable later from the store */
+          continue;
+        }
         sess_end_files(ss, SFT_ERR_CLOSED, why);
         sess_check_idle(ss);
         continue;
@@ -1081,6 +1231,99 @@ static struct rsess *sess_find(struct receiver *r, const uint8_t *id) {
   return NULL;
 }
 
+/* ---- resuming a stored session ---------------------------------------------- */
+
+static int slot_reserve(struct rsess *ss, size_t n) {
+  if (n <= ss->cap)
+    return 0;
+  {
+    size_t cap = ss->cap ? ss->cap : 16;
+    struct rfile **v;
+    while (cap < n)
+      cap *= 2;
+    v = realloc(ss->files, cap * sizeof(*v));
+    if (!v)
+      return SFT_ERR_NOMEM;
+    memset(v + ss->cap, 0, (cap - ss->cap) * sizeof(*v));
+    ss->files = v;
+    ss->cap = cap;
+  }
+  return 0;
+}
+
+/* One stored file row back into memory: a finished file as done, an
+ * unfinished one resumed from its committed bitmap (its part file opened
+ * again; held chunks are hashed again for the root). */
+static int load_file_cb(const struct sftd_store_file *row, void *ud) {
+  struct rsess *ss = ud;
+  struct receiver *r = ss->r;
+  struct rfile *f;
+  int rv;
+  if (row->file_id >= SFT_MAX_FILES || slot_reserve(ss, row->file_id + 1))
+    return 0;
+  f = calloc(1, sizeof(*f));
+  if (!f)
+    return 0;
+  f->ss = ss;
+  f->id = row->file_id;
+  f->man = row->manifest;
+  memcpy(f->man.root, row->root, SFT_HASH_LEN);
+  f->fd = -1;
+  sft_name_escape(f->man.name, f->man.name_len, f->shown, sizeof(f->shown));
+  if (ss->nfiles < row->file_id + 1)
+    ss->nfiles = row->file_id + 1;
+  ss->files[row->file_id] = f;
+  if (row->state == SFT_XS_COMPLETED || f->man.kind == SFT_FILE_DIR) {
+    f->st = RF_DONE;
+    return 0;
+  }
+  f->st = RF_FAILED;
+  if (row->state == SFT_XS_FAILED)
+    return 0;
+  f->committed = calloc(1, (size_t)((f->man.chunk_count + 7) / 8) + 1);
+  if (!f->committed)
+    return 0;
+  memcpy(f->committed, row->bitmap, row->bitmap_len);
+  rv = sftd_fsafe_open_part(r->root_fd, f->man.name, SFTD_FSAFE_RESUME, 0700,
+                            &f->fd);
+  if (!rv) {
+    struct sft_xrecv_params xp;
+    sft_xrecv_params_default(&xp);
+    if (f->man.stripe_m) {
+      xp.stripe_k = f->man.stripe_k;
+      xp.stripe_m = f->man.stripe_m;
+    }
+    rv = sft_xrecv_new(&f->xr, f->man.size, f->man.chunk_size,
+                       f->man.hash_algo, row->bitmap, row->bitmap_len, &xp);
+  }
+  if (!rv)
+    rv = sft_xrecv_start(f->xr, now());
+  if (!rv)
+    rv = sft_xrecv_accepted(f->xr, now());
+  if (!rv) {
+    f->st = RF_ACTIVE;
+    sft_xrecv_set_rtt(f->xr, 1000000000u); /* see progress_tick */
+  }
+  return 0;
+}
+
+/* A session this receiver does not hold in memory: known to the store
+ * (this daemon was restarted)? 0: loaded or unknown; SFT_ERR_AUTH: it
+ * belongs to another sender. */
+static int sess_load(struct rsess *ss) {
+  struct receiver *r = ss->r;
+  struct sftd_store_session row;
+  if (!r->o->store ||
+      sftd_store_load_session(r->o->store, ss->id, &row) != 0)
+    return 0;
+  if (row.direction != SFTD_DIR_RECV ||
+      memcmp(row.peer_fp, ss->fp, SFTQ_FP_LEN) != 0)
+    return SFT_ERR_AUTH;
+  ss->stored = 1;
+  sftd_store_list_files(r->o->store, ss->id, load_file_cb, ss);
+  return 0;
+}
+
 /* HELLO on link |l|: join the session it names (the same sender only), or
  * start it. */
 static int link_attach(struct rlink *l, const struct sft_msg_hello *h) {
@@ -1100,6 +1343,12 @@ static int link_attach(struct rlink *l, const struct sft_msg_hello *h) {
     memcpy(ss->id, h->session_id, SFT_SESSION_ID_LEN);
     memcpy(ss->fp, l->fp, SFTQ_FP_LEN);
     memcpy(ss->peer, l->peer, sizeof(ss->peer));
+    if (sess_load(ss)) {
+      free(ss);
+      sess_fail(NULL, l, SFT_ERR_AUTH,
+                "%s tried to join a session it does not own", l->peer);
+      return SFT_ERR_AUTH;
+    }
     ss->next = r->sessions;
     r->sessions = ss;
     emit(r, &ev);
@@ -1372,6 +1621,10 @@ void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
   link_free_maybe(l);
   if (ss->links || ss->ended)
     return;
+  if (r->stopping && r->o->store) {
+    sess_end(ss); /* the files stay resumable: rows and part files kept */
+    return;
+  }
   if (ss->failed || r->stopping || !sess_unfinished(ss)) {
     sess_end_files(ss, SFT_ERR_CLOSED,
                    "the sender disconnected before the file was complete");
@@ -1397,8 +1650,81 @@ void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
   pump(r);
 }
 
+/* Sends ACKs for the chunks set in |now_bm| and not in |old| (bytes
+ * [0, len)), as ranges, several ACK messages if needed. */
+static void ack_new_bits(struct rfile *f, const uint8_t *now_bm,
+                         const uint8_t *old, size_t len) {
+  static struct sft_ack_range rr[SFT_MAX_ACK_RANGES];
+  struct sft_msg_ack m = {.file_id = f->id, .ranges = rr};
+  uint64_t n = f->man.chunk_count;
+  for (uint64_t i = 0; i < n;) {
+    uint64_t first;
+    if (!(i / 8 < len && (now_bm[i / 8] & ~old[i / 8] & (1u << (i % 8))))) {
+      i++;
+      continue;
+    }
+    first = i;
+    while (i < n && i / 8 < len &&
+           (now_bm[i / 8] & ~old[i / 8] & (1u << (i % 8))))
+      i++;
+    rr[m.nranges].first = first;
+    rr[m.nranges].last = i - 1;
+    if (++m.nranges == SFT_MAX_ACK_RANGES) {
+      SESS_SEND(f->ss, sft_msg_ack_encode, &m);
+      m.nranges = 0;
+    }
+  }
+  if (m.nranges)
+    SESS_SEND(f->ss, sft_msg_ack_encode, &m);
+}
+
+/* Every 100 ms: one transaction (synchronous=NORMAL) with the bitmaps of
+ * the files that got chunks, then ACKs for exactly those chunks. So every
+ * chunk the sender saw acknowledged survives a crash of this process. */
+static void store_commit(struct receiver *r) {
+  struct sftd_store_bitmap_update u[64];
+  struct rfile *fv[64];
+  size_t n = 0;
+  if (!r->o->store)
+    return;
+  for (struct rsess *ss = r->sessions; ss; ss = ss->next) {
+    for (size_t i = 0; i < ss->nfiles; i++) {
+      struct rfile *f = ss->files[i];
+      const uint8_t *bm;
+      size_t len, full;
+      struct sft_xrecv_stats xs;
+      if (!f || f->st != RF_ACTIVE || !f->committed || !f->xr || n == 64)
+        continue;
+      bm = sft_xrecv_bitmap(f->xr, &len);
+      full = (size_t)((f->man.chunk_count + 7) / 8);
+      if (len > full)
+        len = full;
+      if (!bm || memcmp(bm, f->committed, len) == 0)
+        continue;
+      sft_xrecv_stats(f->xr, &xs);
+      memset(&u[n], 0, sizeof(u[n]));
+      memcpy(u[n].session_id, ss->id, SFTD_STORE_ID_LEN);
+      u[n].file_id = (uint32_t)f->id;
+      u[n].bitmap = bm;
+      u[n].bitmap_len = len;
+      while (u[n].bitmap_len && !bm[u[n].bitmap_len - 1])
+        u[n].bitmap_len--;
+      u[n].bytes_done = xs.bytes_done;
+      fv[n++] = f;
+    }
+  }
+  if (!n || sftd_store_update_bitmaps(r->o->store, u, n) != 0)
+    return; /* nothing new, or retried at the next tick (no ACK sent) */
+  for (size_t i = 0; i < n; i++) {
+    size_t len = u[i].bitmap_len;
+    ack_new_bits(fv[i], u[i].bitmap, fv[i]->committed, len);
+    memcpy(fv[i]->committed, u[i].bitmap, len);
+  }
+}
+
 static void progress_tick(uv_timer_t *t) {
   struct receiver *r = t->data;
+  store_commit(r);
   struct sftd_event ev = {.type = SFTD_EV_PROGRESS};
   ev.p.loss = -1;
   for (struct rsess *ss = r->sessions; ss; ss = ss->next) {
@@ -1426,9 +1752,17 @@ static void progress_tick(uv_timer_t *t) {
       ev.p.links_up++;
     if (bl && XP(conn_stats, bl->c, &st) == 0) {
       ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
+      /* NEED is a backstop (QUIC delivers every chunk stream unless its
+       * connection dies, and then the sender reassigns the chunks): a
+       * stripe's gap must last well beyond a round trip and the time the
+       * chunks in flight take to drain before parity or a resend is asked
+       * for, or chunks merely late are sent twice. NEED fires after
+       * 2 x this "RTT": max(4 x srtt, 1 s). */
+      uint64_t rtt = 4 * st.srtt_ns > 1000000000u ? 4 * st.srtt_ns
+                                                    : 1000000000u;
       for (size_t i = 0; i < ss->nfiles; i++)
         if (ss->files[i] && ss->files[i]->st == RF_ACTIVE)
-          sft_xrecv_set_rtt(ss->files[i]->xr, st.srtt_ns);
+          sft_xrecv_set_rtt(ss->files[i]->xr, rtt);
     }
   }
   ev.p.chunks_rebuilt = r->res->chunks_rebuilt;
@@ -1537,7 +1871,8 @@ void recv_destroy(struct receiver *r) {
   while (r->sessions) {
     struct rsess *ss = r->sessions;
     r->sessions = ss->next;
-    sess_end_files(ss, SFT_ERR_CANCELLED, "the receiver stopped");
+    if (!r->o->store)
+      sess_end_files(ss, SFT_ERR_CANCELLED, "the receiver stopped");
     ss->ended = 1;
     ss->links = NULL; /* every connection was closed by the teardown */
     sess_maybe_free(ss);

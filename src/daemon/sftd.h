@@ -17,6 +17,8 @@
 
 #define SFTD_FP_TEXT_MAX SFTD_FP_TEXT_SIZE
 
+struct sftd_store;
+
 /* ---- node identity --------------------------------------------------- */
 
 struct sftd_node {
@@ -182,6 +184,11 @@ struct sftd_recv_opts {
   int overwrite;            /* replace existing files */
   uint64_t max_size;        /* refuse files larger than this (0: no limit) */
   int transport;            /* SFTD_TRANSPORT_*: which listeners */
+  struct sftd_store *store; /* the daemon's session store, or NULL: with
+                               it, received chunks are committed in
+                               batches (<= 100 ms) and ACKed only once
+                               committed; files and part files survive a
+                               restart and a reattaching sender resumes */
   uint32_t linger_ms;       /* keep an interrupted session (files, part
                                files) this long for its sender to come back;
                                0: SFTD_LINGER_MS_DEFAULT */
