@@ -291,8 +291,15 @@ static void summary(struct ui *u, const struct sftd_result *res,
   }
   fmt_bytes(b, sizeof(b), (double)res->bytes);
   fmt_rate(r, sizeof(r), rate);
-  printf("%s %" PRIu64 " file(s), %s in %.2f s (%s), verified\n", verb,
+  printf("%s %" PRIu64 " file(s), %s in %.2f s (%s), verified", verb,
          res->files_ok, b, res->seconds, r);
+  if (res->parity_sent)
+    printf("; %" PRIu64 " parity chunks sent", res->parity_sent);
+  if (res->chunks_rebuilt)
+    printf("; %" PRIu64 " chunks rebuilt from parity", res->chunks_rebuilt);
+  if (res->reconnects)
+    printf("; %" PRIu64 " reconnect(s)", res->reconnects);
+  printf("\n");
 }
 
 /* ---- sft send -------------------------------------------------------------- */
