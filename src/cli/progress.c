@@ -106,7 +106,8 @@ void progress_update(struct progress *p, const struct progress_snapshot *s,
   }
   pct = s->bytes_total ? 100.0 * (double)s->bytes_done / (double)s->bytes_total
                        : 100.0;
-  eta = p->rate_bps > 0
+  /* Unknown below 1 byte/s (a stall): no absurd ETA like 5e94 s. */
+  eta = p->rate_bps >= 1
             ? (double)(s->bytes_total - s->bytes_done) / p->rate_bps
             : -1;
 

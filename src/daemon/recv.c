@@ -1535,6 +1535,11 @@ void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
   if (sid == l->ctl.sid) {
     XP(stream_consume, c, sid, len);
     rv = ctrl_feed(&l->ctl, data, len, on_frame, l);
+    if (!rv && fin && l->ss && !sess_unfinished(l->ss)) {
+      /* The sender ended the session: every file is finished. */
+      XPV(conn_close, c, 0);
+      return;
+    }
     if (rv)
       sess_fail(l->ss, l,
                 rv == SFT_ERR_VERSION ? SFT_ERR_VERSION

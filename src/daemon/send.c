@@ -146,6 +146,8 @@ struct sender {
   uint64_t held_bytes;            /* chunk bytes in jobs and on streams */
   uint8_t session_id[SFT_SESSION_ID_LEN];
   int closing;
+  uint64_t ending_at;  /* all done: FIN sent on the control stream; close
+                          once the receiver has it, or at this time */
   int paused;
   struct sft_xfer_range *plost; /* chunks whose streams pause reset: */
   size_t nplost, cap_plost;     /* sent again first on resume */
@@ -320,6 +322,32 @@ static int make_manifest(struct sender *s, struct sfile *f) {
   return rv;
 }
 
+/* Every file is finished: end the control stream (FIN) so the receiver
+ * knows the session is over even if our CONNECTION_CLOSE is lost (a
+ * `--once` receiver would otherwise wait for its idle timeout), then close
+ * when the FIN is acknowledged or after max(2 s, 20 srtt) (<= 15 s). */
+static void end_gracefully(struct sender *s) {
+  struct slink *l = s->ctl;
+  if (s->closing || s->ending_at)
+    return;
+  if (!l || !l->c ||
+      XP(stream_write, l->c, l->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) != 0) {
+    finish(s, 0, NULL);
+    return;
+  }
+  {
+    /* Long enough for a few retransmissions on a lossy long link. */
+    sftq_stats st;
+    uint64_t wait = 2000000000ull;
+    if (XP(conn_stats, l->c, &st) == 0 && 20 * st.srtt_ns > wait)
+      wait = 20 * st.srtt_ns;
+    if (wait > 15000000000ull)
+      wait = 15000000000ull;
+    s->ending_at = now() + wait;
+    uv_timer_start(&s->timer, on_timer, wait / 1000000, 0);
+  }
+}
+
 static int send_offer(struct sender *s, struct sfile *f) {
   struct sft_msg_offer m;
   memset(&m, 0, sizeof(m));
@@ -356,7 +384,7 @@ static void offer_more(struct sender *s) {
     emit(s, &ev);
   }
   if (s->ever_up && s->finished == s->nfiles)
-    finish(s, 0, NULL);
+    end_gracefully(s);
 }
 
 /* ---- chunk reads on the thread pool ------------------------------------ */
@@ -1011,6 +1039,20 @@ static uint64_t stall_check(struct sender *s, struct slink *l, uint64_t t) {
     uint64_t at = l->progress_at + limit, poll = t + 100000000u;
     return at < poll ? at : poll; /* look again soon: packets arrive */
   }
+  if (links_up(s) > 1) {
+    /* Only a path that is silent while another one is heard is dead: when
+     * every link is silent it is an outage of the peer or of the network,
+     * and closing links would only throw their chunks away (QUIC's idle
+     * timeout and the reconnect logic handle a long one). */
+    int other_alive = 0;
+    for (unsigned i = 0; i < s->nlinks; i++) {
+      struct slink *o = &s->links[i];
+      if (o != l && o->c && o->hello_ok && t - o->progress_at < STALL_MIN_NS)
+        other_alive = 1;
+    }
+    if (!other_alive)
+      return t + 100000000u;
+  }
   XPV(conn_close, l->c, (uint64_t)-SFT_ERR_TIMEOUT);
   return UINT64_MAX;
 }
@@ -1032,6 +1074,11 @@ static void pump(struct sender *s) {
 
   if (s->closing)
     return;
+  if (s->ending_at) {
+    if (t >= s->ending_at)
+      finish(s, 0, NULL);
+    return;
+  }
   for (unsigned i = 0; i < s->nlinks && !s->closing; i++) {
     struct slink *l = &s->links[i];
     uint64_t at;
@@ -1488,6 +1535,10 @@ void send_cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error) {
   struct slink *l = link_of(c);
   struct sjob *j;
   (void)app_error;
+  if (l && sid == l->ctl.sid && l->s->ending_at && l == l->s->ctl) {
+    finish(l->s, 0, NULL); /* the receiver has our FIN */
+    return;
+  }
   if (!l || sid == l->ctl.sid)
     return;
   j = XP(stream_user, c, sid);
