@@ -80,6 +80,7 @@ struct rlink {
   uint64_t fail_deadline; /* ...or at this time, whichever comes first */
   uint64_t last_rx;       /* last chunk bytes received on it */
   uint32_t jobs;          /* chunk jobs that return credit to it */
+  struct rchunk *chunks;  /* its chunk streams still being received */
   uint8_t fp[SFTQ_FP_LEN];
   char peer[SFTD_FP_TEXT_MAX];
 };
@@ -108,6 +109,8 @@ struct rchunk {
   struct rsess *ss;
   struct rfile *f;
   struct rlink *l;
+  struct rchunk *lprev, *lnext; /* in l->chunks until its job starts */
+  int listed;
   int64_t sid;
   int stream_gone;
   size_t hdr_got;
@@ -727,7 +730,21 @@ static void chunk_work(uv_work_t *w) {
   }
 }
 
+static void rchunk_unlist(struct rchunk *k) {
+  if (!k->listed)
+    return;
+  if (k->lprev)
+    k->lprev->lnext = k->lnext;
+  else
+    k->l->chunks = k->lnext;
+  if (k->lnext)
+    k->lnext->lprev = k->lprev;
+  k->lprev = k->lnext = NULL;
+  k->listed = 0;
+}
+
 static void rchunk_free(struct rchunk *k) {
+  rchunk_unlist(k);
   free(k->data);
   free(k);
 }
@@ -790,6 +807,7 @@ static void chunk_done(uv_work_t *w, int status) {
 
 static void chunk_submit(struct rchunk *k) {
   struct receiver *r = k->ss->r;
+  rchunk_unlist(k); /* the job owns it now */
   k->w.data = k;
   k->f->jobs++;
   k->l->jobs++;
@@ -1523,6 +1541,11 @@ void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid) {
   k->ss = l->ss;
   k->l = l;
   k->sid = sid;
+  k->lnext = l->chunks;
+  if (l->chunks)
+    l->chunks->lprev = k;
+  l->chunks = k;
+  k->listed = 1;
   XP(stream_set_user, c, sid, k);
 }
 
@@ -1615,8 +1638,11 @@ void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
     return;
   ss = l->ss;
   l->c = NULL;
-  /* Streams of this connection are gone without close callbacks: the jobs
-   * that still hold chunks of it skip the credit (l->c is NULL). */
+  /* Streams of this connection are gone without close callbacks: chunks
+   * still being received are dropped here; the jobs that hold complete
+   * chunks of it skip the credit (l->c is NULL). */
+  while (l->chunks)
+    rchunk_free(l->chunks);
   if (!ss) {
     list_remove(&r->pending, l);
     link_free_maybe(l);

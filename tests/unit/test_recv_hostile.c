@@ -41,6 +41,7 @@
 #include "daemon/quic/quic.h"
 #include "daemon/sftd.h"
 #include "sft/chunk.h"
+#include "sft/fec.h"
 #include "sft/hash.h"
 #include "sft/limits.h"
 #include "sft/proto.h"
@@ -402,6 +403,20 @@ static void hx_offer(struct hx *h, uint64_t id, const char *name,
   mk_manifest(&m->manifest, name, name_len, size, cs);
   HX_SEND(h, sft_msg_offer_encode, m);
   free(m);
+}
+
+/* OFFER with a stripe geometry k+m (m = 0: no FEC). */
+static void hx_offer_km(struct hx *h, uint64_t id, const char *name,
+                        uint64_t size, uint32_t cs, uint32_t k, uint32_t m) {
+  struct sft_msg_offer *o = calloc(1, sizeof(*o));
+  assert_non_null(o);
+  o->file_id = id;
+  o->priority = SFT_PROTO_PRIO_NORMAL;
+  mk_manifest(&o->manifest, name, strlen(name), size, cs);
+  o->manifest.stripe_k = k;
+  o->manifest.stripe_m = m;
+  HX_SEND(h, sft_msg_offer_encode, o);
+  free(o);
 }
 
 static void hx_complete(struct hx *h, uint64_t id, const uint8_t root[32]) {
@@ -915,6 +930,9 @@ enum viol {
   V_BODY_TOO_LONG,
   V_SECOND_HELLO,
   V_PARITY_CHUNK,
+  V_PARITY_STRIPE_PAST_END,
+  V_PARITY_BAD_LEN,
+  V_PARITY_NO_FEC,
   V_COUNT
 };
 
@@ -924,7 +942,9 @@ static const char *viol_name[V_COUNT] = {
     "payload length != chunk length", "more payload than announced",
     "truncated header then FIN",    "data stream before the control stream",
     "non-minimal varint in a frame", "frame body length over the limit",
-    "second HELLO",                 "parity index past the stripe"};
+    "second HELLO",                 "parity index past the stripe",
+    "parity for a stripe past the end", "parity payload != chunk size",
+    "parity for a file without FEC (stripe_m 0)"};
 
 /* Returns 1 if the receiver sent an ERROR frame with |code| before closing. */
 static int run_violation(enum viol v) {
@@ -948,8 +968,9 @@ static int run_violation(enum viol v) {
     assert_int_equal(a.status, SFT_ACCEPT_OK);
     assert_int_equal(a.chunk_count, 2);
   }
-  if (v == V_PARITY_CHUNK) {
-    hx_offer(&h, 0, "f", 1, 2 * CS, CS);
+  if (v >= V_PARITY_CHUNK && v <= V_PARITY_NO_FEC) {
+    /* 2 chunks of CS, stripe 10+3 (one stripe), or 10+0 */
+    hx_offer_km(&h, 0, "f", 2 * CS, CS, 10, v == V_PARITY_NO_FEC ? 0 : 3);
     get_accept(&h, 0, &a);
     assert_int_equal(a.status, SFT_ACCEPT_OK);
   }
@@ -1014,6 +1035,21 @@ static int run_violation(enum viol v) {
     c = data_hdr(0, 0, data, CS);
     c.kind = SFT_CHUNK_PARITY;
     c.parity_index = 3;
+    hx_chunk(&h, &c, data, CS, 1);
+    break;
+  case V_PARITY_STRIPE_PAST_END: /* 2 chunks: stripe 0 only */
+    c = data_hdr(0, 1, data, CS);
+    c.kind = SFT_CHUNK_PARITY;
+    hx_chunk(&h, &c, data, CS, 1);
+    break;
+  case V_PARITY_BAD_LEN: /* parity is always a whole chunk_size */
+    c = data_hdr(0, 0, data, CS - 1);
+    c.kind = SFT_CHUNK_PARITY;
+    hx_chunk(&h, &c, data, CS - 1, 1);
+    break;
+  case V_PARITY_NO_FEC:
+    c = data_hdr(0, 0, data, CS);
+    c.kind = SFT_CHUNK_PARITY;
     hx_chunk(&h, &c, data, CS, 1);
     break;
   default:
@@ -1386,6 +1422,595 @@ static void test_reset_streams_keep_credit(void **state) {
   hx_cleanup(&h);
 }
 
+/* ---- 8. FEC over the wire: parity, rebuilds, NEED ------------------------- */
+
+#define FCS (16u * 1024) /* chunk size of the FEC files */
+
+/* A test file with its stripe geometry, digests and root. */
+struct ffile {
+  uint64_t id, size, count, nstripes;
+  uint32_t cs, k, m;
+  uint8_t *data;    /* size bytes */
+  uint8_t *digests; /* count x 32 */
+  uint8_t root[32];
+};
+
+static void ff_init(struct ffile *f, uint64_t id, uint64_t size, uint32_t cs,
+                    uint32_t k, uint32_t m, uint32_t seed) {
+  memset(f, 0, sizeof(*f));
+  f->id = id;
+  f->size = size;
+  f->cs = cs;
+  f->k = k;
+  f->m = m;
+  f->count = sft_chunk_count(size, cs);
+  f->nstripes = sft_stripe_count(f->count, k);
+  f->data = malloc(size ? size : 1);
+  f->digests = malloc(f->count * 32 + 1);
+  assert_non_null(f->data);
+  assert_non_null(f->digests);
+  fill(f->data, size, seed);
+  for (uint64_t i = 0; i < f->count; i++)
+    sft_blake3(f->data + sft_chunk_offset(i, cs), sft_chunk_len(size, cs, i),
+               f->digests + i * 32);
+  sft_root(SFT_HASH_BLAKE3, f->digests, (size_t)f->count, f->root);
+}
+
+static void ff_free(struct ffile *f) {
+  free(f->data);
+  free(f->digests);
+  f->data = f->digests = NULL;
+}
+
+/* The m parity shards of stripe |s| into par[0 .. m * cs): lib/fec over the
+ * data chunks zero-padded to cs, zero shards past the end of the file. */
+static void ff_parity(const struct ffile *f, uint64_t s, uint8_t *par) {
+  struct sft_fec *fec = NULL;
+  const uint8_t *d[SFT_MAX_STRIPE];
+  uint8_t *p[SFT_MAX_STRIPE];
+  uint8_t *shards = calloc(f->k, f->cs);
+  assert_non_null(shards);
+  for (uint32_t j = 0; j < f->k; j++) {
+    uint64_t i = s * f->k + j;
+    if (i < f->count)
+      memcpy(shards + (size_t)j * f->cs, f->data + sft_chunk_offset(i, f->cs),
+             sft_chunk_len(f->size, f->cs, i));
+    d[j] = shards + (size_t)j * f->cs;
+  }
+  for (uint32_t j = 0; j < f->m; j++)
+    p[j] = par + (size_t)j * f->cs;
+  assert_int_equal(sft_fec_new(&fec, f->k, f->m), 0);
+  assert_int_equal(sft_fec_encode(fec, d, p, f->cs), 0);
+  sft_fec_del(fec);
+  free(shards);
+}
+
+static void ff_offer(struct hx *h, const struct ffile *f, const char *name) {
+  struct sft_msg_accept a;
+  hx_offer_km(h, f->id, name, f->size, f->cs, f->k, f->m);
+  get_accept(h, f->id, &a);
+  assert_int_equal(a.status, SFT_ACCEPT_OK);
+  assert_int_equal(a.chunk_count, f->count);
+}
+
+static void ff_send_data(struct hx *h, const struct ffile *f, uint64_t i) {
+  const uint8_t *p = f->data + sft_chunk_offset(i, f->cs);
+  uint32_t n = sft_chunk_len(f->size, f->cs, i);
+  struct sft_chunk_hdr c = data_hdr(f->id, i, p, n);
+  hx_chunk(h, &c, p, n, 1);
+}
+
+/* Same, the payload referenced (f->data must outlive the connection). */
+static void ff_send_data_ref(struct hx *h, const struct ffile *f,
+                             uint64_t i) {
+  const uint8_t *p = f->data + sft_chunk_offset(i, f->cs);
+  uint32_t n = sft_chunk_len(f->size, f->cs, i);
+  struct sft_chunk_hdr c = data_hdr(f->id, i, p, n);
+  uint8_t hb[SFT_CHUNK_HDR_MAX];
+  size_t hl = 0;
+  int64_t sid;
+  sftq_iov iov = {p, n};
+  assert_int_equal(sft_chunk_hdr_encode(hb, sizeof(hb), &c, &hl), 0);
+  assert_int_equal(sftq_stream_open_uni(h->c, &sid), 0);
+  hx_send_raw(h, sid, hb, hl, 0);
+  assert_int_equal(sftq_stream_write(h->c, sid, &iov, 1, SFTQ_WRITE_FIN), 0);
+}
+
+/* A PARITY stream for shard (s, pidx) with |payload| (cs bytes) and the
+ * header digest |digest| (NULL: the payload's own). With |copy| 0 the
+ * payload is referenced and must outlive the connection. */
+static void ff_send_parity(struct hx *h, const struct ffile *f, uint64_t s,
+                           uint32_t pidx, const uint8_t *payload,
+                           const uint8_t *digest, int copy) {
+  struct sft_chunk_hdr c;
+  uint8_t hb[SFT_CHUNK_HDR_MAX];
+  size_t hl = 0;
+  int64_t sid;
+  sftq_iov iov = {payload, f->cs};
+  memset(&c, 0, sizeof(c));
+  c.kind = SFT_CHUNK_PARITY;
+  c.file_id = f->id;
+  c.index = s;
+  c.parity_index = pidx;
+  c.payload_len = f->cs;
+  if (digest)
+    memcpy(c.digest, digest, 32);
+  else
+    sft_blake3(payload, f->cs, c.digest);
+  if (copy) {
+    hx_chunk(h, &c, payload, f->cs, 1);
+    return;
+  }
+  assert_int_equal(sft_chunk_hdr_encode(hb, sizeof(hb), &c, &hl), 0);
+  assert_int_equal(sftq_stream_open_uni(h->c, &sid), 0);
+  hx_send_raw(h, sid, hb, hl, 0);
+  assert_int_equal(sftq_stream_write(h->c, sid, &iov, 1, SFTQ_WRITE_FIN), 0);
+}
+
+/* Incremental view of the receiver's ACK and NEED messages for one file
+ * (the receiver may send many NEEDs: each message is decoded once). */
+struct ftrack {
+  const struct ffile *f;
+  size_t scanned;
+  uint8_t *acked;      /* per chunk */
+  uint32_t *need_last; /* per stripe: count of the latest NEED, 0 = none */
+  uint64_t *need_n;    /* per stripe: NEEDs received */
+  size_t *need_at;     /* per stripe: message index of the latest NEED */
+  uint64_t nneeds, nacked;
+};
+
+static void ft_init(struct ftrack *t, const struct ffile *f) {
+  memset(t, 0, sizeof(*t));
+  t->f = f;
+  t->acked = calloc(f->count + 1, 1);
+  t->need_last = calloc(f->nstripes + 1, sizeof(*t->need_last));
+  t->need_n = calloc(f->nstripes + 1, sizeof(*t->need_n));
+  t->need_at = calloc(f->nstripes + 1, sizeof(*t->need_at));
+  assert_true(t->acked && t->need_last && t->need_n && t->need_at);
+}
+
+static void ft_free(struct ftrack *t) {
+  free(t->acked);
+  free(t->need_last);
+  free(t->need_n);
+  free(t->need_at);
+  memset(t, 0, sizeof(*t));
+}
+
+static void ft_scan(struct hx *h, struct ftrack *t) {
+  static struct sft_ack_range st[SFT_MAX_ACK_RANGES];
+  for (; t->scanned < h->nmsgs; t->scanned++) {
+    const struct rmsg *m = &h->msgs[t->scanned];
+    if (m->type == SFT_MSG_ACK) {
+      struct sft_msg_ack a;
+      assert_int_equal(
+          sft_msg_ack_decode(m->body, m->len, &a, st, SFT_MAX_ACK_RANGES), 0);
+      if (a.file_id != t->f->id)
+        continue;
+      for (size_t r = 0; r < a.nranges; r++) {
+        if (st[r].last >= t->f->count)
+          fail_msg("ACK range [%llu,%llu] past the file's %llu chunks",
+                   (unsigned long long)st[r].first,
+                   (unsigned long long)st[r].last,
+                   (unsigned long long)t->f->count);
+        for (uint64_t i = st[r].first; i <= st[r].last; i++) {
+          t->nacked += !t->acked[i];
+          t->acked[i] = 1;
+        }
+      }
+    } else if (m->type == SFT_MSG_NEED) {
+      struct sft_msg_need n;
+      assert_int_equal(sft_msg_need_decode(m->body, m->len, &n), 0);
+      if (n.file_id != t->f->id)
+        continue;
+      if (n.stripe >= t->f->nstripes)
+        fail_msg("NEED for stripe %llu of %llu",
+                 (unsigned long long)n.stripe,
+                 (unsigned long long)t->f->nstripes);
+      t->need_last[n.stripe] = n.count;
+      t->need_n[n.stripe]++;
+      t->need_at[n.stripe] = t->scanned;
+      t->nneeds++;
+    }
+  }
+}
+
+static int p_ft_all_acked(struct hx *h, const void *arg) {
+  struct ftrack *t = (struct ftrack *)(uintptr_t)arg;
+  ft_scan(h, t);
+  return h->closed || t->nacked == t->f->count;
+}
+
+struct needq {
+  struct ftrack *t;
+  uint64_t stripe;
+  uint32_t count;
+};
+static int p_ft_need(struct hx *h, const void *arg) {
+  const struct needq *q = arg;
+  ft_scan(h, q->t);
+  return h->closed || (q->t->need_n[q->stripe] &&
+                       q->t->need_last[q->stripe] == q->count);
+}
+
+/* COMPLETE with the right root -> COMPLETE echoed (FINALIZE ran), then the
+ * session ends and the file holds exactly the sent bytes. */
+static void ff_complete_and_check(struct hx *h, const struct ffile *f,
+                                  const char *name) {
+  struct sft_msg_complete m;
+  char p[400];
+  size_t at;
+  uint8_t *back = malloc(f->size + 2);
+  assert_non_null(back);
+  hx_complete(h, f->id, f->root);
+  wait_msg(h, SFT_MSG_COMPLETE, f->id, &at);
+  assert_int_equal(sft_msg_complete_decode(h->msgs[at].body, h->msgs[at].len,
+                                           &m),
+                   0);
+  assert_memory_equal(m.root, f->root, 32);
+  assert_false(h->closed);
+  hx_finish(h);
+  snprintf(p, sizeof(p), "%s/%s", h->dl, name);
+  assert_int_equal(read_file(p, back, f->size + 1), (ssize_t)f->size);
+  assert_memory_equal(back, f->data, f->size);
+  free(back);
+  assert_dl(h, name);
+}
+
+/* 10+3, 10 chunks: 7 data chunks and the 3 parity shards arrive, the
+ * receiver rebuilds chunks 7..9 and acks them; they are never sent. */
+static void test_fec_rebuild_from_parity(void **state) {
+  static struct hx h; /* static: teardown() may use it after a failure */
+  struct ffile f;
+  struct ftrack t;
+  uint8_t *par = malloc(3 * FCS);
+  (void)state;
+  assert_non_null(par);
+  ff_init(&f, 0, 10 * (uint64_t)FCS, FCS, 10, 3, 4242);
+  ff_parity(&f, 0, par);
+  hx_init(&h, 0);
+  hx_begin(&h, 0, 0);
+  hx_connect(&h, 1);
+  hx_hello(&h);
+  ff_offer(&h, &f, "fec1");
+  ft_init(&t, &f);
+  for (uint64_t i = 0; i < 7; i++)
+    ff_send_data(&h, &f, i);
+  for (uint32_t p = 0; p < 3; p++)
+    ff_send_parity(&h, &f, 0, p, par + (size_t)p * FCS, NULL, 1);
+  hx_run(&h, p_ft_all_acked, &t, 10000);
+  assert_false(h.closed);
+  for (uint64_t i = 0; i < f.count; i++)
+    if (!t.acked[i])
+      fail_msg("chunk %llu never acked (%s)", (unsigned long long)i,
+               i >= 7 ? "not rebuilt from parity" : "data chunk");
+  print_message("fec rebuild: 10 chunks acked, 3 rebuilt from parity, "
+                "0 resends, %llu NEED(s) seen\n",
+                (unsigned long long)t.nneeds);
+  ff_complete_and_check(&h, &f, "fec1");
+  ft_free(&t);
+  ff_free(&f);
+  free(par);
+  hx_cleanup(&h);
+}
+
+/* 13 chunks, 10+3, last chunk short: stripe 0 (10 chunks) loses chunk 4 and
+ * gets parity 1; the short stripe 1 (chunks 10..12, zero shards for 3..9)
+ * gets chunk 10 and parity 0 and 2. Both are rebuilt. */
+static void test_fec_rebuild_short_stripe(void **state) {
+  static struct hx h; /* static: teardown() may use it after a failure */
+  struct ffile f;
+  struct ftrack t;
+  uint8_t *p0 = malloc(3 * FCS), *p1 = malloc(3 * FCS);
+  (void)state;
+  assert_true(p0 && p1);
+  ff_init(&f, 0, 12 * (uint64_t)FCS + 5000, FCS, 10, 3, 777);
+  assert_int_equal(f.count, 13);
+  assert_int_equal(f.nstripes, 2);
+  ff_parity(&f, 0, p0);
+  ff_parity(&f, 1, p1);
+  hx_init(&h, 0);
+  hx_begin(&h, 0, 0);
+  hx_connect(&h, 1);
+  hx_hello(&h);
+  ff_offer(&h, &f, "fec2");
+  ft_init(&t, &f);
+  for (uint64_t i = 0; i < 11; i++)
+    if (i != 4)
+      ff_send_data(&h, &f, i);
+  ff_send_parity(&h, &f, 0, 1, p0 + FCS, NULL, 1);
+  ff_send_parity(&h, &f, 1, 0, p1, NULL, 1);
+  ff_send_parity(&h, &f, 1, 2, p1 + 2 * FCS, NULL, 1);
+  hx_run(&h, p_ft_all_acked, &t, 10000);
+  assert_false(h.closed);
+  for (uint64_t i = 0; i < f.count; i++)
+    if (!t.acked[i])
+      fail_msg("chunk %llu never acked", (unsigned long long)i);
+  ff_complete_and_check(&h, &f, "fec2");
+  ft_free(&t);
+  ff_free(&f);
+  free(p0);
+  free(p1);
+  hx_cleanup(&h);
+}
+
+/* Parity 2 arrives corrupted (header: the true digest). It must not be
+ * kept: with only 2 good shards for 3 missing chunks the receiver asks
+ * NEED(stripe 0, 1) and rebuilds nothing; the data chunks then complete
+ * the file. (Had the bad shard been used, chunks 7..9 would be rebuilt
+ * wrong and acked, and no NEED with count 1 would come.) */
+static void test_fec_bad_parity_ignored(void **state) {
+  static struct hx h; /* static: teardown() may use it after a failure */
+  struct ffile f;
+  struct ftrack t;
+  uint8_t d2[32];
+  uint8_t *par = malloc(3 * FCS);
+  struct needq nq;
+  (void)state;
+  assert_non_null(par);
+  ff_init(&f, 0, 10 * (uint64_t)FCS, FCS, 10, 3, 99);
+  ff_parity(&f, 0, par);
+  sft_blake3(par + 2 * FCS, FCS, d2);
+  par[2 * FCS + 1234] ^= 0x10;
+  hx_init(&h, 0);
+  hx_begin(&h, 0, 0);
+  hx_connect(&h, 1);
+  hx_hello(&h);
+  ff_offer(&h, &f, "fec3");
+  ft_init(&t, &f);
+  for (uint64_t i = 0; i < 7; i++)
+    ff_send_data(&h, &f, i);
+  ff_send_parity(&h, &f, 0, 2, par + 2 * FCS, d2, 1); /* the bad one first */
+  ff_send_parity(&h, &f, 0, 0, par, NULL, 1);
+  ff_send_parity(&h, &f, 0, 1, par + FCS, NULL, 1);
+  nq.t = &t;
+  nq.stripe = 0;
+  nq.count = 1;
+  hx_run(&h, p_ft_need, &nq, 10000);
+  assert_false(h.closed);
+  if (!t.need_n[0] || t.need_last[0] != 1)
+    fail_msg("no NEED(stripe 0, count 1): %llu NEEDs, last count %u",
+             (unsigned long long)t.need_n[0], t.need_last[0]);
+  for (uint64_t i = 7; i < 10; i++)
+    if (t.acked[i])
+      fail_msg("chunk %llu acked: rebuilt with the corrupt parity shard",
+               (unsigned long long)i);
+  for (uint64_t i = 7; i < 10; i++)
+    ff_send_data(&h, &f, i);
+  hx_run(&h, p_ft_all_acked, &t, 10000);
+  assert_int_equal(t.nacked, f.count);
+  ff_complete_and_check(&h, &f, "fec3");
+  ft_free(&t);
+  ff_free(&f);
+  free(par);
+  hx_cleanup(&h);
+}
+
+/* 13 chunks (10+3), chunk 3 never sent, no parity: the receiver asks
+ * NEED(stripe 0, count 1) within a bounded time (2 x rtt, 100 ms before
+ * the first RTT sample) and never for the complete stripe 1. The NEED is
+ * answered with parity shard 0, as a sender does: rebuilt, complete. */
+static void test_fec_need_for_gap(void **state) {
+  static struct hx h; /* static: teardown() may use it after a failure */
+  struct ffile f;
+  struct ftrack t;
+  struct needq nq;
+  uint64_t t0, t1;
+  uint8_t *par = malloc(3 * FCS);
+  (void)state;
+  assert_non_null(par);
+  ff_init(&f, 0, 13 * (uint64_t)FCS, FCS, 10, 3, 31337);
+  ff_parity(&f, 0, par);
+  hx_init(&h, 0);
+  hx_begin(&h, 0, 0);
+  hx_connect(&h, 1);
+  hx_hello(&h);
+  ff_offer(&h, &f, "fec5");
+  ft_init(&t, &f);
+  for (uint64_t i = 0; i < f.count; i++)
+    if (i != 3)
+      ff_send_data(&h, &f, i);
+  t0 = mono_ms();
+  nq.t = &t;
+  nq.stripe = 0;
+  nq.count = 1;
+  hx_run(&h, p_ft_need, &nq, 5000);
+  t1 = mono_ms();
+  assert_false(h.closed);
+  if (!t.need_n[0] || t.need_last[0] != 1)
+    fail_msg("no NEED(stripe 0, count 1) within 5 s: %llu NEEDs, last %u",
+             (unsigned long long)t.need_n[0], t.need_last[0]);
+  assert_int_equal(t.need_n[1], 0); /* stripe 1 is whole */
+  assert_false(t.acked[3]);
+  print_message("NEED(stripe 0, 1) %llu ms after the last chunk was queued\n",
+                (unsigned long long)(t1 - t0));
+  ff_send_parity(&h, &f, 0, 0, par, NULL, 1);
+  hx_run(&h, p_ft_all_acked, &t, 10000);
+  assert_int_equal(t.nacked, f.count);
+  assert_int_equal(t.need_n[1], 0);
+  print_message("NEEDs received for stripe 0 in %llu ms: %llu\n",
+                (unsigned long long)(mono_ms() - t0),
+                (unsigned long long)t.need_n[0]);
+  ff_complete_and_check(&h, &f, "fec5");
+  ft_free(&t);
+  ff_free(&f);
+  free(par);
+  hx_cleanup(&h);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define HX_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HX_ASAN 1
+#endif
+#endif
+
+struct needall {
+  struct ftrack *t;
+  size_t mark;
+};
+/* Every stripe got a NEED after message |mark|. */
+static int p_ft_need_all(struct hx *h, const void *arg) {
+  const struct needall *q = arg;
+  ft_scan(h, q->t);
+  if (h->closed)
+    return 1;
+  for (uint64_t s = 0; s < q->t->f->nstripes; s++)
+    if (!q->t->need_n[s] || q->t->need_at[s] < q->mark)
+      return 0;
+  return 1;
+}
+
+struct rebuiltq {
+  struct ftrack *t;
+  const uint8_t *kept; /* per stripe */
+  uint64_t dropped;    /* a stripe whose parity was not kept */
+};
+static int p_flood_done(struct hx *h, const void *arg) {
+  const struct rebuiltq *q = arg;
+  ft_scan(h, q->t);
+  if (h->closed)
+    return 1;
+  for (uint64_t s = 0; s < q->t->f->nstripes; s++)
+    if (q->kept[s] && !q->t->acked[2 * s + 1])
+      return 0;
+  return q->t->acked[2 * q->dropped] && q->t->need_last[q->dropped] == 1;
+}
+
+#define FLOOD_CS (64u * 1024)
+#define FLOOD_STRIPES 512
+#define FLOOD_MAX_KEPT 64 /* sft_xrecv_params.max_parity_stripes default */
+
+/* 2+1 stripes, 512 of them (64 MiB file), no data: one valid parity shard
+ * per stripe (32 MiB). Each shard is "needed" (2 missing, 1 held), so only
+ * the parity table bounds what the receiver keeps: at most 64 stripes'
+ * shards (4 MiB), the rest dropped. Counted from the receiver's behaviour:
+ * NEED(s, 1) = 1 shard held, NEED(s, 2) = none; then data chunk 2s of
+ * each kept stripe must be rebuilt into 2s + 1 (parity really held), and
+ * the data chunk of a dropped stripe is not (NEED(s, 1) instead). */
+static void test_fec_parity_flood_bounded(void **state) {
+  static struct hx h; /* static: teardown() may use it after a failure */
+  static uint8_t small[CS];
+  struct ffile f;
+  struct ftrack t;
+  struct sft_chunk_hdr sc;
+  uint8_t *par = NULL;
+  uint8_t kept[FLOOD_STRIPES];
+  uint64_t nkept = 0, ndropped = 0, dropped = UINT64_MAX, rebuilt = 0;
+  long rss0, rss1;
+  (void)state;
+  hx_init(&h, 0);
+  hx_begin(&h, 0, 0); /* fork first: the child does not map our buffers */
+  par = malloc((size_t)FLOOD_STRIPES * FLOOD_CS);
+  assert_non_null(par);
+  ff_init(&f, 0, 2ull * FLOOD_STRIPES * FLOOD_CS, FLOOD_CS, 2, 1, 5150);
+  for (uint64_t s = 0; s < FLOOD_STRIPES; s++)
+    ff_parity(&f, s, par + s * FLOOD_CS);
+  fill(small, CS, 3);
+  hx_connect(&h, 1);
+  hx_hello(&h);
+  ff_offer(&h, &f, "flood");
+  hx_offer_km(&h, 1, "marker", CS, CS, 10, 0);
+  {
+    struct sft_msg_accept a;
+    get_accept(&h, 1, &a);
+    assert_int_equal(a.status, SFT_ACCEPT_OK);
+  }
+  ft_init(&t, &f);
+  rss0 = child_rss_kib(h.pid);
+  for (uint64_t s = 0; s < FLOOD_STRIPES; s++)
+    ff_send_parity(&h, &f, s, 0, par + s * FLOOD_CS, NULL, 0);
+  {
+    struct sentq sq = {(uint64_t)FLOOD_STRIPES * FLOOD_CS};
+    hx_run(&h, p_sent, &sq, 30000);
+    assert_false(h.closed);
+    assert_true(p_sent(&h, &sq));
+  }
+  /* a chunk of another file after the flood: once it is acked the parity
+   * streams before it have been taken; then one more NEED round. */
+  sc = data_hdr(1, 0, small, CS);
+  hx_chunk(&h, &sc, small, CS, 1);
+  {
+    const uint64_t idx[] = {0};
+    struct ackq aq = {1, idx, 1};
+    hx_run(&h, p_acked, &aq, 10000);
+    assert_true(acked(&h, 1, 0));
+  }
+  {
+    struct needall q = {&t, h.nmsgs};
+    hx_run(&h, p_ft_need_all, &q, 10000);
+    assert_false(h.closed);
+    assert_true(p_ft_need_all(&h, &q));
+  }
+  rss1 = child_rss_kib(h.pid);
+  for (uint64_t s = 0; s < FLOOD_STRIPES; s++) {
+    kept[s] = t.need_last[s] == 1;
+    nkept += kept[s];
+    if (t.need_last[s] == 2) {
+      ndropped++;
+      if (dropped == UINT64_MAX)
+        dropped = s;
+    }
+  }
+  print_message("parity flood: %d shards of %u KiB, %llu kept, %llu dropped, "
+                "%llu NEEDs; receiver RSS %ld -> %ld KiB\n",
+                FLOOD_STRIPES, FLOOD_CS / 1024, (unsigned long long)nkept,
+                (unsigned long long)ndropped, (unsigned long long)t.nneeds,
+                rss0, rss1);
+  assert_int_equal(nkept + ndropped, FLOOD_STRIPES);
+  assert_true(nkept >= 1 && nkept <= FLOOD_MAX_KEPT);
+  assert_true(dropped != UINT64_MAX);
+  assert_int_equal(t.nacked, 0);
+#ifndef HX_ASAN
+  /* kept parity: <= 4 MiB; all of it would be 32 MiB. (Under ASan freed
+   * buffers sit in the quarantine, so RSS says nothing there.) */
+  assert_true(rss0 > 0 && rss1 > 0);
+  assert_true(rss1 - rss0 < 24L * 1024);
+#endif
+  /* data chunk 2s of every kept stripe -> 2s + 1 rebuilt from parity */
+  for (uint64_t s = 0; s < FLOOD_STRIPES; s++)
+    if (kept[s])
+      ff_send_data_ref(&h, &f, 2 * s);
+  ff_send_data_ref(&h, &f, 2 * dropped);
+  {
+    struct rebuiltq q = {&t, kept, dropped};
+    uint64_t t0 = mono_ms();
+    if (!hx_run(&h, p_flood_done, &q, 20000))
+      print_message("flood: rebuilds not all seen after %llu ms (%llu "
+                    "chunks acked)\n",
+                    (unsigned long long)(mono_ms() - t0),
+                    (unsigned long long)t.nacked);
+    assert_false(h.closed);
+  }
+  for (uint64_t s = 0; s < FLOOD_STRIPES; s++)
+    if (kept[s] && !t.acked[2 * s + 1])
+      print_message("stripe %llu: parity kept, chunk %llu %s, chunk %llu "
+                    "not rebuilt, %llu NEEDs, last NEED count %u\n",
+                    (unsigned long long)s, (unsigned long long)(2 * s),
+                    t.acked[2 * s] ? "acked" : "NOT acked",
+                    (unsigned long long)(2 * s + 1),
+                    (unsigned long long)t.need_n[s], t.need_last[s]);
+  for (uint64_t s = 0; s < FLOOD_STRIPES; s++)
+    if (kept[s]) {
+      if (!t.acked[2 * s + 1])
+        fail_msg("stripe %llu: parity kept but chunk %llu not rebuilt",
+                 (unsigned long long)s, (unsigned long long)(2 * s + 1));
+      rebuilt++;
+    }
+  assert_int_equal(rebuilt, nkept);
+
+  assert_true(t.acked[2 * dropped]);
+  assert_int_equal(t.need_last[dropped], 1);
+  assert_false(t.acked[2 * dropped + 1]); /* nothing to rebuild it from */
+  assert_int_equal(t.nacked, 2 * nkept + 1);
+  hx_finish(&h);
+  ft_free(&t);
+  ff_free(&f);
+  free(par); /* referenced by the streams: only after the client is gone */
+  hx_cleanup(&h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_hostile_names_refused, teardown),
@@ -1396,6 +2021,11 @@ int main(void) {
       cmocka_unit_test_teardown(test_huge_size_refused, teardown),
       cmocka_unit_test_teardown(test_memory_bound, teardown),
       cmocka_unit_test_teardown(test_reset_streams_keep_credit, teardown),
+      cmocka_unit_test_teardown(test_fec_rebuild_from_parity, teardown),
+      cmocka_unit_test_teardown(test_fec_rebuild_short_stripe, teardown),
+      cmocka_unit_test_teardown(test_fec_bad_parity_ignored, teardown),
+      cmocka_unit_test_teardown(test_fec_need_for_gap, teardown),
+      cmocka_unit_test_teardown(test_fec_parity_flood_bounded, teardown),
   };
   signal(SIGPIPE, SIG_IGN);
   return cmocka_run_group_tests(tests, NULL, NULL);
