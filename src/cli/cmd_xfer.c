@@ -98,6 +98,20 @@ static int load_node(const char *data_dir, struct sftd_node *node) {
   return rv;
 }
 
+/* A decimal number in [lo, hi] (the whole text). 0 or -1. */
+static int parse_num(const char *s, unsigned long lo, unsigned long hi,
+                     unsigned long *out) {
+  char *end = NULL;
+  unsigned long v;
+  if (!*s || *s == '-')
+    return -1;
+  v = strtoul(s, &end, 10);
+  if (*end || v < lo || v > hi)
+    return -1;
+  *out = v;
+  return 0;
+}
+
 static int parse_transport(const char *s, int *out) {
   if (!strcmp(s, "auto"))
     *out = SFTD_TRANSPORT_ANY;
@@ -443,9 +457,8 @@ int cmd_send_main(int argc, char **argv) {
       api_addr = optarg;
       break;
     case 'n': {
-      char *end = NULL;
-      unsigned long v = strtoul(optarg, &end, 10);
-      if (!*optarg || *end || v < 1 || v > SFTD_LINKS_MAX) {
+      unsigned long v;
+      if (parse_num(optarg, 1, SFTD_LINKS_MAX, &v)) {
         cli_error("--conns '%s' must be a number from 1 to %u", optarg,
                   SFTD_LINKS_MAX);
         return SFT_EXIT_USAGE;
@@ -454,9 +467,8 @@ int cmd_send_main(int argc, char **argv) {
       break;
     }
     case 'R': {
-      char *end = NULL;
-      unsigned long v = strtoul(optarg, &end, 10);
-      if (!*optarg || *end || v > 1000) {
+      unsigned long v;
+      if (parse_num(optarg, 0, 1000, &v)) {
         cli_error("--retries '%s' must be a number from 0 to 1000", optarg);
         return SFT_EXIT_USAGE;
       }
@@ -647,9 +659,8 @@ int cmd_recv_main(int argc, char **argv) {
       data_dir = optarg;
       break;
     case 'L': {
-      char *end = NULL;
-      unsigned long v = strtoul(optarg, &end, 10);
-      if (!*optarg || *end || v < 1 || v > 86400) {
+      unsigned long v;
+      if (parse_num(optarg, 1, 86400, &v)) {
         cli_error("--linger '%s' must be seconds from 1 to 86400", optarg);
         return SFT_EXIT_USAGE;
       }

@@ -412,3 +412,30 @@ int sftd_fsafe_remove_part(int root_fd, const char *name) {
   close(parent);
   return rc;
 }
+
+int sftd_pread_full(int fd, void *buf, size_t len, uint64_t off) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n == 0 ? SFT_ERR_TRUNCATED : SFT_ERR_IO;
+    got += (size_t)n;
+  }
+  return 0;
+}
+
+int sftd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pwrite(fd, (const uint8_t *)buf + done, len - done,
+                       (off_t)(off + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n < 0 && errno == ENOSPC ? SFT_ERR_NOSPACE : SFT_ERR_IO;
+    done += (size_t)n;
+  }
+  return 0;
+}

@@ -123,4 +123,10 @@ typedef int (*sftd_fsafe_openat2_fn)(int dirfd, const char *path, int flags,
                                      mode_t mode, uint64_t resolve);
 void sftd_fsafe_set_openat2(sftd_fsafe_openat2_fn fn);
 
+/* Reads/writes exactly |len| bytes at |off| (retrying short transfers and
+ * EINTR), for the thread-pool jobs. pread: 0, SFT_ERR_TRUNCATED (end of
+ * file first), SFT_ERR_IO. pwrite: 0, SFT_ERR_NOSPACE, SFT_ERR_IO. */
+int sftd_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int sftd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
 #endif /* SFTD_FSAFE_H */

@@ -242,6 +242,20 @@ void recv_cb_stream_acked(struct receiver *r, sftq_conn *c, int64_t sid) {
 
 /* ---- files ---------------------------------------------------------------- */
 
+/* |len| without trailing zero bytes (the stored and the sent bitmaps). */
+static size_t bitmap_trim(const uint8_t *bm, size_t len) {
+  while (len && !bm[len - 1])
+    len--;
+  return len;
+}
+
+/* The canonical length of a have-bitmap (proto.h): at most
+ * SFT_PROTO_MAX_BITMAP bytes, no trailing zero byte. */
+static size_t bitmap_canon(const uint8_t *bm, size_t len) {
+  return bitmap_trim(bm, len > SFT_PROTO_MAX_BITMAP ? SFT_PROTO_MAX_BITMAP
+                                                   : len);
+}
+
 /* ---- the session store (daemon only) --------------------------------------- */
 
 static int sess_store_row(struct rsess *ss, int state, unsigned flags) {
@@ -283,9 +297,8 @@ static int file_store_row(struct rfile *f, int state) {
     row.bytes_done = f->man.size;
   } else if (f->committed) {
     row.bitmap = f->committed;
-    row.bitmap_len = (size_t)((f->man.chunk_count + 7) / 8);
-    while (row.bitmap_len && !row.bitmap[row.bitmap_len - 1])
-      row.bitmap_len--;
+    row.bitmap_len =
+        bitmap_trim(f->committed, (size_t)((f->man.chunk_count + 7) / 8));
   }
   return sftd_store_save_file(r->o->store, &row, SFTD_STORE_SYNC_FULL) ? SFT_ERR_IO
                                                                       : 0;
@@ -456,16 +469,6 @@ static int same_manifest(const struct sft_manifest *a,
          memcmp(a->name, b->name, a->name_len) == 0 &&
          a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec &&
          a->stripe_k == b->stripe_k && a->stripe_m == b->stripe_m;
-}
-
-/* The canonical length of a have-bitmap (proto.h): at most
- * SFT_PROTO_MAX_BITMAP bytes, no trailing zero byte. */
-static size_t bitmap_canon(const uint8_t *bm, size_t len) {
-  if (len > SFT_PROTO_MAX_BITMAP)
-    len = SFT_PROTO_MAX_BITMAP;
-  while (len && !bm[len - 1])
-    len--;
-  return len;
 }
 
 /* A file offered again (the sender reconnected): answer with what we hold,
@@ -710,24 +713,13 @@ static void fin_done(uv_work_t *w, int status) {
 /* Hash, compare with the header's digest, and only then write. */
 static void chunk_work(uv_work_t *w) {
   struct rchunk *k = w->data;
-  size_t done = 0;
   uint64_t off;
   sft_hash(k->f->man.hash_algo, k->data, k->got, k->computed);
   k->match = memcmp(k->computed, k->h.digest, SFT_HASH_LEN) == 0;
   if (!k->match || k->h.kind == SFT_CHUNK_PARITY)
     return; /* parity stays in memory */
   off = sft_chunk_offset(k->h.index, k->f->man.chunk_size);
-  while (done < k->got) {
-    ssize_t n = pwrite(k->f->fd, k->data + done, k->got - done,
-                       (off_t)(off + done));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      k->werr = errno == ENOSPC ? SFT_ERR_NOSPACE : SFT_ERR_IO;
-      return;
-    }
-    done += (size_t)n;
-  }
+  k->werr = sftd_pwrite_full(k->f->fd, k->data, k->got, off);
 }
 
 static void rchunk_unlist(struct rchunk *k) {
@@ -938,18 +930,11 @@ static void rbuild_work(uv_work_t *w) {
     }
     if (present) {
       uint64_t idx = b->a.index + i;
-      size_t clen = sft_chunk_len(f->man.size, f->man.chunk_size, idx), got = 0;
-      uint64_t off = sft_chunk_offset(idx, f->man.chunk_size);
-      while (got < clen) {
-        ssize_t n = pread(f->fd, b->buf[i] + got, clen - got,
-                          (off_t)(off + got));
-        if (n < 0 && errno == EINTR)
-          continue;
-        if (n <= 0) {
-          b->err = SFT_ERR_IO;
-          return;
-        }
-        got += (size_t)n;
+      size_t clen = sft_chunk_len(f->man.size, f->man.chunk_size, idx);
+      if (sftd_pread_full(f->fd, b->buf[i], clen,
+                          sft_chunk_offset(idx, f->man.chunk_size))) {
+        b->err = SFT_ERR_IO;
+        return;
       }
     }
   }
@@ -961,24 +946,13 @@ static void rbuild_work(uv_work_t *w) {
   sft_fec_del(fec);
   for (uint32_t i = 0; !b->err && i < b->a.nchunks; i++) {
     uint64_t idx = b->a.index + i;
-    size_t clen, done = 0;
-    uint64_t off;
+    size_t clen;
     if (sft_fec_mask_test(&b->a.present, i))
       continue;
     clen = sft_chunk_len(f->man.size, f->man.chunk_size, idx);
-    off = sft_chunk_offset(idx, f->man.chunk_size);
     sft_hash(f->man.hash_algo, b->buf[i], clen, b->digest[i]);
-    while (done < clen) {
-      ssize_t n = pwrite(f->fd, b->buf[i] + done, clen - done,
-                         (off_t)(off + done));
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0) {
-        b->err = errno == ENOSPC ? SFT_ERR_NOSPACE : SFT_ERR_IO;
-        return;
-      }
-      done += (size_t)n;
-    }
+    b->err = sftd_pwrite_full(f->fd, b->buf[i], clen,
+                              sft_chunk_offset(idx, f->man.chunk_size));
   }
 }
 
@@ -1050,22 +1024,12 @@ struct rhash {
 static void rhash_work(uv_work_t *w) {
   struct rhash *h = w->data;
   uint8_t *buf = malloc(h->len ? h->len : 1);
-  size_t got = 0;
   if (!buf) {
     h->err = SFT_ERR_NOMEM;
     return;
   }
-  while (got < h->len) {
-    ssize_t n = pread(h->f->fd, buf + got, h->len - got,
-                      (off_t)(h->offset + got));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      h->err = SFT_ERR_IO;
-      break;
-    }
-    got += (size_t)n;
-  }
+  if (sftd_pread_full(h->f->fd, buf, h->len, h->offset))
+    h->err = SFT_ERR_IO;
   if (!h->err)
     sft_hash(h->f->man.hash_algo, buf, h->len, h->digest);
   free(buf);
@@ -1737,9 +1701,7 @@ static void store_commit(struct receiver *r) {
       memcpy(u[n].session_id, ss->id, SFTD_STORE_ID_LEN);
       u[n].file_id = (uint32_t)f->id;
       u[n].bitmap = bm;
-      u[n].bitmap_len = len;
-      while (u[n].bitmap_len && !bm[u[n].bitmap_len - 1])
-        u[n].bitmap_len--;
+      u[n].bitmap_len = bitmap_trim(bm, len);
       u[n].bytes_done = xs.bytes_done;
       fv[n++] = f;
     }

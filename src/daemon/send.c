@@ -24,6 +24,7 @@
 #include "daemon/clock.h"
 #include "daemon/ctrl.h"
 #include "daemon/engine.h"
+#include "daemon/fsafe.h"
 #include "daemon/xfer_int.h"
 #include "daemon/identity.h"
 #include "daemon/quic/quic.h"
@@ -157,6 +158,7 @@ struct sender {
   uint64_t chunks_lost;    /* chunk streams lost with a link or reset */
   uint64_t tick_csent, tick_clost;
   double chunk_loss;       /* EWMA of lost / sent chunks */
+  double pkt_loss;         /* EWMA of lost / sent packets */
   uint32_t m_pro;          /* proactive parity per stripe now */
   struct sft_rate rate;    /* this transfer's bandwidth limit */
   uint64_t rate_wait;      /* a chunk waits for tokens until then; 0 none */
@@ -391,18 +393,9 @@ static void offer_more(struct sender *s) {
 
 static void job_work(uv_work_t *w) {
   struct sjob *j = w->data;
-  size_t got = 0;
-  while (got < j->len) {
-    ssize_t n = pread(j->f->fd, j->data + got, j->len - got,
-                      (off_t)(j->offset + got));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      j->err = n == 0 ? SFT_ERR_TRUNCATED : SFT_ERR_IO;
-      return;
-    }
-    got += (size_t)n;
-  }
+  j->err = sftd_pread_full(j->f->fd, j->data, j->len, j->offset);
+  if (j->err)
+    return;
   sft_hash(j->f->man.hash_algo, j->data, j->len, j->digest);
 }
 
@@ -647,7 +640,7 @@ struct pjob {
 static void pjob_work(uv_work_t *w) {
   struct pjob *p = w->data;
   struct sfile *f = p->f;
-  uint64_t want = (uint64_t)p->nchunks * p->len, got = 0;
+  uint64_t want = (uint64_t)p->nchunks * p->len;
   uint8_t *data, *scratch;
   const uint8_t *dp[SFT_MAX_STRIPE];
   uint8_t *pp[SFT_MAX_STRIPE];
@@ -660,17 +653,9 @@ static void pjob_work(uv_work_t *w) {
     p->err = SFT_ERR_NOMEM;
     goto out;
   }
-  while (got < want) {
-    ssize_t n = pread(f->fd, data + got, (size_t)(want - got),
-                      (off_t)(p->offset + got));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      p->err = n == 0 ? SFT_ERR_TRUNCATED : SFT_ERR_IO;
-      goto out;
-    }
-    got += (uint64_t)n;
-  }
+  p->err = sftd_pread_full(f->fd, data, (size_t)want, p->offset);
+  if (p->err)
+    goto out;
   for (uint32_t i = 0; i < p->k; i++)
     dp[i] = data + (size_t)i * p->len;
   for (uint32_t i = 0; i < p->m; i++)
@@ -1657,6 +1642,7 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
   if (!ds || !s->ever_up)
     return;
   smp.loss_ppm = (uint32_t)(dl * 1000000 / ds);
+  s->pkt_loss = 0.8 * s->pkt_loss + 0.2 * ((double)dl / (double)ds);
   for (unsigned i = 0; i < s->nlinks; i++) {
     sftq_stats st;
     struct slink *l = &s->links[i];
@@ -1669,7 +1655,7 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
     return;
   sft_adapt_get(&s->adapt, &d);
   pro = m ? sft_adapt_parity(k, m, (uint32_t)(s->chunk_loss * 1e6)) : 0;
-  if (m && s->adapt.loss >= 0.05 && pro < 1)
+  if (m && s->pkt_loss >= 0.05 && pro < 1)
     pro = 1;
   if (pro > m)
     pro = m;

@@ -645,11 +645,33 @@ static int fallback_done(void **state) {
   return 0;
 }
 
+/* sftd_pread_full / sftd_pwrite_full: exact lengths at offsets, end of file
+ * is TRUNCATED, a bad descriptor is IO. */
+static void test_full_io(void **state) {
+  char path[] = "/tmp/sft-fsafe-io.XXXXXX";
+  uint8_t w[10000], r[10000];
+  int fd = mkstemp(path);
+  (void)state;
+  assert_true(fd >= 0);
+  unlink(path);
+  for (size_t i = 0; i < sizeof(w); i++)
+    w[i] = (uint8_t)(i * 7);
+  assert_int_equal(sftd_pwrite_full(fd, w, sizeof(w), 4096), 0);
+  assert_int_equal(sftd_pread_full(fd, r, sizeof(r), 4096), 0);
+  assert_memory_equal(r, w, sizeof(w));
+  assert_int_equal(sftd_pread_full(fd, r, 100, 4096 + 9950), SFT_ERR_TRUNCATED);
+  assert_int_equal(sftd_pread_full(fd, r, 0, 1u << 30), 0);
+  close(fd);
+  assert_int_equal(sftd_pread_full(fd, r, 10, 0), SFT_ERR_IO);
+  assert_int_equal(sftd_pwrite_full(fd, w, 10, 0), SFT_ERR_IO);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
   const struct CMUnitTest real[] = {
       T(test_nested_mkdirs),
+      T(test_full_io),
       T(test_bad_names_refused),
       T(test_symlink_leaf_outside),
       T(test_symlink_parent),
