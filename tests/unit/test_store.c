@@ -2,7 +2,7 @@
  * (group "store_mem" and group "store_sqlite", same test functions, the
  * backend chosen by the fixture), then SQLite-only tests: persistence
  * across reopen, file modes, rows corrupted by raw SQL through a second
- * sqlite3 handle, migrations (v0 and a hand-made v1), refusal of a newer
+ * sqlite3 handle, migrations (v0, a hand-made v1 and v2), refusal of a newer
  * schema, integrity_check on a damaged file, fsync counting through a
  * wrapping VFS (NORMAL batches do not sync, milestones do), and a crash
  * test (SIGKILL of a writing child at random moments). Databases go to a
@@ -822,6 +822,174 @@ static void t_integrity_ok(void **state) {
   assert_int_equal(sftd_store_integrity(NULL), SFT_ERR_INVAL);
 }
 
+/* ---- requests (both backends) ------------------------------------------- */
+
+/* Asserts the request of |id| is exactly |len| bytes equal to |want|. */
+static void assert_request(struct sftd_store *st, const uint8_t *id,
+                           const void *want, size_t len) {
+  void *got = NULL;
+  size_t n = 12345;
+  assert_int_equal(sftd_store_get_request(st, id, &got, &n), 0);
+  assert_non_null(got);
+  assert_int_equal(n, len);
+  if (len)
+    assert_memory_equal(got, want, len);
+  free(got);
+}
+
+static void assert_no_request(struct sftd_store *st, const uint8_t *id) {
+  void *got = (void *)(uintptr_t)1;
+  size_t n = 12345;
+  assert_int_equal(sftd_store_get_request(st, id, &got, &n), SFT_ERR_NOT_FOUND);
+  assert_null(got);
+  assert_int_equal(n, 0);
+}
+
+/* A deterministic pattern of |len| bytes (not all equal). */
+static uint8_t *mk_blob(size_t len, unsigned seed) {
+  uint8_t *b = malloc(len ? len : 1);
+  assert_non_null(b);
+  for (size_t i = 0; i < len; i++)
+    b[i] = (uint8_t)(i * 31u + seed + (i >> 8));
+  return b;
+}
+
+static void t_requests(void **state) {
+  struct fx *fx = *state;
+  struct sftd_store_session a, b, out;
+  const size_t MAX = SFTD_STORE_REQUEST_MAX;
+  uint8_t *big = mk_blob(MAX + 1, 7);
+  void *got = NULL;
+  size_t n = 0;
+  static const char json[] = "{\"peer\":\"192.0.2.1:4433\",\"paths\":[\"/a\"]}";
+  mk_session(&a, 1, 2, 1, 1);
+  mk_session(&b, 2, 3, 2, 2);
+
+  /* no session: put and get both say NOT_FOUND */
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, json, 4, 0),
+                   SFT_ERR_NOT_FOUND);
+  assert_no_request(fx->st, a.id);
+  assert_int_equal(sftd_store_save_session(fx->st, &a, 0), 0);
+  assert_int_equal(sftd_store_save_session(fx->st, &b, 0), 0);
+  /* a session without a request */
+  assert_no_request(fx->st, a.id);
+
+  /* argument checks, before any backend call */
+  assert_int_equal(sftd_store_put_request(NULL, a.id, json, 1, 0),
+                   SFT_ERR_INVAL);
+  assert_int_equal(sftd_store_put_request(fx->st, NULL, json, 1, 0),
+                   SFT_ERR_INVAL);
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, json, 1, 0x2),
+                   SFT_ERR_INVAL);
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, NULL, 1, 0),
+                   SFT_ERR_INVAL);
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, big, MAX + 1, 0),
+                   SFT_ERR_TOO_LARGE);
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, big, SIZE_MAX, 0),
+                   SFT_ERR_TOO_LARGE);
+  assert_int_equal(sftd_store_get_request(NULL, a.id, &got, &n), SFT_ERR_INVAL);
+  assert_int_equal(sftd_store_get_request(fx->st, NULL, &got, &n),
+                   SFT_ERR_INVAL);
+  assert_int_equal(sftd_store_get_request(fx->st, a.id, NULL, &n),
+                   SFT_ERR_INVAL);
+  assert_int_equal(sftd_store_get_request(fx->st, a.id, &got, NULL),
+                   SFT_ERR_INVAL);
+  assert_null(got);
+  assert_no_request(fx->st, a.id); /* none of those stored anything */
+
+  /* 0 bytes (NULL blob allowed), 1 byte, exactly MAX */
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, NULL, 0, 0), 0);
+  assert_request(fx->st, a.id, NULL, 0);
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, "{", 1, 0), 0);
+  assert_request(fx->st, a.id, "{", 1);
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, json, 0, 0), 0);
+  assert_request(fx->st, a.id, NULL, 0);
+  assert_int_equal(
+      sftd_store_put_request(fx->st, a.id, big, MAX, SFTD_STORE_SYNC_FULL), 0);
+  assert_request(fx->st, a.id, big, MAX);
+  /* too large leaves the stored one as it was */
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, big, MAX + 1, 0),
+                   SFT_ERR_TOO_LARGE);
+  assert_request(fx->st, a.id, big, MAX);
+
+  /* replace, and one per session */
+  assert_int_equal(
+      sftd_store_put_request(fx->st, a.id, json, sizeof(json) - 1, 0), 0);
+  assert_request(fx->st, a.id, json, sizeof(json) - 1);
+  assert_no_request(fx->st, b.id);
+  assert_int_equal(sftd_store_put_request(fx->st, b.id, "{}", 2, 0), 0);
+  assert_request(fx->st, b.id, "{}", 2);
+  assert_request(fx->st, a.id, json, sizeof(json) - 1);
+
+  /* re-saving the session (an upsert) keeps its request */
+  a.state = 3;
+  a.updated_ns = 50;
+  assert_int_equal(sftd_store_save_session(fx->st, &a, SFTD_STORE_SYNC_FULL),
+                   0);
+  assert_int_equal(sftd_store_load_session(fx->st, a.id, &out), 0);
+  assert_int_equal(out.state, 3);
+  assert_request(fx->st, a.id, json, sizeof(json) - 1);
+  assert_int_equal(sftd_store_integrity(fx->st), 0);
+  free(big);
+}
+
+static void t_request_lifecycle(void **state) {
+  struct fx *fx = *state;
+  struct sftd_store_session a, b, c;
+  const uint64_t D = SFTD_STORE_DAY_NS, now = 100 * D;
+  uint64_t del = 0;
+  mk_session(&a, 1, 2, 1, 1);
+  mk_session(&b, 2, 5, 2, now - 8 * D);  /* completed 8 days ago */
+  mk_session(&c, 3, 3, 3, now - 30 * D); /* paused 30 days: not terminal */
+  assert_int_equal(sftd_store_save_session(fx->st, &a, 0), 0);
+  assert_int_equal(sftd_store_save_session(fx->st, &b, 0), 0);
+  assert_int_equal(sftd_store_save_session(fx->st, &c, 0), 0);
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, "A", 1, 0), 0);
+  assert_int_equal(sftd_store_put_request(fx->st, b.id, "BB", 2, 0), 0);
+  assert_int_equal(sftd_store_put_request(fx->st, c.id, "CCC", 3, 0), 0);
+
+  /* delete_session takes the request with it; a re-created id has none */
+  assert_int_equal(sftd_store_delete_session(fx->st, a.id), 0);
+  assert_no_request(fx->st, a.id);
+  assert_int_equal(sftd_store_save_session(fx->st, &a, 0), 0);
+  assert_no_request(fx->st, a.id);
+  assert_request(fx->st, b.id, "BB", 2);
+
+  /* cleanup takes the old terminal session's request, not the others */
+  assert_int_equal(sftd_store_cleanup(fx->st, now, 7, &del), 0);
+  assert_true(del == 1);
+  assert_no_request(fx->st, b.id);
+  assert_request(fx->st, c.id, "CCC", 3);
+  assert_int_equal(sftd_store_save_session(fx->st, &b, 0), 0);
+  assert_no_request(fx->st, b.id);
+
+  /* a committed batch keeps its puts; a failing put inside undoes only
+   * itself */
+  assert_int_equal(sftd_store_begin(fx->st, SFTD_STORE_SYNC_FULL), 0);
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, "a1", 2, 0), 0);
+  assert_int_equal(
+      sftd_store_put_request(fx->st, a.id, "a2", 2, SFTD_STORE_SYNC_FULL), 0);
+  a.id[0] ^= 1;
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, "x", 1, 0),
+                   SFT_ERR_NOT_FOUND);
+  a.id[0] ^= 1;
+  assert_request(fx->st, a.id, "a2", 2); /* reads see the batch */
+  assert_int_equal(sftd_store_commit(fx->st), 0);
+  assert_request(fx->st, a.id, "a2", 2);
+
+  /* a rolled-back batch: replaced, new and deleted requests all restored */
+  assert_int_equal(sftd_store_begin(fx->st, 0), 0);
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, "zzz", 3, 0), 0);
+  assert_int_equal(sftd_store_put_request(fx->st, b.id, "new", 3, 0), 0);
+  assert_int_equal(sftd_store_delete_session(fx->st, c.id), 0);
+  assert_no_request(fx->st, c.id);
+  assert_int_equal(sftd_store_rollback(fx->st), 0);
+  assert_request(fx->st, a.id, "a2", 2);
+  assert_no_request(fx->st, b.id);
+  assert_request(fx->st, c.id, "CCC", 3);
+  assert_int_equal(sftd_store_integrity(fx->st), 0);
+}
+
 /* ---- SQLite only --------------------------------------------------------- */
 
 static sqlite3 *raw_open(const char *path) {
@@ -1042,11 +1210,12 @@ static void t_sql_migrate(void **state) {
   char err[SFTD_STORE_ERRBUF_SIZE];
   /* v0 -> current: the fixture opened an empty file */
   sqlite3 *db = raw_open(fx->path);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
-  assert_int_equal(sftd_store_sqlite_schema_version(), 2);
-  assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema WHERE "
-                               "name IN ('sessions','files','peers','events')"),
-                   4);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+  assert_int_equal(sftd_store_sqlite_schema_version(), 3);
+  assert_int_equal(raw_int(db,
+                           "SELECT count(*) FROM sqlite_schema WHERE name IN "
+                           "('sessions','files','peers','events','requests')"),
+                   5);
   char jm[8] = "";
   sqlite3_stmt *s;
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL),
@@ -1079,13 +1248,15 @@ static void t_sql_migrate(void **state) {
   memset(&p, 0, sizeof(p));
   assert_int_equal(sftd_store_peer_put(st, &p), 0);
   assert_int_equal(sftd_store_integrity(st), 0);
+  assert_int_equal(sftd_store_put_request(st, id, "{}", 2, 0), 0);
   sftd_store_close(st);
   db = raw_open(path);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
   sqlite3_close(db);
   /* reopening a current database migrates nothing and loses nothing */
   assert_int_equal(sftd_store_open_sqlite(path, &st, err), 0);
   assert_int_equal(sftd_store_load_session(st, id, &out), 0);
+  assert_request(st, id, "{}", 2);
   sftd_store_close(st);
 }
 
@@ -1095,13 +1266,17 @@ static void t_sql_newer_refused(void **state) {
   struct sftd_store *st = (struct sftd_store *)(uintptr_t)1; /* reset? */
   snprintf(path, sizeof(path), "%s/future.db", fx->dir);
   sqlite3 *db = raw_open(path);
-  raw_exec(db, "CREATE TABLE x(a); PRAGMA user_version=3;");
+  char sql[64];
+  snprintf(sql, sizeof(sql), "CREATE TABLE x(a); PRAGMA user_version=%d;",
+           sftd_store_sqlite_schema_version() + 1);
+  raw_exec(db, sql);
   sqlite3_close(db);
   assert_int_equal(sftd_store_open_sqlite(path, &st, err), SFT_ERR_VERSION);
   assert_null(st);
   assert_non_null(strstr(err, "newer"));
   db = raw_open(path);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 3); /* untouched */
+  assert_int_equal(raw_int(db, "PRAGMA user_version"),
+                   sftd_store_sqlite_schema_version() + 1); /* untouched */
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_schema"), 1);
   sqlite3_close(db);
   /* not a database at all */
@@ -1148,6 +1323,146 @@ static void t_sql_integrity_damaged(void **state) {
   assert_int_equal(open_store(fx), 0);
   assert_int_equal(sftd_store_integrity(fx->st), SFT_ERR_MALFORMED);
   assert_non_null(strstr(sftd_store_errmsg(fx->st), "integrity"));
+}
+
+/* The released v2 schema (v1 + peers and events), verbatim: a database
+ * created by the previous release must upgrade in place. */
+static const char v2_extra[] =
+    "CREATE TABLE peers("
+    " fp BLOB PRIMARY KEY NOT NULL, label TEXT NOT NULL,"
+    " last_addr TEXT NOT NULL, first_seen_ns INTEGER NOT NULL,"
+    " last_seen_ns INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE events("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " session_id BLOB NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,"
+    " ts_ns INTEGER NOT NULL, kind INTEGER NOT NULL, text TEXT NOT NULL);"
+    "CREATE INDEX events_by_session ON events(session_id, seq);"
+    "PRAGMA user_version=2;";
+
+static void t_sql_migrate_v2(void **state) {
+  struct fx *fx = *state;
+  char path[160], err[SFTD_STORE_ERRBUF_SIZE];
+  struct sftd_store *st = NULL;
+  uint8_t id[SFTD_STORE_ID_LEN], id2[SFTD_STORE_ID_LEN];
+  struct sftd_store_session out;
+  struct sftd_store_event ev[4];
+  struct sftd_store_peer p;
+  size_t n;
+  snprintf(path, sizeof(path), "%s/v2.db", fx->dir);
+  sqlite3 *db = raw_open(path);
+  raw_exec(db, v1_schema);
+  raw_exec(db, v2_extra);
+  raw_exec(db,
+           "INSERT INTO sessions VALUES(x'a5000000000000000000000000000001',"
+           "0, zeroblob(32), '192.0.2.1:4433', 1, 3, 0, '', 10, 20, 100,"
+           " 40, 0, 7);"
+           "INSERT INTO sessions VALUES(x'a5000000000000000000000000000002',"
+           "1, zeroblob(32), '', 0, 5, 0, '', 11, 21, 5, 5, 0, 0);"
+           "INSERT INTO events(session_id,ts_ns,kind,text) VALUES"
+           "(x'a5000000000000000000000000000001', 15, 2, 'created'),"
+           "(x'a5000000000000000000000000000001', 16, 3, 'paused');"
+           "INSERT INTO peers VALUES(zeroblob(32), 'lab', '192.0.2.1:4433',"
+           " 1, 2);");
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+  sqlite3_close(db);
+
+  assert_int_equal(sftd_store_open_sqlite(path, &st, err), 0);
+  mk_id(id, 1);
+  mk_id(id2, 2);
+  /* everything of v2 is kept */
+  assert_int_equal(sftd_store_load_session(st, id, &out), 0);
+  assert_int_equal(out.state, 3);
+  assert_true(out.bytes_done == 40 && out.flags == 7);
+  assert_int_equal(sftd_store_load_session(st, id2, &out), 0);
+  assert_int_equal(out.direction, SFTD_DIR_RECV);
+  assert_int_equal(sftd_store_event_list(st, id, 0, ev, 4, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(ev[0].text, "created");
+  assert_string_equal(ev[1].text, "paused");
+  assert_true(ev[1].seq == 2);
+  memset(&p, 0, sizeof(p));
+  assert_int_equal(sftd_store_peer_get(st, p.fp, &p), 0);
+  assert_string_equal(p.label, "lab");
+  /* the new table works, with its cascade (foreign keys are on) */
+  assert_no_request(st, id);
+  assert_int_equal(sftd_store_put_request(st, id, "{\"a\":1}", 7, 0), 0);
+  assert_int_equal(sftd_store_put_request(st, id2, "{}", 2, 0), 0);
+  assert_request(st, id, "{\"a\":1}", 7);
+  assert_int_equal(sftd_store_delete_session(st, id2), 0);
+  assert_no_request(st, id2);
+  assert_int_equal(sftd_store_integrity(st), 0);
+  sftd_store_close(st);
+
+  db = raw_open(path);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM requests"), 1);
+  /* the requests table references sessions with ON DELETE CASCADE */
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM pragma_foreign_key_list("
+                               "'requests') WHERE \"table\"='sessions' AND "
+                               "on_delete='CASCADE'"),
+                   1);
+  sqlite3_close(db);
+  /* and a reopen of the upgraded file keeps the request */
+  assert_int_equal(sftd_store_open_sqlite(path, &st, err), 0);
+  assert_request(st, id, "{\"a\":1}", 7);
+  sftd_store_close(st);
+}
+
+/* Requests survive a reopen; a stored body that breaks the rules (raw SQL
+ * through a second handle) is MALFORMED, never copied. */
+static void t_sql_requests(void **state) {
+  struct fx *fx = *state;
+  struct sftd_store_session a, b;
+  const size_t MAX = SFTD_STORE_REQUEST_MAX;
+  uint8_t *big = mk_blob(MAX, 3);
+  void *got = (void *)(uintptr_t)1;
+  size_t n = 99;
+  mk_session(&a, 1, 2, 1, 1);
+  mk_session(&b, 2, 2, 2, 2);
+  assert_int_equal(sftd_store_save_session(fx->st, &a, 0), 0);
+  assert_int_equal(sftd_store_save_session(fx->st, &b, 0), 0);
+  assert_int_equal(sftd_store_put_request(fx->st, a.id, big, MAX, 0), 0);
+  assert_int_equal(
+      sftd_store_put_request(fx->st, b.id, NULL, 0, SFTD_STORE_SYNC_FULL), 0);
+  reopen(fx);
+  assert_request(fx->st, a.id, big, MAX);
+  assert_request(fx->st, b.id, NULL, 0);
+
+  sqlite3 *db = raw_open(fx->path);
+  /* the empty one is stored, as a BLOB */
+  assert_int_equal(raw_int(db, "SELECT count(*) FROM requests WHERE "
+                               "typeof(body)='blob' AND length(body)=0"),
+                   1);
+  static const char *const bad[] = {
+      "UPDATE requests SET body=zeroblob(1048577) WHERE length(body)=0",
+      "UPDATE requests SET body='{\"text\":1}' WHERE length(body)=0",
+      "UPDATE requests SET body=42 WHERE length(body)=0",
+      "UPDATE requests SET body=4.5 WHERE length(body)=0",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+    raw_exec(db, bad[i]);
+    got = (void *)(uintptr_t)1;
+    n = 99;
+    assert_int_equal(sftd_store_get_request(fx->st, b.id, &got, &n),
+                     SFT_ERR_MALFORMED);
+    assert_null(got);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(sftd_store_errmsg(fx->st), "request"));
+    /* the other session's request is unaffected; a put repairs it */
+    assert_request(fx->st, a.id, big, MAX);
+    assert_int_equal(sftd_store_put_request(fx->st, b.id, NULL, 0, 0), 0);
+    assert_request(fx->st, b.id, NULL, 0);
+  }
+  /* exactly MAX written by raw SQL is fine, MAX + 1 is not */
+  raw_exec(db, "UPDATE requests SET body=zeroblob(1048576) WHERE "
+               "length(body)=0");
+  assert_int_equal(sftd_store_get_request(fx->st, b.id, &got, &n), 0);
+  assert_int_equal(n, MAX);
+  const uint8_t *g = got;
+  assert_true(g[0] == 0 && g[MAX / 2] == 0 && g[MAX - 1] == 0);
+  free(got);
+  sqlite3_close(db);
+  free(big);
 }
 
 /* ---- fsync counting VFS -------------------------------------------------- */
@@ -1246,17 +1561,30 @@ static void t_sql_sync_counts(void **state) {
   assert_int_equal(sftd_store_save_session(st, &s, 0), 0);
   int after = sync_count;
 
+  /* a request put is a write like the others: NORMAL does not sync, a
+   * milestone put does */
+  sync_count = 0;
+  assert_int_equal(sftd_store_put_request(st, s.id, "{\"v\":1}", 7, 0), 0);
+  int req_normal = sync_count;
+  sync_count = 0;
+  assert_int_equal(
+      sftd_store_put_request(st, s.id, "{\"v\":2}", 7, SFTD_STORE_SYNC_FULL),
+      0);
+  int req_full = sync_count;
+
   sftd_store_close(st);
   sqlite3_vfs_unregister(&count_vfs);
   sqlite3_vfs_register(real_vfs, 1);
   fprintf(stderr,
           "store-sync: fsyncs: 21 NORMAL commits %d, FULL save %d, FULL "
-          "batch %d, NORMAL after %d\n",
-          normal, full, full_batch, after);
+          "batch %d, NORMAL after %d, request NORMAL %d FULL %d\n",
+          normal, full, full_batch, after, req_normal, req_full);
   assert_int_equal(normal, 0);
   assert_true(full >= 1);
   assert_true(full_batch >= 1);
   assert_int_equal(after, 0);
+  assert_int_equal(req_normal, 0);
+  assert_true(req_full >= 1);
   free(f);
 }
 
@@ -1480,7 +1808,9 @@ static void t_sql_commit_cost(void **state) {
       cmocka_unit_test_setup_teardown(t_batches, setup, teardown),             \
       cmocka_unit_test_setup_teardown(t_peers, setup, teardown),               \
       cmocka_unit_test_setup_teardown(t_events, setup, teardown),              \
-      cmocka_unit_test_setup_teardown(t_integrity_ok, setup, teardown)
+      cmocka_unit_test_setup_teardown(t_integrity_ok, setup, teardown),        \
+      cmocka_unit_test_setup_teardown(t_requests, setup, teardown),            \
+      cmocka_unit_test_setup_teardown(t_request_lifecycle, setup, teardown)
 
 int main(void) {
   const struct CMUnitTest mem[] = {BOTH(setup_mem)};
@@ -1489,6 +1819,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(t_sql_persist, setup_sql, teardown),
       cmocka_unit_test_setup_teardown(t_sql_corrupt, setup_sql, teardown),
       cmocka_unit_test_setup_teardown(t_sql_migrate, setup_sql, teardown),
+      cmocka_unit_test_setup_teardown(t_sql_migrate_v2, setup_sql, teardown),
+      cmocka_unit_test_setup_teardown(t_sql_requests, setup_sql, teardown),
       cmocka_unit_test_setup_teardown(t_sql_newer_refused, setup_sql, teardown),
       cmocka_unit_test_setup_teardown(t_sql_integrity_damaged, setup_sql,
                                       teardown),

@@ -305,3 +305,33 @@ int sftd_store_event_list(struct sftd_store *st,
     return 0;
   return st->ops->event_list(st, session_id, after_seq, out, cap, n);
 }
+
+int sftd_store_put_request(struct sftd_store *st,
+                           const uint8_t id[SFTD_STORE_ID_LEN],
+                           const void *blob, size_t len, unsigned flags) {
+  if (!st || !id || (flags & ~SFTD_STORE_SYNC_FULL))
+    return SFT_ERR_INVAL;
+  if (len > SFTD_STORE_REQUEST_MAX)
+    return SFT_ERR_TOO_LARGE;
+  if (len > 0 && !blob)
+    return SFT_ERR_INVAL;
+  return st->ops->put_request(st, id, blob, len, flags);
+}
+
+int sftd_store_get_request(struct sftd_store *st,
+                           const uint8_t id[SFTD_STORE_ID_LEN], void **blob,
+                           size_t *len) {
+  int rc;
+  if (blob)
+    *blob = NULL;
+  if (len)
+    *len = 0;
+  if (!st || !id || !blob || !len)
+    return SFT_ERR_INVAL;
+  if ((rc = st->ops->get_request(st, id, blob, len)) != 0) {
+    free(*blob); /* a backend sets it only on success; belt and braces */
+    *blob = NULL;
+    *len = 0;
+  }
+  return rc;
+}

@@ -232,7 +232,8 @@ int sftd_store_session_exists(struct sftd_store *st,
                               const uint8_t id[SFTD_STORE_ID_LEN],
                               bool *exists);
 
-/* Deletes the session, its files and its events. SFT_ERR_NOT_FOUND. */
+/* Deletes the session, its files, its events and its request.
+ * SFT_ERR_NOT_FOUND. */
 int sftd_store_delete_session(struct sftd_store *st,
                               const uint8_t id[SFTD_STORE_ID_LEN]);
 
@@ -240,8 +241,8 @@ int sftd_store_delete_session(struct sftd_store *st,
  *   updated_ns + days * SFTD_STORE_DAY_NS <= now_ns
  * i.e. at least |days| days old, INCLUSIVE (exactly N days old is deleted,
  * one nanosecond younger is kept), with their files and events. *deleted =
- * count. SFT_ERR_RANGE: days > SFTD_STORE_CLEANUP_MAX_DAYS or now_ns >
- * INT64_MAX. */
+ * count (their requests go too). SFT_ERR_RANGE: days >
+ * SFTD_STORE_CLEANUP_MAX_DAYS or now_ns > INT64_MAX. */
 int sftd_store_cleanup(struct sftd_store *st, uint64_t now_ns, unsigned days,
                        uint64_t *deleted);
 
@@ -313,5 +314,32 @@ int sftd_store_event_list(struct sftd_store *st,
                           const uint8_t session_id[SFTD_STORE_ID_LEN],
                           uint64_t after_seq, struct sftd_store_event *out,
                           size_t cap, size_t *n);
+
+/* ---- requests ----------------------------------------------------------- */
+
+/* The request that started a session (the daemon keeps the JSON body of
+ * POST /api/transfer/send or its gRPC / CLI equivalent), kept so that an
+ * outgoing transfer can be restarted after a daemon restart. At most one
+ * per session; opaque bytes to the store. */
+#define SFTD_STORE_REQUEST_MAX (1u << 20) /* bytes of one request blob */
+
+/* Stores |len| bytes (opaque to the store; the daemon keeps JSON) as the
+ * request of session |id|, replacing any previous one. The store only
+ * reads blob[0..len) during the call (blob may be NULL when len is 0).
+ * Errors: SFT_ERR_NOT_FOUND (no such session), SFT_ERR_TOO_LARGE (len >
+ * SFTD_STORE_REQUEST_MAX), SFT_ERR_INVAL (blob NULL with len > 0).
+ * Flags as for save_session. Deleted with its session (delete, cleanup);
+ * re-saving the session keeps it. */
+int sftd_store_put_request(struct sftd_store *st,
+                           const uint8_t id[SFTD_STORE_ID_LEN],
+                           const void *blob, size_t len, unsigned flags);
+/* *blob: malloc'ed copy (free() it), *len its length; a zero-length
+ * request gives a non-NULL 1-byte allocation and *len 0. On error *blob
+ * is NULL and *len 0. Errors: SFT_ERR_NOT_FOUND (no session or no
+ * request), SFT_ERR_MALFORMED (a stored blob longer than
+ * SFTD_STORE_REQUEST_MAX, or not a BLOB), SFT_ERR_NOMEM. */
+int sftd_store_get_request(struct sftd_store *st,
+                           const uint8_t id[SFTD_STORE_ID_LEN], void **blob,
+                           size_t *len);
 
 #endif /* SFTD_STORE_H */

@@ -44,6 +44,11 @@ struct sftd_store_ops {
   int (*event_list)(struct sftd_store *st, const uint8_t *sid,
                     uint64_t after_seq, struct sftd_store_event *out,
                     size_t cap, size_t *n);
+  int (*put_request)(struct sftd_store *st, const uint8_t *id, const void *blob,
+                     size_t len, unsigned flags);
+  /* *blob and *len are NULL and 0 on entry; set only on success. */
+  int (*get_request)(struct sftd_store *st, const uint8_t *id, void **blob,
+                     size_t *len);
 };
 
 /* Every backend's handle starts with this. */

@@ -13,6 +13,13 @@
 #include "daemon/store/store_int.h"
 #include "sft/err.h"
 
+/* A session's request: len bytes at body (NULL when len is 0). */
+struct mem_req {
+  uint8_t id[SFTD_STORE_ID_LEN];
+  uint8_t *body; /* owned */
+  size_t len;
+};
+
 struct mem_data {
   struct sftd_store_session *sess;
   size_t nsess, capsess;
@@ -22,6 +29,8 @@ struct mem_data {
   size_t npeers, cappeers;
   struct sftd_store_event *events; /* in seq order */
   size_t nevents, capevents;
+  struct mem_req *reqs; /* bodies owned */
+  size_t nreqs, capreqs;
   uint64_t next_seq;
 };
 
@@ -52,6 +61,9 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
 static void data_free(struct mem_data *d) {
   for (size_t i = 0; i < d->nfiles; i++)
     free(d->files[i].bitmap);
+  for (size_t i = 0; i < d->nreqs; i++)
+    free(d->reqs[i].body);
+  free(d->reqs);
   free(d->sess);
   free(d->files);
   free(d->peers);
@@ -99,6 +111,20 @@ static int data_clone(struct mem_data *dst, const struct mem_data *src) {
       }
     }
   }
+  if (src->nreqs) {
+    dst->reqs = calloc(src->nreqs, sizeof(*dst->reqs));
+    if (!dst->reqs)
+      goto fail;
+    dst->capreqs = src->nreqs;
+    for (size_t i = 0; i < src->nreqs; i++) {
+      dst->reqs[i] = src->reqs[i];
+      dst->reqs[i].body = NULL;
+      dst->nreqs = i + 1;
+      if (src->reqs[i].len &&
+          !(dst->reqs[i].body = dup_bytes(src->reqs[i].body, src->reqs[i].len)))
+        goto fail;
+    }
+  }
 #undef CLONE
   return 0;
 fail:
@@ -111,6 +137,13 @@ static struct sftd_store_session *find_sess(struct mem_data *d,
   for (size_t i = 0; i < d->nsess; i++)
     if (memcmp(d->sess[i].id, id, SFTD_STORE_ID_LEN) == 0)
       return &d->sess[i];
+  return NULL;
+}
+
+static struct mem_req *find_req(struct mem_data *d, const uint8_t *id) {
+  for (size_t i = 0; i < d->nreqs; i++)
+    if (memcmp(d->reqs[i].id, id, SFTD_STORE_ID_LEN) == 0)
+      return &d->reqs[i];
   return NULL;
 }
 
@@ -145,6 +178,12 @@ static int mem_integrity(struct sftd_store *st) {
   for (size_t i = 0; i < d->nevents; i++)
     if (!find_sess(d, d->events[i].session_id) ||
         (i > 0 && d->events[i].seq <= d->events[i - 1].seq))
+      return SFT_ERR_MALFORMED;
+  for (size_t i = 0; i < d->nreqs; i++)
+    if (!find_sess(d, d->reqs[i].id) ||
+        d->reqs[i].len > SFTD_STORE_REQUEST_MAX ||
+        (d->reqs[i].len > 0) != (d->reqs[i].body != NULL) ||
+        find_req(d, d->reqs[i].id) != &d->reqs[i])
       return SFT_ERR_MALFORMED;
   return 0;
 }
@@ -256,6 +295,14 @@ static void remove_session(struct mem_data *d, size_t idx) {
     if (memcmp(d->events[i].session_id, id, SFTD_STORE_ID_LEN) != 0)
       d->events[k++] = d->events[i];
   d->nevents = k;
+  k = 0;
+  for (size_t i = 0; i < d->nreqs; i++) {
+    if (memcmp(d->reqs[i].id, id, SFTD_STORE_ID_LEN) == 0)
+      free(d->reqs[i].body);
+    else
+      d->reqs[k++] = d->reqs[i];
+  }
+  d->nreqs = k;
   memmove(&d->sess[idx], &d->sess[idx + 1],
           (d->nsess - idx - 1) * sizeof(*d->sess));
   d->nsess--;
@@ -472,6 +519,50 @@ static int mem_event_list(struct sftd_store *st, const uint8_t *sid,
   return 0;
 }
 
+/* ---- requests ------------------------------------------------------------ */
+
+static int mem_put_request(struct sftd_store *st, const uint8_t *id,
+                           const void *blob, size_t len, unsigned flags) {
+  struct mem_data *d = &M(st)->cur;
+  uint8_t *body = NULL;
+  (void)flags;
+  if (!find_sess(d, id))
+    return SFT_ERR_NOT_FOUND;
+  if (len && !(body = dup_bytes(blob, len)))
+    return SFT_ERR_NOMEM;
+  struct mem_req *r = find_req(d, id);
+  if (!r) {
+    if (grow((void **)&d->reqs, &d->capreqs, d->nreqs + 1, sizeof(*d->reqs))) {
+      free(body);
+      return SFT_ERR_NOMEM;
+    }
+    r = &d->reqs[d->nreqs++];
+    memcpy(r->id, id, SFTD_STORE_ID_LEN);
+    r->body = NULL;
+  }
+  free(r->body);
+  r->body = body;
+  r->len = len;
+  return 0;
+}
+
+static int mem_get_request(struct sftd_store *st, const uint8_t *id,
+                           void **blob, size_t *len) {
+  struct mem_req *r = find_req(&M(st)->cur, id);
+  void *p;
+  if (!r)
+    return SFT_ERR_NOT_FOUND;
+  if (r->len > SFTD_STORE_REQUEST_MAX)
+    return SFT_ERR_MALFORMED;
+  if (!(p = malloc(r->len ? r->len : 1)))
+    return SFT_ERR_NOMEM;
+  if (r->len)
+    memcpy(p, r->body, r->len);
+  *blob = p;
+  *len = r->len;
+  return 0;
+}
+
 static const struct sftd_store_ops mem_ops = {
     .close = mem_close,
     .integrity = mem_integrity,
@@ -493,6 +584,8 @@ static const struct sftd_store_ops mem_ops = {
     .peer_get = mem_peer_get,
     .event_append = mem_event_append,
     .event_list = mem_event_list,
+    .put_request = mem_put_request,
+    .get_request = mem_get_request,
 };
 
 int sftd_store_new_mem(struct sftd_store **out) {

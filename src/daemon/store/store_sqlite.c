@@ -82,6 +82,12 @@ static const char *const migrations[] = {
     " text TEXT NOT NULL"
     ");"
     "CREATE INDEX events_by_session ON events(session_id, seq);",
+    /* 2 -> 3: the request that started each session (at most one) */
+    "CREATE TABLE requests("
+    " session_id BLOB PRIMARY KEY NOT NULL"
+    "  REFERENCES sessions(id) ON DELETE CASCADE,"
+    " body BLOB NOT NULL"
+    ") WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -121,6 +127,8 @@ enum {
   S_EV_INSERT,
   S_EV_TRIM,
   S_EV_LIST,
+  S_REQ_UPSERT,
+  S_REQ_GET,
   S_COUNT
 };
 
@@ -177,6 +185,9 @@ static const char *const sql_text[S_COUNT] = {
                   "ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
     [S_EV_LIST] = "SELECT seq,ts_ns,kind,text FROM events WHERE "
                   "session_id=?1 AND seq>?2 ORDER BY seq LIMIT ?3",
+    [S_REQ_UPSERT] = "INSERT INTO requests(session_id,body) VALUES(?1,?2) "
+                     "ON CONFLICT(session_id) DO UPDATE SET body=?2",
+    [S_REQ_GET] = "SELECT body FROM requests WHERE session_id=?1",
 };
 
 struct sql_store {
@@ -873,6 +884,68 @@ static int sql_event_list(struct sftd_store *st, const uint8_t *sid,
   return rc;
 }
 
+/* ---- requests ------------------------------------------------------------ */
+
+static int do_put_request(struct sql_store *q, const uint8_t *id,
+                          const void *blob, size_t len) {
+  sqlite3_stmt *s = NULL;
+  bool ex;
+  TRY(exists(q, id, &ex));
+  if (!ex)
+    return SFT_ERR_NOT_FOUND;
+  TRY(stmt(q, S_REQ_UPSERT, &s));
+  B(sqlite3_bind_blob(s, 1, id, SFTD_STORE_ID_LEN, SQLITE_STATIC));
+  /* len <= SFTD_STORE_REQUEST_MAX (checked by store.c) fits an int;
+   * zeroblob(0) for an empty request: the column is a BLOB, always. */
+  if (len)
+    B(sqlite3_bind_blob(s, 2, blob, (int)len, SQLITE_STATIC));
+  else
+    B(sqlite3_bind_zeroblob(s, 2, 0));
+  return run(q, s);
+}
+
+static int sql_put_request(struct sftd_store *st, const uint8_t *id,
+                           const void *blob, size_t len, unsigned flags) {
+  struct sql_store *q = Q(st);
+  TRY(tx_begin(q, flags));
+  return tx_end(q, flags, do_put_request(q, id, blob, len));
+}
+
+static int sql_get_request(struct sftd_store *st, const uint8_t *id,
+                           void **blob, size_t *len) {
+  struct sql_store *q = Q(st);
+  sqlite3_stmt *s = NULL;
+  int rc;
+  TRY(stmt(q, S_REQ_GET, &s));
+  B(sqlite3_bind_blob(s, 1, id, SFTD_STORE_ID_LEN, SQLITE_STATIC));
+  rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    /* Type, then length (column_type is undefined after a conversion,
+     * which column_bytes may do): nothing past the bound is copied. */
+    bool is_blob = sqlite3_column_type(s, 0) == SQLITE_BLOB;
+    size_t n = is_blob ? (size_t)sqlite3_column_bytes(s, 0) : 0;
+    const void *b = NULL;
+    void *p;
+    if (!is_blob || n > SFTD_STORE_REQUEST_MAX) {
+      rc = malformed(q, "request");
+    } else if (n && !(b = sqlite3_column_blob(s, 0))) {
+      rc = SFT_ERR_NOMEM;
+    } else if (!(p = malloc(n ? n : 1))) {
+      rc = SFT_ERR_NOMEM;
+    } else {
+      if (n)
+        memcpy(p, b, n);
+      *blob = p;
+      *len = n;
+      rc = 0;
+    }
+  } else {
+    rc = rc == SQLITE_DONE ? SFT_ERR_NOT_FOUND : map_rc(q, rc);
+  }
+  done(s);
+  return rc;
+}
+
 /* ---- handle -------------------------------------------------------------- */
 
 static int sql_integrity(struct sftd_store *st) {
@@ -928,6 +1001,8 @@ static const struct sftd_store_ops sql_ops = {
     .peer_get = sql_peer_get,
     .event_append = sql_event_append,
     .event_list = sql_event_list,
+    .put_request = sql_put_request,
+    .get_request = sql_get_request,
 };
 
 /* ---- open and migrate ---------------------------------------------------- */
