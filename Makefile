@@ -45,6 +45,8 @@ demo: build
 soak: build
 	@SFT=$(BUILD)/sft SFT_BUILD_DIR=$(BUILD) SFT_RESUME_KILLS=100 \
 	  SFT_RESUME_MIB=700 bash tests/integration/test_resume.sh
+	@SFT=$(BUILD)/sft SFT_BUILD_DIR=$(BUILD) SFT_RESUME_KILLS=100 \
+	  SFT_RESUME_MIB=700 bash tests/integration/test_resume_sender.sh
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

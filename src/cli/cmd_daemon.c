@@ -18,24 +18,22 @@
 extern char **environ;
 
 static void daemon_usage(FILE *f) {
-  fprintf(f,
-          "usage: sft daemon [--config FILE] [--set SECTION.KEY=VALUE]... "
-          "[--data-dir DIR] [--print-config]\n"
-          "Runs sft as a service: receives on quic_bind_addr, sends on "
-          "request and serves\nthe REST API on api_bind_addr (token in "
-          "DATA_DIR/api.token). Settings come\nfrom the file, then "
-          "SFT_<SECTION>_<KEY> variables, then --set (see etc/sft.conf).\n"
-          "SIGINT/SIGTERM stop it.\n");
+  fprintf(f, "usage: sft daemon [--config FILE] [--set SECTION.KEY=VALUE]... "
+             "[--data-dir DIR] [--print-config]\n"
+             "Runs sft as a service: receives on quic_bind_addr, sends on "
+             "request and serves\nthe REST API on api_bind_addr (token in "
+             "DATA_DIR/api.token). Settings come\nfrom the file, then "
+             "SFT_<SECTION>_<KEY> variables, then --set (see etc/sft.conf).\n"
+             "SIGINT/SIGTERM stop it.\n");
 }
 
 int cmd_daemon_main(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"config", required_argument, 0, 'c'},
-      {"set", required_argument, 0, 's'},
-      {"data-dir", required_argument, 0, 'd'},
-      {"print-config", no_argument, 0, 'p'},
-      {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+  static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                       {"set", required_argument, 0, 's'},
+                                       {"data-dir", required_argument, 0, 'd'},
+                                       {"print-config", no_argument, 0, 'p'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   struct sftd_daemon_opts o;
   const char *sets[64];
   char why[1024];
@@ -83,7 +81,8 @@ int cmd_daemon_main(int argc, char **argv) {
   return SFT_EXIT_OK;
 }
 
-/* ---- API commands ------------------------------------------------------------ */
+/* ---- API commands
+ * ------------------------------------------------------------ */
 
 /* Common options: --api HOST:PORT --data-dir DIR --json. */
 static int api_opts(int argc, char **argv, const char **addr,
@@ -141,9 +140,8 @@ static void print_xfer(const json_t *x) {
              ? json_string_value(json_object_get(x, "peer"))
              : "");
   if (json_object_get(x, "error"))
-    printf("    error: %s\n",
-           json_string_value(
-               json_object_get(json_object_get(x, "error"), "message")));
+    printf("    error: %s\n", json_string_value(json_object_get(
+                                  json_object_get(x, "error"), "message")));
 }
 
 static int call_and_show(const char *addr, const char *data_dir, int json,
@@ -162,7 +160,7 @@ static int call_and_show(const char *addr, const char *data_dir, int json,
     cli_error("%s", api_error_text(out, st));
     json_decref(out);
     return st == 404 || st == 400 || st == 409 ? SFT_EXIT_USAGE
-                                                : SFT_EXIT_FAILURE;
+                                               : SFT_EXIT_FAILURE;
   }
   if (json) {
     char *s = json_dumps(out, JSON_COMPACT);
@@ -173,7 +171,25 @@ static int call_and_show(const char *addr, const char *data_dir, int json,
     json_t *x;
     json_array_foreach(json_object_get(out, "sessions"), i, x) print_xfer(x);
   } else {
+    size_t i;
+    json_t *np;
     print_xfer(out);
+    /* sft status: one line per network path */
+    json_array_foreach(json_object_get(out, "network_paths"), i, np) {
+      json_t *loss = json_object_get(np, "loss");
+      char rate[32], sent[32];
+      fmt_rate(rate, sizeof(rate),
+               (double)json_integer_value(json_object_get(np, "rate_bps")) / 8);
+      fmt_bytes(sent, sizeof(sent),
+                (double)json_integer_value(json_object_get(np, "bytes_sent")));
+      printf(
+          "    path %zu  %-22s %-8s rtt %6.1f ms  loss %s%.1f%%  %s  sent %s\n",
+          i + 1, json_string_value(json_object_get(np, "peer")),
+          json_string_value(json_object_get(np, "state")),
+          json_real_value(json_object_get(np, "rtt_ms")),
+          json_is_real(loss) ? "" : "~",
+          json_is_real(loss) ? 100 * json_real_value(loss) : 0.0, rate, sent);
+    }
   }
   json_decref(out);
   return SFT_EXIT_OK;
@@ -187,8 +203,8 @@ int cmd_ls_main(int argc, char **argv) {
   return call_and_show(addr, dd, json, "GET", "/api/sessions");
 }
 
-static int id_cmd(int argc, char **argv, const char *method,
-                  const char *suffix, const char *usage) {
+static int id_cmd(int argc, char **argv, const char *method, const char *suffix,
+                  const char *usage) {
   const char *addr = NULL, *dd = NULL;
   char path[256];
   int json = 0;
@@ -217,7 +233,8 @@ int cmd_cancel_main(int argc, char **argv) {
   return id_cmd(argc, argv, "POST", "/cancel", "sft cancel ID");
 }
 
-/* ---- sft send through a running daemon ------------------------------------------ */
+/* ---- sft send through a running daemon
+ * ------------------------------------------ */
 
 static int exit_for(const char *code) {
   if (!code)
@@ -272,16 +289,22 @@ int cli_send_via_daemon(struct api *a, json_t *req, int json) {
     }
     state = json_string_value(json_object_get(out, "state"));
     memset(&s, 0, sizeof(s));
-    s.bytes_done = (uint64_t)json_integer_value(json_object_get(out, "bytes_done"));
-    s.bytes_total = (uint64_t)json_integer_value(json_object_get(out, "bytes_total"));
-    s.chunks_done = (uint64_t)json_integer_value(json_object_get(out, "chunks_done"));
-    s.chunks_total = (uint64_t)json_integer_value(json_object_get(out, "chunks_total"));
-    s.files_done = (uint64_t)json_integer_value(json_object_get(out, "files_done"));
-    s.files_total = (uint64_t)json_integer_value(json_object_get(out, "files_total"));
+    s.bytes_done =
+        (uint64_t)json_integer_value(json_object_get(out, "bytes_done"));
+    s.bytes_total =
+        (uint64_t)json_integer_value(json_object_get(out, "bytes_total"));
+    s.chunks_done =
+        (uint64_t)json_integer_value(json_object_get(out, "chunks_done"));
+    s.chunks_total =
+        (uint64_t)json_integer_value(json_object_get(out, "chunks_total"));
+    s.files_done =
+        (uint64_t)json_integer_value(json_object_get(out, "files_done"));
+    s.files_total =
+        (uint64_t)json_integer_value(json_object_get(out, "files_total"));
     s.loss = -1;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    progress_update(&pr, &s,
-                    (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, 0);
+    progress_update(
+        &pr, &s, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, 0);
     if (state && (!strcmp(state, "Completed") || !strcmp(state, "Failed"))) {
       int rc = SFT_EXIT_OK;
       progress_clear(&pr);

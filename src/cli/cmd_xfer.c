@@ -160,6 +160,8 @@ static void on_event(const struct sftd_event *ev, void *ud) {
         .files_total = ev->p.files_total,
         .rtt_ms = ev->p.rtt_ms,
         .loss = ev->p.loss,
+        .npaths = ev->p.npaths,
+        .paths = ev->p.paths,
     };
     progress_update(&u->pr, &s, mono_ns(), 0);
     break;

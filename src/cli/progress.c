@@ -8,7 +8,7 @@
 void progress_init(struct progress *p, FILE *out, int json, uint64_t now_ns) {
   memset(p, 0, sizeof(*p));
   p->out = out;
-  p->mode = json ? PROGRESS_JSON
+  p->mode = json                  ? PROGRESS_JSON
             : isatty(fileno(out)) ? PROGRESS_TTY
                                   : PROGRESS_NONE;
   p->start_ns = p->rate_t0_ns = now_ns;
@@ -69,12 +69,51 @@ char *json_quote(char *buf, size_t len, const char *s) {
   return buf;
 }
 
+/* Back to the start of the live line, erasing it and the path lines. */
+static void erase_live(struct progress *p) {
+  if (p->path_lines)
+    fprintf(p->out, "\033[%uA", p->path_lines);
+  fputs("\r\033[J", p->out);
+  p->path_lines = 0;
+}
+
 void progress_clear(struct progress *p) {
   if (p->mode == PROGRESS_TTY && p->drawn) {
-    fputs("\r\033[K", p->out);
+    erase_live(p);
     fflush(p->out);
     p->drawn = 0;
   }
+}
+
+static const char *path_state_name(int st) {
+  return st == SFTD_PATH_ACTIVE     ? "active"
+         : st == SFTD_PATH_DEGRADED ? "degraded"
+                                    : "failed";
+}
+
+/* ,"paths":[{...},...] for JSON progress, when there are several. */
+static void paths_json(char *buf, size_t cap,
+                       const struct progress_snapshot *s) {
+  size_t n = 0;
+  buf[0] = 0;
+  if (s->npaths < 2 || !s->paths)
+    return;
+  n += (size_t)snprintf(buf + n, cap - n, ",\"paths\":[");
+  for (unsigned i = 0; i < s->npaths && n < cap; i++) {
+    const struct sftd_path_stat *ps = &s->paths[i];
+    char q[2 * SFTD_PATH_ADDR_MAX];
+    n += (size_t)snprintf(
+        buf + n, cap - n,
+        "%s{\"peer\":%s,\"state\":\"%s\",\"up\":%s,\"rtt_ms\":%.1f,"
+        "\"loss\":%.4f,\"rate_bps\":%" PRIu64 ",\"bytes_sent\":%" PRIu64 "}",
+        i ? "," : "", json_quote(q, sizeof(q), ps->peer),
+        path_state_name(ps->state), ps->up ? "true" : "false", ps->rtt_ms,
+        ps->loss, ps->rate_bps, ps->bytes_sent);
+  }
+  if (n < cap)
+    snprintf(buf + n, cap - n, "]");
+  if (n >= cap)
+    buf[0] = 0; /* never a cut object */
 }
 
 void progress_event(struct progress *p, const char *event, const char *fields) {
@@ -112,18 +151,19 @@ void progress_update(struct progress *p, const struct progress_snapshot *s,
             : -1;
 
   if (p->mode == PROGRESS_JSON) {
-    char q[600];
+    char q[600], pj[2048];
+    paths_json(pj, sizeof(pj), s);
     fprintf(p->out,
             "{\"event\":\"progress\",\"name\":%s,\"bytes_done\":%" PRIu64
             ",\"bytes_total\":%" PRIu64 ",\"chunks_done\":%" PRIu64
             ",\"chunks_total\":%" PRIu64 ",\"chunks_rebuilt\":%" PRIu64
             ",\"parity_sent\":%" PRIu64 ",\"links_up\":%" PRIu64
             ",\"files_done\":%" PRIu64 ",\"files_total\":%" PRIu64
-            ",\"rate_bps\":%.0f,\"eta_s\":%.1f}\n",
+            ",\"rate_bps\":%.0f,\"eta_s\":%.1f%s}\n",
             json_quote(q, sizeof(q), s->name ? s->name : ""), s->bytes_done,
             s->bytes_total, s->chunks_done, s->chunks_total, s->chunks_rebuilt,
-            s->parity_sent, s->links_up,
-            s->files_done, s->files_total, p->rate_bps * 8, eta);
+            s->parity_sent, s->links_up, s->files_done, s->files_total,
+            p->rate_bps * 8, eta, pj);
     fflush(p->out);
     return;
   }
@@ -156,11 +196,29 @@ void progress_update(struct progress *p, const struct progress_snapshot *s,
   if (s->files_total > 1)
     snprintf(name, sizeof(name), "  [%" PRIu64 "/%" PRIu64 " files]",
              s->files_done, s->files_total);
+  if (p->drawn)
+    erase_live(p);
   fprintf(p->out,
           "\r\033[K%5.1f%%  %s / %s  %s  ETA %s  chunks %" PRIu64 "/%" PRIu64
           "%s%s",
           pct, done, total, rate, etab, s->chunks_done, s->chunks_total, extra,
           name);
+  for (unsigned i = 0; s->npaths > 1 && s->paths && i < s->npaths; i++) {
+    const struct sftd_path_stat *ps = &s->paths[i];
+    char pr[32], sent[32];
+    fmt_rate(pr, sizeof(pr), (double)ps->rate_bps / 8);
+    fmt_bytes(sent, sizeof(sent), (double)ps->bytes_sent);
+    fprintf(p->out, "\n  path %u  %-22s %-8s", i + 1, ps->peer,
+            path_state_name(ps->state));
+    if (ps->up && ps->rtt_ms > 0)
+      fprintf(p->out, "  rtt %5.1f ms", ps->rtt_ms);
+    if (ps->up && ps->loss >= 0)
+      fprintf(p->out, "  loss %4.1f%%", ps->loss * 100);
+    if (ps->up && ps->rate_bps)
+      fprintf(p->out, "  %s", pr);
+    fprintf(p->out, "  sent %s", sent);
+    p->path_lines++;
+  }
   fflush(p->out);
   p->drawn = 1;
 }

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "daemon/sftd.h" /* struct sftd_path_stat */
+
 enum progress_mode {
   PROGRESS_NONE, /* not a terminal: final summary lines only */
   PROGRESS_TTY,  /* live line, redrawn at most 10 times a second */
@@ -23,6 +25,8 @@ struct progress_snapshot {
   uint64_t files_done, files_total;
   double rtt_ms, loss;     /* loss in [0,1]; negative = unknown */
   const char *name;        /* current file, may be NULL */
+  unsigned npaths;         /* sender: its paths (shown when more than one) */
+  const struct sftd_path_stat *paths;
 };
 
 struct progress {
@@ -32,6 +36,7 @@ struct progress {
   uint64_t rate_t0_ns, rate_b0;  /* window for the displayed rate */
   double rate_bps;               /* smoothed bytes per second */
   int drawn;                     /* a live line is on screen */
+  unsigned path_lines;           /* per-path lines drawn below it */
 };
 
 /* Choose the mode: JSON if |json|, TTY if |out| is a terminal, else NONE. */

@@ -19,12 +19,12 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <strings.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -33,7 +33,9 @@
 #include "daemon/config.h"
 #include "daemon/engine.h"
 #include "daemon/grpc/grpc.h"
+#include "daemon/paths.h"
 #include "daemon/sftd.h"
+#include "daemon/share.h"
 #include "daemon/store/store.h"
 #include "daemon/xfer_int.h"
 #include "sft/hash.h"
@@ -41,8 +43,9 @@
 #include "sft/metrics.h"
 #include "sft/xfer.h"
 
-#define MAX_XFERS 4096      /* transfers kept in memory (live + recent) */
-#define MAX_PATHS 1024      /* paths in one send request */
+#define MAX_XFERS 4096         /* transfers kept in memory (live + recent) */
+#define MAX_PATHS 1024         /* paths in one send request */
+#define SFTD_DEFAULT_PORT 5000 /* a peer list entry without :PORT */
 
 struct daemon;
 
@@ -51,19 +54,21 @@ struct dxfer {
   struct daemon *d;
   uint8_t id[SFT_SESSION_ID_LEN];
   char id_hex[2 * SFT_SESSION_ID_LEN + 1];
-  char peer[300];          /* host:port as given */
-  char host[300];          /* its host part */
+  char peer[300]; /* host:port as given */
+  char host[300]; /* its host part */
   char **paths;
   size_t npaths;
   struct sftd_send_opts opts;
   struct sftd_result res;
   struct sender *s;
-  int state;               /* enum sft_xfer_state */
+  int state; /* enum sft_xfer_state */
   int paused;
-  struct sftd_progress p;  /* last progress snapshot */
+  struct sftd_progress p; /* last progress snapshot */
   uint64_t created_ns;
   uint8_t peer_fp[SFTD_FP_LEN];
   int have_peer_fp;
+  uint8_t sid[SFT_SESSION_ID_LEN]; /* a reloaded transfer's session id */
+  unsigned paths_seen;     /* network paths reported so far (PathUpdate) */
   uint64_t rate_t, rate_b; /* rate estimate window */
   double rate_bps;
 };
@@ -84,9 +89,10 @@ struct daemon {
   struct dxfer *x[MAX_XFERS];
   size_t nx;
   uint64_t recv_files, recv_bytes;
-  struct sft_rate rate; /* the global bwlimit, shared by all transfers */
-  sft_metrics *metrics; /* Prometheus registry, GET /metrics */
+  struct sftd_share *share; /* the global bwlimit, shared by priority class */
+  sft_metrics *metrics;     /* Prometheus registry, GET /metrics */
   struct sft_metrics_std m;
+  sft_metric_family *path_rtt, *path_loss, *path_rate, *path_state;
   int stopping;
   int log_level; /* 0 error .. 3 debug: [log] level, or $SFT_LOG */
   uint64_t started_ns;
@@ -157,7 +163,32 @@ static void store_save(struct dxfer *x, int milestone) {
 
 static const char *state_name(int st);
 
-/* ---- WebSocket events (schema: docs/internals/api.md) ------------------------ */
+static const char *path_state_name(int st) {
+  return st == SFTD_PATH_ACTIVE     ? "active"
+         : st == SFTD_PATH_DEGRADED ? "degraded"
+                                    : "failed";
+}
+
+/* The network paths of |x| (its connections), for GET /api/transfer/{id}. */
+static json_t *net_paths_json(const struct dxfer *x) {
+  json_t *a = json_array();
+  for (unsigned i = 0; i < x->p.npaths && i < 8; i++) {
+    const struct sftd_path_stat *ps = &x->p.paths[i];
+    json_array_append_new(
+        a,
+        json_pack("{s:i, s:s, s:s, s:b, s:f, s:o, s:I, s:I, s:I}", "path",
+                  (int)i, "peer", ps->peer, "state", path_state_name(ps->state),
+                  "up", ps->up, "rtt_ms", ps->rtt_ms, "loss",
+                  ps->loss >= 0 ? json_real(ps->loss) : json_null(), "rate_bps",
+                  (json_int_t)ps->rate_bps, "bytes_sent",
+                  (json_int_t)ps->bytes_sent, "state_changes",
+                  (json_int_t)ps->changes));
+  }
+  return a;
+}
+
+/* ---- WebSocket events (schema: docs/internals/api.md)
+ * ------------------------ */
 
 /* Publishes |ev| (stolen) on |topic| after adding "ts": the wall-clock time
  * of the event in Unix milliseconds (microsecond resolution), so clients can
@@ -194,7 +225,8 @@ static void ws_network_event(struct dxfer *x, const char *kind,
           NULL);
 }
 
-/* ---- transfer events -------------------------------------------------------- */
+/* ---- transfer events --------------------------------------------------------
+ */
 
 static void on_send_event(const struct sftd_event *ev, void *ud) {
   struct dxfer *x = ud;
@@ -223,14 +255,13 @@ static void on_send_event(const struct sftd_event *ev, void *ud) {
       /* at most 10 per second per transfer; the last value always goes */
       snprintf(key, sizeof(key), "progress:%s", x->id_hex);
       ws_emit(x->d, x->id_hex,
-              json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:o, s:s}",
-                        "type", "TransferProgress", "id", x->id_hex,
-                        "bytes_done", (json_int_t)ev->p.bytes_done,
-                        "bytes_total", (json_int_t)ev->p.bytes_total,
-                        "chunks_done", (json_int_t)ev->p.chunks_done,
-                        "chunks_total", (json_int_t)ev->p.chunks_total,
-                        "rate_bps", x->rate_bps, "eta_s", eta, "state",
-                        state_name(x->state)),
+              json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:o, s:s}", "type",
+                        "TransferProgress", "id", x->id_hex, "bytes_done",
+                        (json_int_t)ev->p.bytes_done, "bytes_total",
+                        (json_int_t)ev->p.bytes_total, "chunks_done",
+                        (json_int_t)ev->p.chunks_done, "chunks_total",
+                        (json_int_t)ev->p.chunks_total, "rate_bps", x->rate_bps,
+                        "eta_s", eta, "state", state_name(x->state)),
               key);
     }
     if (ev->p.chunks_done > x->p.chunks_done) {
@@ -248,6 +279,28 @@ static void on_send_event(const struct sftd_event *ev, void *ud) {
                         (json_int_t)ev->p.chunks_resent),
               key);
     }
+    for (unsigned i = 0; i < ev->p.npaths && i < 8; i++) {
+      const struct sftd_path_stat *ps = &ev->p.paths[i];
+      int was = i < x->paths_seen ? x->p.paths[i].state : -1;
+      if (ps->state == was)
+        continue;
+      ws_emit(x->d, x->id_hex,
+              json_pack("{s:s, s:s, s:i, s:s, s:s, s:s?, s:b, s:f, s:o, s:I, "
+                        "s:I}",
+                        "type", "PathUpdate", "id", x->id_hex, "path", (int)i,
+                        "peer", ps->peer, "state", path_state_name(ps->state),
+                        "previous", was < 0 ? NULL : path_state_name(was), "up",
+                        ps->up, "rtt_ms", ps->rtt_ms, "loss",
+                        ps->loss >= 0 ? json_real(ps->loss) : json_null(),
+                        "rate_bps", (json_int_t)ps->rate_bps, "bytes_sent",
+                        (json_int_t)ps->bytes_sent),
+              NULL);
+      log_line(x->d, was < 0 ? 3 : 2, "transfer %s: path %u (%s) %s%s%s",
+               x->id_hex, i + 1, ps->peer, was < 0 ? "" : path_state_name(was),
+               was < 0 ? "" : " -> ", path_state_name(ps->state));
+    }
+    if (ev->p.npaths > x->paths_seen)
+      x->paths_seen = ev->p.npaths;
     x->p = ev->p;
     break;
   }
@@ -265,6 +318,27 @@ static void on_send_event(const struct sftd_event *ev, void *ud) {
   case SFTD_EV_LINK_UP:
     ws_network_event(x, "link_up", NULL);
     break;
+  case SFTD_EV_FILE_START:
+    /* The geometry the file is offered with, for a restart (offered
+     * manifest): committed before the receiver can act on the offer
+     * being read (WAL; a process crash keeps it). */
+    if (x->d->store && ev->man && ev->path &&
+        ev->file_id <= SFTD_STORE_MAX_FILE_ID &&
+        strlen(ev->path) <= SFTD_STORE_PATH_MAX) {
+      struct sftd_store_file row;
+      int rv;
+      memset(&row, 0, sizeof(row));
+      memcpy(row.session_id, x->id, sizeof(row.session_id));
+      row.file_id = (uint32_t)ev->file_id;
+      row.state = SFT_XS_TRANSFERRING;
+      snprintf(row.path, sizeof(row.path), "%s", ev->path);
+      row.manifest = *ev->man;
+      rv = sftd_store_save_file(x->d->store, &row, 0);
+      if (rv)
+        log_line(x->d, 1, "transfer %s: cannot record %s: %s", x->id_hex,
+                 ev->name, sft_strerror(rv));
+    }
+    break;
   case SFTD_EV_FILE_FAILED:
     log_line(x->d, 1, "transfer %s: %s: %s", x->id_hex, ev->name,
              ev->text ? ev->text : "");
@@ -280,12 +354,22 @@ static void on_send_event(const struct sftd_event *ev, void *ud) {
 static void on_send_done(struct sender *s, void *ud) {
   struct dxfer *x = ud;
   (void)s;
+  if (x->d->stopping && x->res.err == SFT_ERR_CANCELLED) {
+    /* Stopped with the daemon (SIGTERM): recorded as it was (transferring
+     * or paused), so the next start resumes it (reload_transfers). */
+    log_line(x->d, 2, "transfer %s interrupted: resumes on the next start",
+             x->id_hex);
+    store_save(x, 1);
+    send_session_free(x->s);
+    x->s = NULL;
+    return;
+  }
   x->state = x->res.err ? SFT_XS_FAILED : SFT_XS_COMPLETED;
   if (!x->res.err)
     x->p.bytes_done = x->p.bytes_total;
   log_line(x->d, 2, "transfer %s to %s %s%s%s", x->id_hex, x->peer,
-           x->res.err ? "failed: " : "completed",
-           x->res.err ? x->res.why : "", "");
+           x->res.err ? "failed: " : "completed", x->res.err ? x->res.why : "",
+           "");
   store_save(x, 1);
   if (x->res.err)
     ws_emit(x->d, x->id_hex,
@@ -322,12 +406,16 @@ static void on_recv_event(const struct sftd_event *ev, void *ud) {
     d->recv_bytes += ev->size;
     if (d->metrics) {
       sft_metric_inc(d->m.bytes_transferred, (double)ev->size);
-      /* chunks of the default size; the receiver reports files, not chunks */
-      sft_metric_inc(d->m.chunks_received,
-                     (double)((ev->size + SFT_CHUNK_SIZE_DEFAULT - 1) /
-                              SFT_CHUNK_SIZE_DEFAULT));
+      sft_metric_inc(d->m.chunks_received, (double)ev->p.chunks_done);
+      if (ev->p.chunks_rebuilt && d->m.chunks_rebuilt)
+        sft_metric_inc(d->m.chunks_rebuilt, (double)ev->p.chunks_rebuilt);
     }
-    log_line(d, 2, "received %s (%" PRIu64 " bytes)", ev->name, ev->size);
+    log_line(d, 2,
+             "received %s (%" PRIu64 " bytes, %" PRIu64 " chunks, %" PRIu64
+             " rebuilt from parity, %" PRIu64
+             " duplicates: chunks that arrived again after being verified)",
+             ev->name, ev->size, ev->p.chunks_done, ev->p.chunks_rebuilt,
+             ev->p.chunks_resent);
     break;
   case SFTD_EV_FILE_FAILED:
     log_line(d, 1, "receiving %s failed: %s", ev->name,
@@ -350,7 +438,8 @@ static void on_recv_event(const struct sftd_event *ev, void *ud) {
   }
 }
 
-/* ---- JSON views ---------------------------------------------------------------- */
+/* ---- JSON views
+ * ---------------------------------------------------------------- */
 
 static const char *state_name(int st) {
   return sft_xfer_state_name((enum sft_xfer_state)st);
@@ -360,15 +449,14 @@ static json_t *xfer_progress_json(const struct dxfer *x) {
   double pct = x->p.bytes_total
                    ? 100.0 * (double)x->p.bytes_done / (double)x->p.bytes_total
                    : (x->state == SFT_XS_COMPLETED ? 100.0 : 0.0);
-  return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}",
-                   "id", x->id_hex, "state", state_name(x->state),
-                   "bytes_done", (json_int_t)x->p.bytes_done, "bytes_total",
-                   (json_int_t)x->p.bytes_total, "chunks_done",
-                   (json_int_t)x->p.chunks_done, "chunks_total",
-                   (json_int_t)x->p.chunks_total, "files_done",
-                   (json_int_t)x->p.files_done, "files_total",
-                   (json_int_t)x->p.files_total, "percent", pct, "rtt_ms",
-                   x->p.rtt_ms);
+  return json_pack(
+      "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "id", x->id_hex,
+      "state", state_name(x->state), "bytes_done", (json_int_t)x->p.bytes_done,
+      "bytes_total", (json_int_t)x->p.bytes_total, "chunks_done",
+      (json_int_t)x->p.chunks_done, "chunks_total",
+      (json_int_t)x->p.chunks_total, "files_done", (json_int_t)x->p.files_done,
+      "files_total", (json_int_t)x->p.files_total, "percent", pct, "rtt_ms",
+      x->p.rtt_ms);
 }
 
 static json_t *xfer_json(const struct dxfer *x) {
@@ -377,27 +465,30 @@ static json_t *xfer_json(const struct dxfer *x) {
   for (size_t i = 0; i < x->npaths; i++)
     json_array_append_new(paths, json_string(x->paths[i]));
   json_object_set_new(o, "direction", json_string("send"));
+  json_object_set_new(o, "network_paths", net_paths_json(x));
   json_object_set_new(o, "peer", json_string(x->peer));
   json_object_set_new(o, "peer_id", json_string(x->res.peer_fp_text));
   json_object_set_new(o, "priority",
                       json_string(prio_name((int)x->opts.priority)));
   json_object_set_new(o, "paths", paths);
   json_object_set_new(o, "files_ok", json_integer((json_int_t)x->res.files_ok));
-  json_object_set_new(o, "files_failed",
-                      json_integer((json_int_t)(x->res.files_failed +
-                                                x->res.files_refused)));
+  json_object_set_new(
+      o, "files_failed",
+      json_integer((json_int_t)(x->res.files_failed + x->res.files_refused)));
   json_object_set_new(o, "chunks_sent",
                       json_integer((json_int_t)x->res.chunks_sent));
   json_object_set_new(o, "chunks_resent",
                       json_integer((json_int_t)x->res.chunks_resent));
   if (x->res.err)
-    json_object_set_new(o, "error", json_pack("{s:s, s:s}", "code",
-                                              sft_err_name(x->res.err),
-                                              "message", x->res.why));
+    json_object_set_new(o, "error",
+                        json_pack("{s:s, s:s}", "code",
+                                  sft_err_name(x->res.err), "message",
+                                  x->res.why));
   return o;
 }
 
-/* ---- routes ---------------------------------------------------------------------- */
+/* ---- routes
+ * ---------------------------------------------------------------------- */
 
 static struct dxfer *find(struct daemon *d, const char *id) {
   for (size_t i = 0; i < d->nx; i++)
@@ -434,28 +525,72 @@ static void free_xfer(struct dxfer *x) {
   free(x);
 }
 
-/* A transfer request, from REST or gRPC. */
+/* A transfer request, from REST or gRPC, or reloaded from the store. */
 struct send_req {
   const char *const *paths;
   size_t npaths;
-  const char *peer;     /* HOST:PORT */
+  const char *peer;     /* HOST:PORT[,HOST:PORT...] (several: multi-path) */
   const char *peer_id;  /* SFT1-... or NULL */
   const char *priority; /* critical|high|normal or NULL */
   uint32_t chunk_size;  /* 0: configuration */
   const char *bwlimit;  /* rate text or NULL */
+  /* reload only: the transfer's id, session id, creation time, state */
+  const uint8_t *id, *session_id;
+  uint64_t created_ns;
+  int paused;
 };
+
+/* Saves the request that started |x| (JSON), so that a restarted daemon
+ * starts it again (reload_transfers). */
+static void store_request(struct dxfer *x, const struct send_req *rq) {
+  char sid[2 * SFT_SESSION_ID_LEN + 1];
+  json_t *o, *paths = json_array();
+  char *js;
+  int rv;
+  if (!x->d->store)
+    return;
+  for (size_t i = 0; i < x->npaths; i++)
+    json_array_append_new(paths, json_string(x->paths[i]));
+  sft_hex(x->res.session_id, SFT_SESSION_ID_LEN, sid);
+  o = json_pack("{s:i, s:o, s:s, s:s, s:s, s:I, s:s?, s:s?}", "v", 1, "paths",
+                paths, "peer", x->peer, "session_id", sid, "priority",
+                prio_name((int)x->opts.priority), "chunk_size",
+                (json_int_t)rq->chunk_size, "bwlimit", rq->bwlimit, "peer_id",
+                rq->peer_id && *rq->peer_id ? rq->peer_id : NULL);
+  js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  rv = js ? sftd_store_put_request(x->d->store, x->id, js, strlen(js),
+                                   SFTD_STORE_SYNC_FULL)
+          : SFT_ERR_NOMEM;
+  free(js);
+  if (rv)
+    log_line(x->d, 1, "transfer %s will not resume after a restart: %s",
+             x->id_hex, sft_strerror(rv));
+}
+
+/* The manifest a resumed transfer offered file |file_id| with. */
+static int offered_manifest(void *ud, uint64_t file_id,
+                            struct sft_manifest *out) {
+  struct dxfer *x = ud;
+  struct sftd_store_file row;
+  if (!x->d->store || file_id > SFTD_STORE_MAX_FILE_ID ||
+      sftd_store_load_file(x->d->store, x->id, (uint32_t)file_id, &row))
+    return SFT_ERR_NOT_FOUND;
+  *out = row.manifest;
+  sftd_store_file_clear(&row);
+  return 0;
+}
 
 /* Validates and starts a transfer. Returns 0 and *out (a new transfer, or
  * *dup = 1 and the running one with the same paths and peer); else an
  * SFT_ERR_* with |msg|: SFT_ERR_INVAL (bad request), SFT_ERR_NOT_FOUND (a
  * path), SFT_ERR_FULL (too many transfers), others (start failed). */
 static int start_transfer(struct daemon *d, const struct send_req *rq,
-                          struct dxfer **out, int *dup, char *msg,
-                          size_t cap) {
+                          struct dxfer **out, int *dup, char *msg, size_t cap) {
   struct dxfer *x;
-  const char *colon;
-  char *end;
-  unsigned long port;
+  struct sftd_peer peers[SFTD_PEERS_MAX];
+  size_t npeers = 0;
+  const char *comma;
   int rv;
 
   *out = NULL;
@@ -475,11 +610,16 @@ static int start_transfer(struct daemon *d, const struct send_req *rq,
                       i),
              SFT_ERR_INVAL;
   }
-  colon = strrchr(rq->peer, ':');
-  port = colon ? strtoul(colon + 1, &end, 10) : 0;
-  if (!colon || colon == rq->peer || !colon[1] || *end || port == 0 ||
-      port > 65535 || strlen(rq->peer) >= sizeof(x->peer))
-    return snprintf(msg, cap, "peer must be HOST:PORT, not '%s'", rq->peer),
+  if (strlen(rq->peer) >= sizeof(x->peer) ||
+      sftd_peerlist_parse(rq->peer, strlen(rq->peer), SFTD_DEFAULT_PORT, peers,
+                          SFTD_PEERS_MAX, &npeers, msg, cap))
+    return snprintf(msg, cap,
+                    "peer must be HOST:PORT (or several, comma-separated: "
+                    "one path each), not '%.300s'",
+                    rq->peer),
+           SFT_ERR_INVAL;
+  if (!strchr(rq->peer, ':') || (rq->peer[0] == '[' && !strstr(rq->peer, "]:")))
+    return snprintf(msg, cap, "peer must be HOST:PORT, not '%.300s'", rq->peer),
            SFT_ERR_INVAL;
   for (size_t i = 0; i < d->nx; i++) {
     struct dxfer *o = d->x[i];
@@ -507,9 +647,10 @@ static int start_transfer(struct daemon *d, const struct send_req *rq,
   for (size_t i = 0; i < rq->npaths; i++)
     x->paths[i] = strdup(rq->paths[i]);
   snprintf(x->peer, sizeof(x->peer), "%s", rq->peer);
-  snprintf(x->host, sizeof(x->host), "%.*s", (int)(colon - rq->peer),
-           rq->peer);
-  x->opts.port = (uint16_t)port;
+  snprintf(x->host, sizeof(x->host), "%s", peers[0].host);
+  comma = strchr(x->peer, ',');
+  x->opts.more_peers = comma ? comma + 1 : NULL;
+  x->opts.port = peers[0].port;
   x->opts.host = x->host;
   x->opts.priority = SFTD_PRIO_NORMAL;
   rv = 0;
@@ -543,20 +684,31 @@ static int start_transfer(struct daemon *d, const struct send_req *rq,
     free_xfer(x);
     return rv;
   }
-  x->opts.shared_rate = d->cfg.bwlimit ? &d->rate : NULL;
+  x->opts.share = d->share;
+  if (d->metrics) {
+    x->opts.m_chunk_duration = d->m.chunk_duration;
+    x->opts.m_chunk_size = d->m.chunk_size;
+  }
   x->opts.chunk_size = rq->chunk_size ? rq->chunk_size : d->cfg.chunk_size;
   x->opts.node = &d->node;
   x->opts.paths = (const char *const *)x->paths;
   x->opts.npaths = x->npaths;
   x->opts.on_event = on_send_event;
   x->opts.ud = x;
-  x->created_ns = sftd_wall_ns();
+  x->created_ns = rq->created_ns ? rq->created_ns : sftd_wall_ns();
   x->state = SFT_XS_PREPARING;
-  x->opts.transport = d->cfg.transport == SFTD_TRANSPORT_QUIC
-                          ? SFTD_TRANSPORT_QUIC_ONLY
-                      : d->cfg.transport == SFTD_TRANSPORT_TCP
-                          ? SFTD_TRANSPORT_TCP_ONLY
-                          : SFTD_TRANSPORT_ANY;
+  if (rq->session_id) {
+    /* A reloaded transfer continues its session: same id, same geometry
+     * for the files it offered, and it keeps trying to reconnect. */
+    memcpy(x->sid, rq->session_id, sizeof(x->sid));
+    x->opts.session_id = x->sid;
+    x->opts.offered_manifest = offered_manifest;
+    x->opts.persistent = 1;
+  }
+  x->opts.transport =
+      d->cfg.transport == SFTD_TRANSPORT_QUIC  ? SFTD_TRANSPORT_QUIC_ONLY
+      : d->cfg.transport == SFTD_TRANSPORT_TCP ? SFTD_TRANSPORT_TCP_ONLY
+                                               : SFTD_TRANSPORT_ANY;
   rv = send_session_start(&d->e.loop, d->e.q, d->e.t, &x->opts, &x->res,
                           on_send_done, x, &x->s);
   if (rv) {
@@ -564,11 +716,19 @@ static int start_transfer(struct daemon *d, const struct send_req *rq,
     free_xfer(x);
     return rv;
   }
-  if (getrandom(x->id, sizeof(x->id), 0) != (ssize_t)sizeof(x->id))
+  if (rq->id)
+    memcpy(x->id, rq->id, sizeof(x->id));
+  else if (getrandom(x->id, sizeof(x->id), 0) != (ssize_t)sizeof(x->id))
     memset(x->id, 0, sizeof(x->id));
   sft_hex(x->id, sizeof(x->id), x->id_hex);
   d->x[d->nx++] = x;
+  if (rq->paused && send_session_pause(x->s) == 0) {
+    x->paused = 1;
+    x->state = SFT_XS_PAUSED;
+  }
   store_save(x, 1);
+  if (!rq->session_id)
+    store_request(x, rq);
   log_line(d, 2, "transfer %s: %zu path(s) to %s (%s)", x->id_hex, x->npaths,
            x->peer, prio_name((int)x->opts.priority));
   *out = x;
@@ -685,8 +845,8 @@ static int h_action(const struct sftd_http_req *req,
   if (!x)
     return SFTD_HTTP_DONE;
   if (act(x, what)) {
-    sftd_http_resp_error(resp, 409, "conflict", "transfer %s is %s",
-                         x->id_hex, state_name(x->state));
+    sftd_http_resp_error(resp, 409, "conflict", "transfer %s is %s", x->id_hex,
+                         state_name(x->state));
     return SFTD_HTTP_DONE;
   }
   sftd_http_resp_json(resp, 200, xfer_json(x));
@@ -728,7 +888,9 @@ static int h_metrics(const struct sftd_http_req *req,
   uint64_t active = 0, sent_chunks = 0, bytes = 0;
   static const char *names[] = {"critical", "high", "normal"};
   uint64_t per[3] = {0, 0, 0};
+  struct sft_sched_stats qs;
   (void)req;
+  memset(&qs, 0, sizeof(qs));
   for (size_t i = 0; i < d->nx; i++) {
     struct dxfer *x = d->x[i];
     if (!sft_xfer_state_terminal((enum sft_xfer_state)x->state)) {
@@ -738,9 +900,16 @@ static int h_metrics(const struct sftd_http_req *req,
     sent_chunks += x->res.chunks_sent;
     bytes += x->p.bytes_done;
   }
+  if (d->share)
+    sftd_share_stats(d->share, &qs);
   for (int c = 0; c < 3; c++)
-    json_object_set_new(classes, names[c],
-                        json_pack("{s:I}", "active", (json_int_t)per[c]));
+    json_object_set_new(
+        classes, names[c],
+        json_pack("{s:I, s:I, s:I, s:I, s:f}", "active", (json_int_t)per[c],
+                  "queued_chunks", (json_int_t)qs.cls[c].pending_items,
+                  "granted_bytes", (json_int_t)qs.cls[c].dequeued_bytes,
+                  "granted_chunks", (json_int_t)qs.cls[c].dequeued_items,
+                  "wait_avg_ms", (double)qs.cls[c].wait_avg_ns / 1e6));
   sftd_http_resp_json(
       resp, 200,
       json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "active_sessions",
@@ -790,11 +959,31 @@ static int h_prometheus(const struct sftd_http_req *req,
   char *out = NULL;
   size_t len = 0;
   (void)req;
+  sft_metrics_clear(d->path_rtt);
+  sft_metrics_clear(d->path_loss);
+  sft_metrics_clear(d->path_rate);
+  sft_metrics_clear(d->path_state);
   for (size_t i = 0; i < d->nx; i++) {
     struct dxfer *x = d->x[i];
-    if (!sft_xfer_state_terminal((enum sft_xfer_state)x->state)) {
-      active++;
-      per[x->opts.priority]++;
+    if (sft_xfer_state_terminal((enum sft_xfer_state)x->state))
+      continue;
+    active++;
+    per[x->opts.priority] += x->p.chunks_queued;
+    rate += x->rate_bps; /* measured over the last >= 0.5 s */
+    for (unsigned k = 0; k < x->p.npaths && k < 8 && d->path_rtt; k++) {
+      const struct sftd_path_stat *ps = &x->p.paths[k];
+      const char *lv[2] = {x->id_hex, ps->peer};
+      sft_metric *m;
+      if (sft_metrics_child(d->path_state, lv, &m) == 0)
+        sft_metric_set(m, ps->state);
+      if (ps->up && ps->rtt_ms > 0 &&
+          sft_metrics_child(d->path_rtt, lv, &m) == 0)
+        sft_metric_set(m, ps->rtt_ms / 1e3);
+      if (ps->up && ps->loss >= 0 &&
+          sft_metrics_child(d->path_loss, lv, &m) == 0)
+        sft_metric_set(m, ps->loss);
+      if (ps->up && sft_metrics_child(d->path_rate, lv, &m) == 0)
+        sft_metric_set(m, (double)ps->rate_bps);
     }
   }
   sft_metric_set(d->m.active_sessions, (double)active);
@@ -812,7 +1001,8 @@ static int h_prometheus(const struct sftd_http_req *req,
   return SFTD_HTTP_DONE;
 }
 
-/* ---- gRPC (sft.v1.Agent), on the loop thread ---------------------------------- */
+/* ---- gRPC (sft.v1.Agent), on the loop thread
+ * ---------------------------------- */
 
 static void grpc_fill(const struct dxfer *x, struct sftd_grpc_status *o) {
   memset(o, 0, sizeof(*o));
@@ -918,12 +1108,133 @@ static enum sftd_grpc_code g_send_chunk(void *ud,
                                         bool *accepted, char *msg) {
   (void)ud;
   *accepted = false;
-  snprintf(msg, SFTD_GRPC_TEXT_MAX,
-           "no session %s accepts chunks over gRPC", in->session_id);
+  snprintf(msg, SFTD_GRPC_TEXT_MAX, "no session %s accepts chunks over gRPC",
+           in->session_id);
   return SFTD_GRPC_NOT_FOUND;
 }
 
-/* ---- start-up and shutdown ------------------------------------------------------ */
+/* ---- start-up and shutdown
+ * ------------------------------------------------------ */
+
+static int unhex(const char *h, uint8_t *out, size_t n) {
+  if (!h || strlen(h) != 2 * n)
+    return SFT_ERR_MALFORMED;
+  for (size_t i = 0; i < 2 * n; i++) {
+    int c = h[i], v = c >= '0' && c <= '9'   ? c - '0'
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                             : -1;
+    if (v < 0)
+      return SFT_ERR_MALFORMED;
+    out[i / 2] = (uint8_t)(i % 2 ? out[i / 2] | v : v << 4);
+  }
+  return 0;
+}
+
+/* Starts outgoing transfer |row| again from its stored request. */
+static int reload_one(struct daemon *d, const struct sftd_store_session *row,
+                      char *msg, size_t cap) {
+  void *blob = NULL;
+  size_t len = 0, i;
+  json_t *o, *v, *pa;
+  const char *paths[MAX_PATHS];
+  uint8_t sid[SFT_SESSION_ID_LEN];
+  struct send_req rq;
+  struct dxfer *x;
+  int dup, rv;
+
+  rv = sftd_store_get_request(d->store, row->id, &blob, &len);
+  if (rv)
+    return snprintf(msg, cap, "no stored request (%s)", sft_strerror(rv)), rv;
+  o = json_loadb(blob, len, JSON_REJECT_DUPLICATES, NULL);
+  free(blob);
+  pa = json_object_get(o, "paths");
+  memset(&rq, 0, sizeof(rq));
+  rq.peer = json_string_value(json_object_get(o, "peer"));
+  rv = !json_is_object(o) || !json_is_array(pa) || !json_array_size(pa) ||
+               json_array_size(pa) > MAX_PATHS || !rq.peer ||
+               unhex(json_string_value(json_object_get(o, "session_id")), sid,
+                     sizeof(sid))
+           ? SFT_ERR_MALFORMED
+           : 0;
+  json_array_foreach(pa, i, v) {
+    if (rv || !json_is_string(v)) {
+      rv = SFT_ERR_MALFORMED;
+      break;
+    }
+    paths[i] = json_string_value(v);
+  }
+  if (rv) {
+    json_decref(o);
+    return snprintf(msg, cap, "stored request unreadable"), rv;
+  }
+  rq.paths = paths;
+  rq.npaths = json_array_size(pa);
+  rq.peer_id = json_string_value(json_object_get(o, "peer_id"));
+  rq.priority = json_string_value(json_object_get(o, "priority"));
+  rq.bwlimit = json_string_value(json_object_get(o, "bwlimit"));
+  v = json_object_get(o, "chunk_size");
+  rq.chunk_size = json_is_integer(v) && json_integer_value(v) > 0 &&
+                          json_integer_value(v) <= SFT_CHUNK_SIZE_MAX
+                      ? (uint32_t)json_integer_value(v)
+                      : 0;
+  rq.id = row->id;
+  rq.session_id = sid;
+  rq.created_ns = row->created_ns;
+  rq.paused = row->state == SFT_XS_PAUSED;
+  rv = start_transfer(d, &rq, &x, &dup, msg, cap);
+  json_decref(o);
+  if (!rv)
+    log_line(d, 2, "transfer %s resumed (%s)", x->id_hex,
+             rq.paused ? "paused" : "reconnecting");
+  return rv;
+}
+
+/* Outgoing transfers that were running or paused when the daemon last
+ * stopped (SIGTERM, crash, power loss) start again from their stored
+ * requests, in the same sessions: the receiver answers the re-offers with
+ * the chunks it holds, so verified chunks do not cross the wire again.
+ * One that cannot restart (its request or files are gone) is recorded as
+ * failed with the reason. Receiving sessions wait for their senders
+ * (recv.c loads them when a sender reattaches); their rows are marked
+ * interrupted. */
+static void reload_transfers(struct daemon *d) {
+  unsigned live = SFTD_STORE_STATE_BIT(SFT_XS_IDLE) |
+                  SFTD_STORE_STATE_BIT(SFT_XS_PREPARING) |
+                  SFTD_STORE_STATE_BIT(SFT_XS_TRANSFERRING) |
+                  SFTD_STORE_STATE_BIT(SFT_XS_PAUSED) |
+                  SFTD_STORE_STATE_BIT(SFT_XS_COMPLETING);
+  struct sftd_store_session *v = calloc(MAX_XFERS, sizeof(*v));
+  size_t n = 0, got = 0;
+  char msg[1100];
+  if (!v)
+    return;
+  while (n < MAX_XFERS &&
+         sftd_store_list_sessions(d->store, live, n, v + n,
+                                  MAX_XFERS - n < 64 ? MAX_XFERS - n : 64,
+                                  &got) == 0 &&
+         got) {
+    n += got;
+    if (got < 64)
+      break;
+  }
+  for (size_t i = 0; i < n; i++) {
+    struct sftd_store_session *ss = &v[i];
+    int rv = SFT_ERR_CANCELLED;
+    snprintf(msg, sizeof(msg), "interrupted: the daemon stopped");
+    if (ss->direction == SFTD_DIR_SEND)
+      rv = reload_one(d, ss, msg, sizeof(msg));
+    if (!rv)
+      continue;
+    if (ss->direction == SFTD_DIR_SEND)
+      log_line(d, 1, "transfer cannot resume: %s", msg);
+    ss->state = SFT_XS_FAILED;
+    ss->error_code = rv;
+    snprintf(ss->error_text, sizeof(ss->error_text), "%s", msg);
+    ss->updated_ns = sftd_wall_ns();
+    sftd_store_save_session(d->store, ss, SFTD_STORE_SYNC_FULL);
+  }
+  free(v);
+}
 
 static void on_signal(uv_signal_t *h, int signum) {
   struct daemon *d = h->data;
@@ -937,6 +1248,9 @@ static void on_signal(uv_signal_t *h, int signum) {
     if (d->x[i]->s)
       send_session_cancel(d->x[i]->s);
   engine_stop(&d->e);
+  if (d->share)
+    sftd_share_close(d->share);
+  d->share = NULL;
   sftd_http_free(d->http);
   d->http = NULL;
   sftd_grpc_free(d->grpc);
@@ -965,6 +1279,7 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   struct sftd_http_config hc;
   sftq_config qc;
   char path[4300], errbuf[SFTD_STORE_ERRBUF_SIZE];
+  char origins_buf[SFTD_CFG_ORIGINS_MAX], *origins[17];
   const char *data_dir;
   int rv;
 
@@ -990,7 +1305,7 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
     free(d);
     return 0;
   }
-  data_dir = o->data_dir ? o->data_dir
+  data_dir = o->data_dir          ? o->data_dir
              : d->cfg.data_dir[0] ? d->cfg.data_dir
                                   : NULL;
   rv = sftd_node_load(data_dir, &d->node, why, whylen);
@@ -1005,8 +1320,8 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
     snprintf(d->download_dir, sizeof(d->download_dir), "%s/downloads",
              d->node.data_dir);
   if (mkdir(d->download_dir, 0700) != 0 && errno != EEXIST) {
-    rv = fail(why, whylen, SFT_ERR_IO, "cannot create %s: %s",
-              d->download_dir, strerror(errno));
+    rv = fail(why, whylen, SFT_ERR_IO, "cannot create %s: %s", d->download_dir,
+              strerror(errno));
     free(d);
     return rv;
   }
@@ -1018,44 +1333,47 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
     free(d);
     return rv;
   }
-  {
-    /* Transfers that were running when the daemon last stopped are not
-     * resumed yet: record them as failed so nothing claims to be running. */
-    struct sftd_store_session ss[64];
-    size_t n = 0;
-    unsigned live = SFTD_STORE_STATE_BIT(SFT_XS_IDLE) |
-                    SFTD_STORE_STATE_BIT(SFT_XS_PREPARING) |
-                    SFTD_STORE_STATE_BIT(SFT_XS_TRANSFERRING) |
-                    SFTD_STORE_STATE_BIT(SFT_XS_PAUSED) |
-                    SFTD_STORE_STATE_BIT(SFT_XS_COMPLETING);
-    while (sftd_store_list_sessions(d->store, live, 0, ss, 64, &n) == 0 && n) {
-      for (size_t i = 0; i < n; i++) {
-        ss[i].state = SFT_XS_FAILED;
-        ss[i].error_code = SFT_ERR_CANCELLED;
-        snprintf(ss[i].error_text, sizeof(ss[i].error_text),
-                 "interrupted: the daemon stopped");
-        ss[i].updated_ns = sftd_wall_ns();
-        sftd_store_save_session(d->store, &ss[i], SFTD_STORE_SYNC_FULL);
-      }
-      if (n < 64)
-        break;
-    }
-    if (d->cfg.cleanup_days) {
-      uint64_t gone = 0;
-      sftd_store_cleanup(d->store, sftd_wall_ns(), d->cfg.cleanup_days, &gone);
-    }
+  if (d->cfg.cleanup_days) {
+    uint64_t gone = 0;
+    sftd_store_cleanup(d->store, sftd_wall_ns(), d->cfg.cleanup_days, &gone);
   }
-
-  sft_rate_init(&d->rate, d->cfg.bwlimit, 0, sftd_now_ns());
   if (sft_metrics_new(&d->metrics, NULL) == 0 &&
       sft_metrics_std_register(d->metrics, &d->m) == 0) {
+    static const char *const pl[2] = {"transfer", "path"};
+    static const struct {
+      const char *name, *help;
+    } pf[4] = {
+        {"path_rtt_seconds", "Smoothed RTT of a network path of a transfer."},
+        {"path_loss_ratio",
+         "Windowed packet loss of a network path of a transfer (0..1)."},
+        {"path_delivery_rate_bps",
+         "Delivery rate of a network path of a transfer, bits per second."},
+        {"path_state", "State of a network path of a transfer: 0 active, 1 "
+                       "degraded, 2 failed."},
+    };
+    sft_metric_family **fam[4] = {&d->path_rtt, &d->path_loss, &d->path_rate,
+                                  &d->path_state};
     sft_metric_set(d->m.start_time, (double)sftd_wall_ns() / 1e9);
+    for (int k = 0; k < 4; k++) {
+      struct sft_metric_desc md = {.name = pf[k].name,
+                                   .help = pf[k].help,
+                                   .type = SFT_METRIC_GAUGE,
+                                   .labels = pl,
+                                   .nlabels = 2};
+      if (sft_metrics_register(d->metrics, &md, fam[k]))
+        *fam[k] = NULL;
+    }
   } else {
     sft_metrics_del(d->metrics);
     d->metrics = NULL;
     log_line(d, 1, "metrics unavailable");
   }
   engine_init(&d->e, d, on_signal);
+  if (d->cfg.bwlimit &&
+      (rv = sftd_share_new(&d->e.loop, d->cfg.bwlimit, NULL, &d->share))) {
+    fail(why, whylen, rv, "bandwidth limit: %s", sft_strerror(rv));
+    goto out;
+  }
   memset(&qc, 0, sizeof(qc));
   qc.manual_rx_credit = 1;
   qc.copy_limit = 32u << 20;
@@ -1079,9 +1397,10 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   d->ropts.accept_any = d->cfg.accept_any;
   d->ropts.overwrite = d->cfg.overwrite;
   d->ropts.max_size = d->cfg.max_file_size;
-  d->ropts.transport = d->cfg.transport == SFTD_TRANSPORT_QUIC ? SFTD_TRANSPORT_QUIC_ONLY
-                       : d->cfg.transport == SFTD_TRANSPORT_TCP ? SFTD_TRANSPORT_TCP_ONLY
-                                                                : SFTD_TRANSPORT_ANY;
+  d->ropts.transport =
+      d->cfg.transport == SFTD_TRANSPORT_QUIC  ? SFTD_TRANSPORT_QUIC_ONLY
+      : d->cfg.transport == SFTD_TRANSPORT_TCP ? SFTD_TRANSPORT_TCP_ONLY
+                                               : SFTD_TRANSPORT_ANY;
   d->ropts.store = d->store; /* receiving sessions survive a restart */
   d->ropts.on_event = on_recv_event;
   d->ropts.ud = d;
@@ -1103,6 +1422,25 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   hc.token = d->token;
   hc.body_limit = (size_t)d->cfg.body_limit;
   hc.rate_per_s = d->cfg.rate_limit;
+  {
+    /* [api] cors_origins = "a,b": split into the server's list (the
+     * configuration parser validated each origin). */
+    char *p = origins_buf;
+    size_t n = 0;
+    snprintf(origins_buf, sizeof(origins_buf), "%s", d->cfg.cors_origins);
+    while (p && *p && n < 16) {
+      char *c = strchr(p, ',');
+      if (c)
+        *c = 0;
+      while (*p == ' ')
+        p++;
+      if (*p)
+        origins[n++] = p;
+      p = c ? c + 1 : NULL;
+    }
+    origins[n] = NULL;
+    hc.cors_origins = (const char *const *)origins;
+  }
   rv = sftd_http_new(&d->http, &d->e.loop, &hc);
   if (rv) {
     rv = fail(why, whylen, rv,
@@ -1128,18 +1466,19 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   if (d->metrics)
     sftd_http_route(d->http, SFTD_HTTP_GET, "/metrics", h_prometheus, d, 0);
   log_line(d, 2, "node %s; API on http://%s:%d (token in %s/api.token)",
-           d->node.fp_text, hc.addr, sftd_http_port(d->http),
-           d->node.data_dir);
+           d->node.fp_text, hc.addr, sftd_http_port(d->http), d->node.data_dir);
   {
-    static const struct sftd_grpc_handlers gh = {
-        .send_chunk = g_send_chunk, .get_status = g_status,
-        .send_file = g_send_file,   .pause = g_pause,
-        .resume = g_resume,         .cancel = g_cancel,
-        .list = g_list};
+    static const struct sftd_grpc_handlers gh = {.send_chunk = g_send_chunk,
+                                                 .get_status = g_status,
+                                                 .send_file = g_send_file,
+                                                 .pause = g_pause,
+                                                 .resume = g_resume,
+                                                 .cancel = g_cancel,
+                                                 .list = g_list};
     struct sftd_grpc_config gc = {0};
     char bind[300];
-    snprintf(bind, sizeof(bind), d->cfg.grpc_bind_addr.ipv6 ? "[%s]:%u"
-                                                              : "%s:%u",
+    snprintf(bind, sizeof(bind),
+             d->cfg.grpc_bind_addr.ipv6 ? "[%s]:%u" : "%s:%u",
              d->cfg.grpc_bind_addr.host, d->cfg.grpc_bind_addr.port);
     gc.bind = bind;
     gc.token = d->token;
@@ -1151,24 +1490,24 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
     }
     log_line(d, 2, "gRPC on %s:%d", d->cfg.grpc_bind_addr.host,
              sftd_grpc_port(d->grpc));
-    printf("grpc %s:%d\n", d->cfg.grpc_bind_addr.host,
-           sftd_grpc_port(d->grpc));
+    printf("grpc %s:%d\n", d->cfg.grpc_bind_addr.host, sftd_grpc_port(d->grpc));
   }
   printf("api %s:%d\n", hc.addr, sftd_http_port(d->http));
   fflush(stdout);
+  reload_transfers(d);
   uv_run(&d->e.loop, UV_RUN_DEFAULT);
   rv = 0;
 
 out:
   for (size_t i = 0; i < d->nx; i++)
-    if (d->x[i]->s) {
-      d->x[i]->state = SFT_XS_FAILED;
-      store_save(d->x[i], 1);
-    }
+    if (d->x[i]->s)
+      store_save(d->x[i], 1); /* interrupted: resumes on the next start */
   if (d->http)
     sftd_http_free(d->http);
   if (d->grpc)
     sftd_grpc_free(d->grpc);
+  if (d->share)
+    sftd_share_close(d->share);
   engine_teardown(&d->e);
   recv_destroy(d->recv);
   for (size_t i = 0; i < d->nx; i++)

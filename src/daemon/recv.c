@@ -24,12 +24,12 @@
 #include "daemon/clock.h"
 #include "daemon/ctrl.h"
 #include "daemon/engine.h"
-#include "daemon/xfer_int.h"
 #include "daemon/fsafe.h"
-#include "daemon/store/store.h"
 #include "daemon/quic/quic.h"
-#include "daemon/xport.h"
 #include "daemon/sftd.h"
+#include "daemon/store/store.h"
+#include "daemon/xfer_int.h"
+#include "daemon/xport.h"
 #include "sft/chunk.h"
 #include "sft/fec.h"
 #include "sft/hash.h"
@@ -71,9 +71,9 @@ struct rfile {
  * reconnect overlapping the old connection's timeout). */
 struct rlink {
   struct receiver *r;
-  struct rsess *ss;     /* NULL until HELLO */
-  struct rlink *next;   /* in ss->links, or in r->pending before HELLO */
-  sftq_conn *c;         /* NULL once closed */
+  struct rsess *ss;   /* NULL until HELLO */
+  struct rlink *next; /* in ss->links, or in r->pending before HELLO */
+  sftq_conn *c;       /* NULL once closed */
   struct ctrl ctl;
   int hello_ok;
   int fail_code;          /* the ERROR sent; close once it is delivered */
@@ -97,8 +97,8 @@ struct rsess {
   struct rfile **files;
   size_t nfiles, cap;
   int failed, ended;
-  int stored;             /* has a row in the store */
-  uint64_t linger_until;  /* no link: give up at this time (0: not lingering) */
+  int stored;            /* has a row in the store */
+  uint64_t linger_until; /* no link: give up at this time (0: not lingering) */
   uint64_t files_ok, files_failed, bytes_ok;
   char peer[SFTD_FP_TEXT_MAX];
 };
@@ -144,9 +144,12 @@ struct receiver {
 };
 
 static void pump(struct receiver *r);
-static void on_timer(uv_timer_t *t) { pump(t->data); }
-static uint64_t now(void) { return sftd_now_ns(); }
-
+static void on_timer(uv_timer_t *t) {
+  pump(t->data);
+}
+static uint64_t now(void) {
+  return sftd_now_ns();
+}
 
 static void emit(struct receiver *r, struct sftd_event *ev) {
   if (r->o->on_event)
@@ -176,10 +179,10 @@ static struct rlink *best_link(struct rsess *ss) {
 
 /* Sends on the session's best link (dropped when it has none: the sender
  * re-offers on reconnect and learns everything again). */
-#define SESS_SEND(ss, encfn, msgp)                                            \
-  ({                                                                          \
-    struct rlink *bl_ = best_link(ss);                                        \
-    bl_ ? CTRL_SEND(&bl_->ctl, encfn, msgp) : 0;                              \
+#define SESS_SEND(ss, encfn, msgp)                                             \
+  ({                                                                           \
+    struct rlink *bl_ = best_link(ss);                                         \
+    bl_ ? CTRL_SEND(&bl_->ctl, encfn, msgp) : 0;                               \
   })
 
 /* Link |l| failed for a protocol reason: tell the peer and close it. */
@@ -240,7 +243,8 @@ void recv_cb_stream_acked(struct receiver *r, sftq_conn *c, int64_t sid) {
     XPV(conn_close, c, (uint64_t)-l->fail_code);
 }
 
-/* ---- files ---------------------------------------------------------------- */
+/* ---- files ----------------------------------------------------------------
+ */
 
 /* |len| without trailing zero bytes (the stored and the sent bitmaps). */
 static size_t bitmap_trim(const uint8_t *bm, size_t len) {
@@ -252,11 +256,12 @@ static size_t bitmap_trim(const uint8_t *bm, size_t len) {
 /* The canonical length of a have-bitmap (proto.h): at most
  * SFT_PROTO_MAX_BITMAP bytes, no trailing zero byte. */
 static size_t bitmap_canon(const uint8_t *bm, size_t len) {
-  return bitmap_trim(bm, len > SFT_PROTO_MAX_BITMAP ? SFT_PROTO_MAX_BITMAP
-                                                   : len);
+  return bitmap_trim(bm,
+                     len > SFT_PROTO_MAX_BITMAP ? SFT_PROTO_MAX_BITMAP : len);
 }
 
-/* ---- the session store (daemon only) --------------------------------------- */
+/* ---- the session store (daemon only) ---------------------------------------
+ */
 
 static int sess_store_row(struct rsess *ss, int state, unsigned flags) {
   struct sftd_store_session row;
@@ -264,8 +269,7 @@ static int sess_store_row(struct rsess *ss, int state, unsigned flags) {
   if (!r->o->store)
     return 0;
   memset(&row, 0, sizeof(row));
-  if (ss->stored &&
-      sftd_store_load_session(r->o->store, ss->id, &row) != 0)
+  if (ss->stored && sftd_store_load_session(r->o->store, ss->id, &row) != 0)
     memset(&row, 0, sizeof(row));
   memcpy(row.id, ss->id, SFTD_STORE_ID_LEN);
   row.direction = SFTD_DIR_RECV;
@@ -300,8 +304,9 @@ static int file_store_row(struct rfile *f, int state) {
     row.bitmap_len =
         bitmap_trim(f->committed, (size_t)((f->man.chunk_count + 7) / 8));
   }
-  return sftd_store_save_file(r->o->store, &row, SFTD_STORE_SYNC_FULL) ? SFT_ERR_IO
-                                                                      : 0;
+  return sftd_store_save_file(r->o->store, &row, SFTD_STORE_SYNC_FULL)
+             ? SFT_ERR_IO
+             : 0;
 }
 
 static void file_end(struct rfile *f, enum rfile_state st, int err,
@@ -320,6 +325,14 @@ static void file_end(struct rfile *f, enum rfile_state st, int err,
     ss->r->res->bytes += f->man.size;
     ev.type = SFTD_EV_FILE_DONE;
     sft_hex(f->man.root, SFT_HASH_LEN, ev.root_hex);
+    ev.p.chunks_done = ev.p.chunks_total = f->man.chunk_count;
+    if (f->xr) {
+      /* duplicates: chunks that arrived when already verified here */
+      struct sft_xrecv_stats xs;
+      sft_xrecv_stats(f->xr, &xs);
+      ev.p.chunks_resent = xs.duplicates;
+      ev.p.chunks_rebuilt = xs.chunks_rebuilt;
+    }
     file_store_row(f, SFT_XS_COMPLETED);
   } else {
     file_store_row(f, SFT_XS_FAILED);
@@ -447,9 +460,8 @@ static int refuse(struct rlink *l, uint64_t id, uint16_t reason,
                   const char *shown, const char *why) {
   struct rsess *ss = l->ss;
   /* A refusal carries no chunk count and no bitmap (protocol.md). */
-  struct sft_msg_accept a = {.file_id = id,
-                             .status = SFT_ACCEPT_REFUSED,
-                             .reason = reason};
+  struct sft_msg_accept a = {
+      .file_id = id, .status = SFT_ACCEPT_REFUSED, .reason = reason};
   char text[SFT_MAX_NAME * 4 + 200];
   struct sftd_event ev = {.type = SFTD_EV_FILE_FAILED, .name = shown};
   snprintf(text, sizeof(text), "refused: %s", why);
@@ -540,20 +552,20 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
                   sft_name_reason_str(why));
   if (man->kind == SFT_FILE_REGULAR) {
     if (r->o->max_size && man->size > r->o->max_size)
-      return refuse(l, m->file_id, SFT_REASON_TOO_LARGE,
-                    shown, "larger than --max-size");
+      return refuse(l, m->file_id, SFT_REASON_TOO_LARGE, shown,
+                    "larger than --max-size");
     rv = sftd_fsafe_check_final(r->root_fd, man->name, r->o->overwrite != 0);
     if (rv == SFT_ERR_EXISTS)
       return refuse(l, m->file_id, SFT_REASON_EXISTS, shown,
                     "the file exists (start the receiver with --overwrite "
                     "to replace it)");
     if (rv)
-      return refuse(l, m->file_id, SFT_REASON_BAD_NAME,
-                    shown, "the path is blocked (a parent is not a directory "
-                           "or is a symbolic link)");
+      return refuse(l, m->file_id, SFT_REASON_BAD_NAME, shown,
+                    "the path is blocked (a parent is not a directory "
+                    "or is a symbolic link)");
     if (sftd_fsafe_check_space(r->root_fd, man->size, SPACE_RESERVE, NULL))
-      return refuse(l, m->file_id, SFT_REASON_NOSPACE,
-                    shown, "not enough free disk space");
+      return refuse(l, m->file_id, SFT_REASON_NOSPACE, shown,
+                    "not enough free disk space");
   }
 
   f = calloc(1, sizeof(*f));
@@ -577,9 +589,8 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
     ss->files[m->file_id] = f;
     f->st = RF_DONE;
     {
-      struct sft_msg_accept a = {.file_id = f->id,
-                                 .status = SFT_ACCEPT_OK,
-                                 .chunk_count = 0};
+      struct sft_msg_accept a = {
+          .file_id = f->id, .status = SFT_ACCEPT_OK, .chunk_count = 0};
       struct sftd_event ev = {.type = SFTD_EV_FILE_DONE, .name = f->shown};
       ss->files_ok++;
       r->res->files_ok++;
@@ -610,8 +621,8 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
       sftd_fsafe_remove_part(r->root_fd, man->name);
       close(f->fd);
       free(f);
-      return refuse(l, m->file_id, SFT_REASON_NOSPACE,
-                    shown, "not enough free disk space");
+      return refuse(l, m->file_id, SFT_REASON_NOSPACE, shown,
+                    "not enough free disk space");
     }
   }
   {
@@ -621,8 +632,8 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
       xp.stripe_k = man->stripe_k;
       xp.stripe_m = man->stripe_m;
     }
-    rv = sft_xrecv_new(&f->xr, man->size, man->chunk_size, man->hash_algo,
-                       NULL, 0, &xp);
+    rv = sft_xrecv_new(&f->xr, man->size, man->chunk_size, man->hash_algo, NULL,
+                       0, &xp);
   }
   if (!rv)
     rv = sft_xrecv_start(f->xr, now());
@@ -633,8 +644,7 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
   if (rv) {
     sftd_fsafe_remove_part(r->root_fd, man->name);
     rfile_free(f);
-    return refuse(l, m->file_id, SFT_REASON_INTERNAL, shown,
-                  sft_strerror(rv));
+    return refuse(l, m->file_id, SFT_REASON_INTERNAL, shown, sft_strerror(rv));
   }
   ss->files[m->file_id] = f;
   f->st = RF_ACTIVE;
@@ -642,8 +652,8 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
     /* Resumable from now on: the file's row before its ACCEPT. */
     f->committed = calloc(1, (size_t)((man->chunk_count + 7) / 8) + 1);
     if (!f->committed ||
-        (!ss->stored && sess_store_row(ss, SFT_XS_TRANSFERRING,
-                                       SFTD_STORE_SYNC_FULL)) ||
+        (!ss->stored &&
+         sess_store_row(ss, SFT_XS_TRANSFERRING, SFTD_STORE_SYNC_FULL)) ||
         file_store_row(f, SFT_XS_TRANSFERRING)) {
       ss->files[m->file_id] = NULL;
       sftd_fsafe_remove_part(r->root_fd, man->name);
@@ -656,9 +666,8 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
     struct sft_msg_accept a = {.file_id = f->id,
                                .status = SFT_ACCEPT_OK,
                                .chunk_count = man->chunk_count};
-    struct sftd_event ev = {.type = SFTD_EV_FILE_START,
-                            .name = f->shown,
-                            .size = man->size};
+    struct sftd_event ev = {
+        .type = SFTD_EV_FILE_START, .name = f->shown, .size = man->size};
     emit(r, &ev);
     return CTRL_SEND(&l->ctl, sft_msg_accept_encode, &a);
   }
@@ -696,10 +705,10 @@ static void fin_done(uv_work_t *w, int status) {
   } else {
     int err = status ? SFT_ERR_IO : j->err;
     SESS_SEND(ss, sft_msg_cancel_encode,
-              (&(struct sft_msg_cancel){
-                  .file_id = f->id,
-                  .reason = err == SFT_ERR_EXISTS ? SFT_REASON_EXISTS
-                                                  : SFT_REASON_INTERNAL}));
+              (&(struct sft_msg_cancel){.file_id = f->id,
+                                        .reason = err == SFT_ERR_EXISTS
+                                                      ? SFT_REASON_EXISTS
+                                                      : SFT_REASON_INTERNAL}));
     file_end(f, RF_FAILED, err, sft_strerror(err));
   }
   free(j);
@@ -708,7 +717,8 @@ static void fin_done(uv_work_t *w, int status) {
   pump(r);
 }
 
-/* ---- chunks on the thread pool -------------------------------------------- */
+/* ---- chunks on the thread pool --------------------------------------------
+ */
 
 /* Hash, compare with the header's digest, and only then write. */
 static void chunk_work(uv_work_t *w) {
@@ -776,8 +786,8 @@ static void chunk_done(uv_work_t *w, int status) {
       r->res->chunks_resent++;
     } else {
       struct sft_xrecv_chunk out;
-      int rv = sft_xrecv_on_chunk_hashed(f->xr, now(), k->h.index,
-                                         k->computed, k->h.digest, &out);
+      int rv = sft_xrecv_on_chunk_hashed(f->xr, now(), k->h.index, k->computed,
+                                         k->h.digest, &out);
       if (rv == 0 && out.verdict == SFT_XRECV_WRITE)
         sft_xrecv_on_written(f->xr, k->h.index);
       if (rv == 0 && out.release_parity)
@@ -840,16 +850,14 @@ static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
     if (k->h.kind == SFT_CHUNK_PARITY) {
       /* index = stripe, parity_index < m, a full chunk_size payload. */
       if (!f->man.stripe_m ||
-          k->h.index >= sft_stripe_count(f->man.chunk_count,
-                                         f->man.stripe_k) ||
+          k->h.index >= sft_stripe_count(f->man.chunk_count, f->man.stripe_k) ||
           k->h.parity_index >= f->man.stripe_m ||
           k->h.payload_len != f->man.chunk_size)
         return SFT_ERR_PEER;
     } else if (k->h.kind != SFT_CHUNK_DATA ||
                k->h.index >= f->man.chunk_count ||
-               k->h.payload_len != sft_chunk_len(f->man.size,
-                                                 f->man.chunk_size,
-                                                 k->h.index)) {
+               k->h.payload_len !=
+                   sft_chunk_len(f->man.size, f->man.chunk_size, k->h.index)) {
       return SFT_ERR_PEER;
     }
     k->f = f;
@@ -892,7 +900,7 @@ struct rbuild {
   struct rfile *f;
   struct sft_xrecv_action a;
   uint32_t k, m;
-  struct rpar *par;           /* owned: the stripe's kept parity */
+  struct rpar *par; /* owned: the stripe's kept parity */
   uint8_t *buf[SFT_MAX_STRIPE];
   uint8_t digest[SFT_MAX_STRIPE][SFT_HASH_LEN];
   int err;
@@ -1010,7 +1018,8 @@ static void rbuild_submit(struct receiver *r, struct rfile *f,
   }
 }
 
-/* ---- re-hashing held chunks of a resumed file ------------------------------ */
+/* ---- re-hashing held chunks of a resumed file ------------------------------
+ */
 
 struct rhash {
   uv_work_t w;
@@ -1072,7 +1081,8 @@ static void rhash_submit(struct receiver *r, struct rfile *f,
   }
 }
 
-/* ---- pump ----------------------------------------------------------------- */
+/* ---- pump -----------------------------------------------------------------
+ */
 
 static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
                       uint64_t *next) {
@@ -1091,8 +1101,8 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
       if (r->o->store)
         break; /* with a store, ACKs follow commits (store_commit) */
       struct sft_msg_ack m = {.file_id = f->id, .ranges = rr};
-      m.nranges = a.nranges < SFT_MAX_ACK_RANGES ? a.nranges
-                                                 : SFT_MAX_ACK_RANGES;
+      m.nranges =
+          a.nranges < SFT_MAX_ACK_RANGES ? a.nranges : SFT_MAX_ACK_RANGES;
       for (size_t i = 0; i < m.nranges; i++) {
         rr[i].first = a.ranges[i].first;
         rr[i].last = a.ranges[i].last;
@@ -1132,12 +1142,12 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
                a.reason == SFT_ERR_DIGEST
                    ? "the file's root did not match: data corrupted"
                    : sft_strerror(a.reason));
-      SESS_SEND(ss, sft_msg_cancel_encode,
-                (&(struct sft_msg_cancel){
-                    .file_id = f->id,
-                    .reason = a.reason == SFT_ERR_DIGEST
-                                  ? SFT_REASON_INTEGRITY
-                                  : SFT_REASON_INTERNAL}));
+      SESS_SEND(
+          ss, sft_msg_cancel_encode,
+          (&(struct sft_msg_cancel){.file_id = f->id,
+                                    .reason = a.reason == SFT_ERR_DIGEST
+                                                  ? SFT_REASON_INTEGRITY
+                                                  : SFT_REASON_INTERNAL}));
       return;
     }
   }
@@ -1170,8 +1180,7 @@ static void pump(struct receiver *r) {
     if (ss->linger_until && !ss->links) {
       if (ss->linger_until <= t) {
         char why[200];
-        snprintf(why, sizeof(why),
-                 "the sender did not come back within %u s",
+        snprintf(why, sizeof(why), "the sender did not come back within %u s",
                  (r->o->linger_ms ? r->o->linger_ms : SFTD_LINGER_MS_DEFAULT) /
                      1000);
         if (r->o->store) {
@@ -1195,7 +1204,8 @@ static void pump(struct receiver *r) {
   }
 }
 
-/* ---- sessions ------------------------------------------------------------- */
+/* ---- sessions -------------------------------------------------------------
+ */
 
 static void list_remove(struct rlink **head, struct rlink *l) {
   for (struct rlink **pp = head; *pp; pp = &(*pp)->next)
@@ -1213,7 +1223,8 @@ static struct rsess *sess_find(struct receiver *r, const uint8_t *id) {
   return NULL;
 }
 
-/* ---- resuming a stored session ---------------------------------------------- */
+/* ---- resuming a stored session ----------------------------------------------
+ */
 
 static int slot_reserve(struct rsess *ss, size_t n) {
   if (n <= ss->cap)
@@ -1275,8 +1286,8 @@ static int load_file_cb(const struct sftd_store_file *row, void *ud) {
       xp.stripe_k = f->man.stripe_k;
       xp.stripe_m = f->man.stripe_m;
     }
-    rv = sft_xrecv_new(&f->xr, f->man.size, f->man.chunk_size,
-                       f->man.hash_algo, row->bitmap, row->bitmap_len, &xp);
+    rv = sft_xrecv_new(&f->xr, f->man.size, f->man.chunk_size, f->man.hash_algo,
+                       row->bitmap, row->bitmap_len, &xp);
   }
   if (!rv)
     rv = sft_xrecv_start(f->xr, now());
@@ -1295,8 +1306,7 @@ static int load_file_cb(const struct sftd_store_file *row, void *ud) {
 static int sess_load(struct rsess *ss) {
   struct receiver *r = ss->r;
   struct sftd_store_session row;
-  if (!r->o->store ||
-      sftd_store_load_session(r->o->store, ss->id, &row) != 0)
+  if (!r->o->store || sftd_store_load_session(r->o->store, ss->id, &row) != 0)
     return 0;
   if (row.direction != SFTD_DIR_RECV ||
       memcmp(row.peer_fp, ss->fp, SFTQ_FP_LEN) != 0)
@@ -1344,7 +1354,8 @@ static int link_attach(struct rlink *l, const struct sft_msg_hello *h) {
   return 0;
 }
 
-/* ---- control --------------------------------------------------------------- */
+/* ---- control ---------------------------------------------------------------
+ */
 
 static int on_frame(void *ud, const struct sft_frame *fr) {
   struct rlink *l = ud;
@@ -1401,8 +1412,7 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
       return SFT_ERR_PEER;
     if (f->st == RF_ACTIVE)
       sft_xrecv_on_complete(f->xr, now(), m.root);
-    else if (f->st == RF_DONE &&
-             memcmp(m.root, f->man.root, SFT_HASH_LEN) == 0)
+    else if (f->st == RF_DONE && memcmp(m.root, f->man.root, SFT_HASH_LEN) == 0)
       /* Our echo was lost with a connection: say it again. */
       CTRL_SEND(&l->ctl, sft_msg_complete_encode, &m);
     return 0;
@@ -1438,7 +1448,8 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
   }
 }
 
-/* ---- transport callbacks ----------------------------------------------------- */
+/* ---- transport callbacks
+ * ----------------------------------------------------- */
 
 int recv_cb_verify(struct receiver *r, sftq_conn *c,
                    const uint8_t fp[SFTQ_FP_LEN]) {
@@ -1452,8 +1463,8 @@ int recv_cb_verify(struct receiver *r, sftq_conn *c,
     return 0;
   sftd_fp_format(fp, text);
   {
-    struct sftd_event ev = {.type = SFTD_EV_REFUSED_PEER, .text = text,
-                            .err = rv};
+    struct sftd_event ev = {
+        .type = SFTD_EV_REFUSED_PEER, .text = text, .err = rv};
     emit(r, &ev);
   }
   return -1;
@@ -1565,8 +1576,8 @@ void recv_cb_stream_close(struct receiver *r, sftq_conn *c, int64_t sid,
   if (!k)
     return;
   XP(stream_set_user, c, sid, NULL);
-  if (k->have_hdr && k->got == k->h.payload_len && k->f &&
-      k->f->jobs && k->w.data == k) {
+  if (k->have_hdr && k->got == k->h.payload_len && k->f && k->f->jobs &&
+      k->w.data == k) {
     k->stream_gone = 1; /* a job owns it */
     return;
   }
@@ -1628,9 +1639,9 @@ void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
   }
   /* Unfinished files: keep them for the sender to come back. */
   ss->linger_until =
-      now() + (uint64_t)(r->o->linger_ms ? r->o->linger_ms
-                                         : SFTD_LINGER_MS_DEFAULT) *
-                  1000000u;
+      now() +
+      (uint64_t)(r->o->linger_ms ? r->o->linger_ms : SFTD_LINGER_MS_DEFAULT) *
+          1000000u;
   {
     char text[200];
     struct sftd_event ev = {.type = SFTD_EV_WARN, .text = text};
@@ -1751,8 +1762,8 @@ static void progress_tick(uv_timer_t *t) {
        * chunks in flight take to drain before parity or a resend is asked
        * for, or chunks merely late are sent twice. NEED fires after
        * 2 x this "RTT": max(4 x srtt, 1 s). */
-      uint64_t rtt = 4 * st.srtt_ns > 1000000000u ? 4 * st.srtt_ns
-                                                    : 1000000000u;
+      uint64_t rtt =
+          4 * st.srtt_ns > 1000000000u ? 4 * st.srtt_ns : 1000000000u;
       for (size_t i = 0; i < ss->nfiles; i++)
         if (ss->files[i] && ss->files[i]->st == RF_ACTIVE)
           sft_xrecv_set_rtt(ss->files[i]->xr, rtt);
@@ -1836,11 +1847,11 @@ int recv_create(struct engine *e, const struct sftd_recv_opts *o,
   e->recv = r;
   {
     char text[300];
-    struct sftd_event ev = {.type = SFTD_EV_LISTENING, .text = text,
-                            .port = port};
-    snprintf(text, sizeof(text), strchr(o->listen_addr, ':') ? "[%s]:%u"
-                                                             : "%s:%u",
-             o->listen_addr, port);
+    struct sftd_event ev = {
+        .type = SFTD_EV_LISTENING, .text = text, .port = port};
+    snprintf(text, sizeof(text),
+             strchr(o->listen_addr, ':') ? "[%s]:%u" : "%s:%u", o->listen_addr,
+             port);
     emit(r, &ev);
   }
   uv_timer_start(&r->ptimer, progress_tick, 100, 100);

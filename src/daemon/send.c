@@ -10,9 +10,9 @@
  * See docs/internals/transfer.md.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,29 +25,32 @@
 #include "daemon/ctrl.h"
 #include "daemon/engine.h"
 #include "daemon/fsafe.h"
-#include "daemon/xfer_int.h"
 #include "daemon/identity.h"
-#include "daemon/quic/quic.h"
-#include "daemon/xport.h"
-#include "daemon/sftd.h"
-#include "daemon/walk.h"
 #include "daemon/paths.h"
+#include "daemon/quic/quic.h"
+#include "daemon/sftd.h"
+#include "daemon/share.h"
+#include "daemon/walk.h"
+#include "daemon/xfer_int.h"
+#include "daemon/xport.h"
 #include "sft/adapt.h"
 #include "sft/chunk.h"
 #include "sft/fec.h"
 #include "sft/hash.h"
+#include "sft/metrics.h"
 #include "sft/name.h"
+#include "sft/path.h"
 #include "sft/proto.h"
 #include "sft/xfer.h"
 
-#define OFFER_WINDOW 64               /* files offered and not finished */
-#define BUDGET_MIN (8u << 20)         /* chunk bytes held in memory */
+#define OFFER_WINDOW 64       /* files offered and not finished */
+#define BUDGET_MIN (8u << 20) /* chunk bytes held in memory */
 #define BUDGET_MAX (64u << 20)
-#define UNSENT_MAX (16u << 20)        /* bytes queued in QUIC, unsent */
-#define BACKOFF_MIN_MS 1000u          /* reconnect backoff: 1, 2, 4 .. 30 s */
+#define UNSENT_MAX (16u << 20) /* bytes queued in QUIC, unsent */
+#define BACKOFF_MIN_MS 1000u   /* reconnect backoff: 1, 2, 4 .. 30 s */
 #define BACKOFF_MAX_MS 30000u
-#define STALL_MIN_NS 1000000000ull    /* a link without progress for */
-#define STALL_SOLO_NS 20000000000ull  /* ...this long is dead (see stall) */
+#define STALL_MIN_NS 1000000000ull   /* a link without progress for */
+#define STALL_SOLO_NS 20000000000ull /* ...this long is dead (see stall) */
 
 enum sfile_state { SF_WAIT, SF_OFFERED, SF_ACTIVE, SF_DONE, SF_FAILED };
 
@@ -71,9 +74,9 @@ struct slink;
 struct sjob {
   uv_work_t w;
   struct sfile *f;
-  struct sjob *next;             /* read queue */
-  struct slink *l;               /* the link carrying it, once on a stream */
-  struct sjob *wprev, *wnext;    /* the link's list of chunks on streams */
+  struct sjob *next;          /* read queue */
+  struct slink *l;            /* the link carrying it, once on a stream */
+  struct sjob *wprev, *wnext; /* the link's list of chunks on streams */
   uint64_t index, offset;
   uint32_t len;
   int send;
@@ -82,6 +85,7 @@ struct sjob {
   int parity;    /* a parity shard (index = stripe, pidx): never resent */
   uint32_t pidx;
   int64_t sid;
+  uint64_t sent_at; /* its stream was opened */
   size_t hdr_len;
   uint8_t hdr[SFT_CHUNK_HDR_MAX];
   uint8_t digest[SFT_HASH_LEN];
@@ -95,21 +99,22 @@ struct sjob {
 struct slink {
   struct sender *s;
   unsigned idx;
-  unsigned tgt;          /* index into the sender's targets (path) */
-  sftq_conn *c;          /* NULL while down */
+  unsigned tgt; /* index into the sender's targets (path) */
+  sftq_conn *c; /* NULL while down */
   struct ctrl ctl;
   int connected, hello_ok;
-  uint64_t fallback_at;  /* auto: give up on QUIC at this time (0: no) */
-  int tcp;               /* fell back to TCP+TLS: reconnect over TCP */
-  unsigned attempts;     /* consecutive failed (re)connects */
-  uint64_t reopen_at;    /* down: reconnect at this time (0: never) */
-  struct sjob *wire;     /* chunks on its streams */
+  uint64_t fallback_at; /* auto: give up on QUIC at this time (0: no) */
+  int tcp;              /* fell back to TCP+TLS: reconnect over TCP */
+  unsigned attempts;    /* consecutive failed (re)connects */
+  uint64_t reopen_at;   /* down: reconnect at this time (0: never) */
+  struct sjob *wire;    /* chunks on its streams */
   uint64_t wire_n;
-  uint64_t progress_at;  /* last sign of life: a packet from the peer */
-  uint64_t pkts_recv;    /* ...counted here */
+  uint64_t progress_at; /* last sign of life: a packet from the peer */
+  uint64_t pkts_recv;   /* ...counted here */
   int last_err;
-  int was_up;            /* completed HELLO before: a comeback is a reconnect */
-  char why[256];         /* why it went down */
+  int was_up;          /* completed HELLO before: a comeback is a reconnect */
+  uint64_t bytes_sent; /* chunk bytes handed to this link */
+  char why[256];       /* why it went down */
 };
 
 /* One address of the receiver (a path). */
@@ -136,9 +141,9 @@ struct sender {
   struct sftd_result *res;
   struct slink links[SFTD_LINKS_MAX];
   unsigned nlinks;
-  struct slink *ctl;    /* the link control messages go on (hello_ok) */
-  int ever_up;          /* some link completed HELLO once */
-  int down;             /* no link is up: files are in network failure */
+  struct slink *ctl; /* the link control messages go on (hello_ok) */
+  int ever_up;       /* some link completed HELLO once */
+  int down;          /* no link is up: files are in network failure */
   int max_retries;
   struct walk_list wl;
   struct sfile *files;
@@ -147,35 +152,45 @@ struct sender {
   uint64_t held_bytes;            /* chunk bytes in jobs and on streams */
   uint8_t session_id[SFT_SESSION_ID_LEN];
   int closing;
-  uint64_t ending_at;  /* all done: FIN sent on the control stream; close
-                          once the receiver has it, or at this time */
+  uint64_t ending_at; /* all done: FIN sent on the control stream; close
+                         once the receiver has it, or at this time */
   int paused;
   struct sft_xfer_range *plost; /* chunks whose streams pause reset: */
   size_t nplost, cap_plost;     /* sent again first on resume */
   uint64_t *plost_file;
-  struct sft_adapt adapt;  /* chunk size, parity, connections from RTT/loss */
+  struct sft_adapt adapt;   /* chunk size, parity, connections from RTT/loss */
+  struct sft_path_table pt; /* status of each link (path id = link index) */
   uint64_t tick_sent, tick_lost; /* packet counters at the last sample */
-  uint64_t chunks_lost;    /* chunk streams lost with a link or reset */
+  uint64_t chunks_lost;          /* chunk streams lost with a link or reset */
   uint64_t tick_csent, tick_clost;
-  double chunk_loss;       /* EWMA of lost / sent chunks */
-  double pkt_loss;         /* EWMA of lost / sent packets */
-  uint32_t m_pro;          /* proactive parity per stripe now */
-  struct sft_rate rate;    /* this transfer's bandwidth limit */
-  uint64_t rate_wait;      /* a chunk waits for tokens until then; 0 none */
+  double chunk_loss;    /* EWMA of lost / sent chunks */
+  double pkt_loss;      /* EWMA of lost / sent packets */
+  uint32_t m_pro;       /* proactive parity per stripe now */
+  struct sft_rate rate; /* this transfer's bandwidth limit */
+  uint64_t rate_wait;   /* a chunk waits for tokens until then; 0 none */
+  uint64_t granted;     /* bytes the daemon's link share gave us, unused */
+  int share_wait;       /* a want is pending at the link share */
   int tofu_new;
   uint64_t t0;
   char host[256];
 };
 
 static void pump(struct sender *s);
-static void on_timer(uv_timer_t *t) { pump(t->data); }
+static void share_forget(struct sender *s);
+static void on_timer(uv_timer_t *t) {
+  pump(t->data);
+}
 static void finish(struct sender *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static uint64_t now(void) { return sftd_now_ns(); }
+static uint64_t now(void) {
+  return sftd_now_ns();
+}
 static void progress_tick(uv_timer_t *t);
 
-static int link_live(const struct slink *l) { return l->c != NULL; }
+static int link_live(const struct slink *l) {
+  return l->c != NULL;
+}
 
 static unsigned links_live(const struct sender *s) {
   unsigned n = 0;
@@ -203,7 +218,6 @@ static void complete(struct sender *s) {
   if (s->done)
     s->done(s, s->done_ud);
 }
-
 
 static void emit(struct sender *s, struct sftd_event *ev) {
   if (s->o->on_event)
@@ -236,6 +250,7 @@ static void finish(struct sender *s, int err, const char *fmt, ...) {
   if (s->closing)
     return;
   s->closing = 1;
+  share_forget(s);
   for (unsigned i = 0; i < s->nlinks; i++)
     if (s->links[i].c)
       XPV(conn_close, s->links[i].c, err ? (uint64_t)-err : 0);
@@ -317,8 +332,8 @@ static int make_manifest(struct sender *s, struct sfile *f) {
   m->stripe_m = s->o->fec_off ? 0 : s->o->fec_k ? s->o->fec_m : 3;
   rv = sft_manifest_set_name(m, e->name, strlen(e->name));
   if (!rv)
-    rv = sft_manifest_set_geometry(m, m->kind == SFT_FILE_DIR ? 0 : e->size,
-                                   cs);
+    rv =
+        sft_manifest_set_geometry(m, m->kind == SFT_FILE_DIR ? 0 : e->size, cs);
   if (!rv)
     rv = sft_manifest_verify(m);
   return rv;
@@ -364,10 +379,22 @@ static void offer_more(struct sender *s) {
          s->open_offers < OFFER_WINDOW) {
     struct sfile *f = &s->files[s->next_offer++];
     struct sftd_event ev = {.type = SFTD_EV_FILE_START};
+    struct sft_manifest prev;
     int rv;
     s->open_offers++;
     f->st = SF_OFFERED;
-    if (!s->o->chunk_size && f->man.kind == SFT_FILE_REGULAR) {
+    if (s->o->offered_manifest &&
+        s->o->offered_manifest(s->o->ud, f->id, &prev) == 0 &&
+        prev.kind == f->man.kind && prev.size == f->man.size &&
+        prev.mtime_sec == f->man.mtime_sec &&
+        prev.mtime_nsec == f->man.mtime_nsec &&
+        prev.name_len == f->man.name_len &&
+        !memcmp(prev.name, f->man.name, prev.name_len) &&
+        sft_manifest_verify(&prev) == 0) {
+      /* A resumed session offers what it offered before (the receiver
+       * matches the chunks it holds against that geometry). */
+      f->man = prev;
+    } else if (!s->o->chunk_size && f->man.kind == SFT_FILE_REGULAR) {
       /* The chunk size follows the link as measured so far. */
       struct sft_adapt_decision d;
       sft_adapt_get(&s->adapt, &d);
@@ -383,6 +410,9 @@ static void offer_more(struct sender *s) {
     }
     ev.name = f->man.name;
     ev.size = f->man.size;
+    ev.file_id = f->id;
+    ev.man = &f->man;
+    ev.path = f->e->path;
     emit(s, &ev);
   }
   if (s->ever_up && s->finished == s->nfiles)
@@ -432,38 +462,77 @@ static void job_lost(struct sjob *j) {
   }
 }
 
-/* Both token buckets (this transfer's and the shared one) must allow |n|
- * bytes (0), else *at is when to try again. rate_charge() then takes them. */
+/* This transfer's token bucket must allow |n| bytes (0), else *at is when
+ * to try again. rate_charge() then takes them. */
 static int rate_allow(struct sender *s, uint64_t n, uint64_t *at) {
-  uint64_t t = now(), a1 = 0, a2 = 0;
-  struct sft_rate *g = s->o->shared_rate;
-  int r1 = sft_rate_check(&s->rate, t, n, &a1);
-  int r2 = g ? sft_rate_check(g, t, n, &a2) : 0;
-  if (r1 || r2) {
-    *at = a1 > a2 ? a1 : a2;
-    return SFT_ERR_AGAIN;
-  }
-  return 0;
+  return sft_rate_check(&s->rate, now(), n, at) ? SFT_ERR_AGAIN : 0;
 }
 
 static void rate_charge(struct sender *s, uint64_t n) {
-  uint64_t t = now(), at;
-  sft_rate_take(&s->rate, t, n, &at);
-  if (s->o->shared_rate)
-    sft_rate_take(s->o->shared_rate, t, n, &at);
+  uint64_t at;
+  sft_rate_take(&s->rate, now(), n, &at);
+  if (s->o->share)
+    s->granted -= n;
+}
+
+static void flush_sendq(struct sender *s);
+
+static void share_granted(void *ud, uint32_t bytes) {
+  struct sender *s = ud;
+  s->share_wait = 0;
+  s->granted += bytes;
+  flush_sendq(s);
+}
+
+/* Under the daemon's global limit (its link share, which orders transfers
+ * by priority class) the next |n| bytes must have been granted: 0 when they
+ * were, else a want is (or already was) queued and share_granted() brings
+ * us back. */
+static int share_allow(struct sender *s, uint64_t n) {
+  int rv;
+  if (!s->o->share || s->granted >= n)
+    return 0;
+  if (s->share_wait)
+    return SFT_ERR_AGAIN;
+  rv = sftd_share_want(s->o->share, (uint64_t)(uintptr_t)s, (int)s->o->priority,
+                       (uint32_t)(n - s->granted), share_granted, s);
+  if (rv) /* queue full: poll again with the pump */
+    return rv;
+  s->share_wait = 1;
+  return SFT_ERR_AGAIN;
+}
+
+static void share_forget(struct sender *s) {
+  if (s->o->share && s->share_wait)
+    sftd_share_forget(s->o->share, (uint64_t)(uintptr_t)s);
+  s->share_wait = 0;
 }
 
 /* The link for the next chunk: among links up and not blocked (|tried|
  * marks links whose stream limit was hit in this round), the one with the
  * fewest bytes queued; Critical transfers prefer the lowest RTT. */
+/* 1 if link |l| is up and its path is not Failed (lib/path: loss above
+ * 50 %, or silent for 3 PTOs with data outstanding). */
+static int link_usable(struct sender *s, const struct slink *l) {
+  struct sft_path_info pi;
+  if (!l->c || !l->hello_ok)
+    return 0;
+  return sft_path_get(&s->pt, l->idx, &pi) != 0 || pi.status != SFT_PATH_FAILED;
+}
+
 static struct slink *pick_link(struct sender *s, unsigned tried) {
   struct slink *best = NULL;
   uint64_t best_key = UINT64_MAX;
+  int any_usable = 0;
+  for (unsigned i = 0; i < s->nlinks; i++)
+    any_usable |= link_usable(s, &s->links[i]);
   for (unsigned i = 0; i < s->nlinks; i++) {
     struct slink *l = &s->links[i];
     uint64_t key;
     if (!l->c || !l->hello_ok || (tried & (1u << i)))
       continue;
+    if (any_usable && !link_usable(s, l))
+      continue; /* a Failed path gets nothing while another works */
     key = XP(conn_unsent, l->c);
     if (key > UNSENT_MAX)
       continue;
@@ -493,6 +562,13 @@ static void flush_sendq(struct sender *s) {
     int rv;
     if (rate_allow(s, j->hdr_len + j->len, &at)) {
       s->rate_wait = at; /* the pump's timer brings us back */
+      return;
+    }
+    rv = share_allow(s, j->hdr_len + j->len);
+    if (rv == SFT_ERR_AGAIN)
+      return;
+    if (rv) {
+      s->rate_wait = now() + 10000000ull;
       return;
     }
     l = pick_link(s, tried);
@@ -528,8 +604,10 @@ static void flush_sendq(struct sender *s) {
       tried |= 1u << l->idx;
       continue;
     }
+    j->sent_at = now();
+    l->bytes_sent += j->len;
     if (!l->wire_n)
-      l->progress_at = now();
+      l->progress_at = j->sent_at;
     j->l = l;
     j->wnext = l->wire;
     if (l->wire)
@@ -684,8 +762,7 @@ static void pjob_done(uv_work_t *w, int status) {
                               .parity_index = j->pidx,
                               .payload_len = p->len};
     memcpy(h.digest, j->digest, SFT_HASH_LEN);
-    if (status || p->err || s->released || s->closing ||
-        f->st != SF_ACTIVE ||
+    if (status || p->err || s->released || s->closing || f->st != SF_ACTIVE ||
         sft_chunk_hdr_encode(j->hdr, sizeof(j->hdr), &h, &j->hdr_len)) {
       job_free(s, j);
       continue;
@@ -788,14 +865,12 @@ static int link_open(struct sender *s, struct slink *l) {
     sftt_conn *tc = NULL;
     if (!s->t)
       return SFT_ERR_UNSUPPORTED;
-    rv = sftt_connect(s->t, s->tg[l->tgt].numeric, s->tg[l->tgt].port, l,
-                      &tc);
+    rv = sftt_connect(s->t, s->tg[l->tgt].numeric, s->tg[l->tgt].port, l, &tc);
     if (!rv)
       l->c = (sftq_conn *)(void *)tc;
     return rv;
   }
-  rv = sftq_connect(s->q, s->tg[l->tgt].numeric, s->tg[l->tgt].port, l,
-                    &l->c);
+  rv = sftq_connect(s->q, s->tg[l->tgt].numeric, s->tg[l->tgt].port, l, &l->c);
   if (rv) {
     l->c = NULL;
     return rv;
@@ -839,11 +914,10 @@ static int retryable(int reason, uint64_t app_error) {
   if (reason == SFT_ERR_AUTH || reason == SFT_ERR_VERSION ||
       reason == SFT_ERR_PEER)
     return 0;
-  if (reason == SFT_ERR_CLOSED &&
-      (app_error == (uint64_t)-SFT_ERR_PEER ||
-       app_error == (uint64_t)-SFT_ERR_VERSION ||
-       app_error == (uint64_t)-SFT_ERR_AUTH ||
-       app_error == (uint64_t)-SFT_ERR_CANCELLED))
+  if (reason == SFT_ERR_CLOSED && (app_error == (uint64_t)-SFT_ERR_PEER ||
+                                   app_error == (uint64_t)-SFT_ERR_VERSION ||
+                                   app_error == (uint64_t)-SFT_ERR_AUTH ||
+                                   app_error == (uint64_t)-SFT_ERR_CANCELLED))
     return 0;
   return 1;
 }
@@ -889,6 +963,13 @@ static void link_up(struct slink *l) {
   l->hello_ok = 1;
   l->attempts = 0;
   l->progress_at = now();
+  {
+    /* A new connection starts a new path record (Active, no history). */
+    unsigned id;
+    sft_path_remove(&s->pt, l->idx);
+    if (sft_path_add(&s->pt, now(), &id) == 0 && id != l->idx)
+      sft_path_remove(&s->pt, id); /* cannot happen: ids = link indices */
+  }
   if (l->was_up)
     s->res->reconnects++;
   l->was_up = 1;
@@ -961,6 +1042,7 @@ static void link_lost(struct slink *l, int reason, uint64_t app_error,
     job_free(s, j);
   }
   link_reset(l);
+  sft_path_set_failed(&s->pt, l->idx, now());
   l->last_err = reason ? reason : SFT_ERR_CLOSED;
   snprintf(l->why, sizeof(l->why), "%s", why);
   if (s->closing) {
@@ -972,8 +1054,7 @@ static void link_lost(struct slink *l, int reason, uint64_t app_error,
     finish(s, l->last_err, "%s", why);
     return;
   }
-  if (fatal || s->max_retries < 0 ||
-      l->attempts >= (unsigned)s->max_retries) {
+  if (fatal || s->max_retries < 0 || l->attempts >= (unsigned)s->max_retries) {
     l->reopen_at = 0;
   } else {
     l->attempts++;
@@ -993,8 +1074,8 @@ static void link_lost(struct slink *l, int reason, uint64_t app_error,
     emit(s, &ev);
   /* Nothing left that could carry the session? */
   for (unsigned i = 0; i < s->nlinks; i++)
-    if (s->links[i].c || (s->links[i].reopen_at &&
-                          s->links[i].reopen_at != UINT64_MAX))
+    if (s->links[i].c ||
+        (s->links[i].reopen_at && s->links[i].reopen_at != UINT64_MAX))
       return;
   finish(s, l->last_err, "%s (gave up after %u attempts to reconnect)", why,
          l->attempts);
@@ -1002,8 +1083,9 @@ static void link_lost(struct slink *l, int reason, uint64_t app_error,
 
 /* A link with chunks outstanding that hears nothing from the peer for too
  * long is dead even if the transport has not noticed yet (a blackholed
- * path): close it, so its chunks go to the other links. With other links up, "too long" is a few PTOs (at
- * least STALL_MIN_NS) so they take over quickly; alone, STALL_SOLO_NS. */
+ * path): close it, so its chunks go to the other links. With other links up,
+ * "too long" is a few PTOs (at least STALL_MIN_NS) so they take over quickly;
+ * alone, STALL_SOLO_NS. */
 static uint64_t stall_check(struct sender *s, struct slink *l, uint64_t t) {
   sftq_stats st;
   uint64_t limit = STALL_SOLO_NS;
@@ -1143,7 +1225,6 @@ static void pump(struct sender *s) {
   }
 }
 
-
 /* ---- control messages --------------------------------------------------- */
 
 static struct sfile *file_by_id(struct sender *s, uint64_t id) {
@@ -1251,7 +1332,7 @@ static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
   f->st = SF_ACTIVE;
   if (f->man.stripe_m)
     sft_xsend_set_parity(f->xs, s->m_pro < f->man.stripe_m ? s->m_pro
-                                                             : f->man.stripe_m);
+                                                           : f->man.stripe_m);
   if (s->paused)
     sft_xsend_pause(f->xs, now());
   return 0;
@@ -1297,8 +1378,7 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
     static struct sft_ack_range r[SFT_MAX_ACK_RANGES];
     struct sft_msg_ack m;
     struct sfile *f;
-    rv = sft_msg_ack_decode(fr->body, fr->body_len, &m, r,
-                            SFT_MAX_ACK_RANGES);
+    rv = sft_msg_ack_decode(fr->body, fr->body_len, &m, r, SFT_MAX_ACK_RANGES);
     if (rv)
       return rv;
     f = file_by_id(s, m.file_id);
@@ -1425,17 +1505,18 @@ int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
     int rv = sftd_node_check_known(s->o->node, s->host, s->o->port, fp,
                                    &s->tofu_new);
     if (rv == SFT_ERR_AUTH) {
-      finish(s, SFT_ERR_AUTH,
-             "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
-             "@  WARNING: THE RECEIVER'S IDENTITY HAS CHANGED!        @\n"
-             "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
-             "%s:%u now presents %s,\nnot the identity recorded in known_peers.\n"
-             "Someone could be intercepting the transfer, or the receiver "
-             "was reinstalled.\nNothing was sent. If the change is expected, "
-             "remove the line for %s:%u from\n%s/known_peers or pass "
-             "--peer-id %s.",
-             s->host, s->o->port, s->res->peer_fp_text, s->host,
-             s->o->port, s->o->node->data_dir, s->res->peer_fp_text);
+      finish(
+          s, SFT_ERR_AUTH,
+          "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
+          "@  WARNING: THE RECEIVER'S IDENTITY HAS CHANGED!        @\n"
+          "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
+          "%s:%u now presents %s,\nnot the identity recorded in known_peers.\n"
+          "Someone could be intercepting the transfer, or the receiver "
+          "was reinstalled.\nNothing was sent. If the change is expected, "
+          "remove the line for %s:%u from\n%s/known_peers or pass "
+          "--peer-id %s.",
+          s->host, s->o->port, s->res->peer_fp_text, s->host, s->o->port,
+          s->o->node->data_dir, s->res->peer_fp_text);
       return -1;
     }
     if (rv) {
@@ -1508,8 +1589,7 @@ void send_cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
   }
   rv = ctrl_feed(&l->ctl, data, len, on_frame, l);
   if (rv && !s->closing)
-    finish(s, SFT_ERR_PEER,
-           "the receiver sent an invalid control message (%s)",
+    finish(s, SFT_ERR_PEER, "the receiver sent an invalid control message (%s)",
            sft_strerror(rv));
   if (fin && !s->closing && s->finished < s->nfiles)
     XPV(conn_close, c, 0); /* reconnects unless the receiver said why */
@@ -1531,8 +1611,15 @@ void send_cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error) {
     return;
   XP(stream_set_user, c, sid, NULL);
   l->progress_at = now();
-  if (app_error && !j->cancelled)
+  if (app_error && !j->cancelled) {
     job_lost(j); /* reset by the receiver: it did not take the chunk */
+  } else if (!app_error && !j->parity) {
+    if (l->s->o->m_chunk_duration)
+      sft_metric_observe(l->s->o->m_chunk_duration,
+                         (double)(now() - j->sent_at) / 1e9);
+    if (l->s->o->m_chunk_size)
+      sft_metric_observe(l->s->o->m_chunk_size, (double)j->len);
+  }
   job_free(l->s, j);
   pump(l->s);
 }
@@ -1580,9 +1667,8 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
              (unsigned long long)app_error);
     break;
   default:
-    snprintf(why, sizeof(why), "the connection to %s:%u was lost: %s",
-             s->host, s->o->port,
-             sft_strerror(reason ? reason : SFT_ERR_CLOSED));
+    snprintf(why, sizeof(why), "the connection to %s:%u was lost: %s", s->host,
+             s->o->port, sft_strerror(reason ? reason : SFT_ERR_CLOSED));
   }
   if (!s->ever_up && !s->closing && l->idx == 0 && l->tgt + 1 < s->ntg &&
       reason != SFT_ERR_AUTH) {
@@ -1698,17 +1784,47 @@ static void progress_tick(uv_timer_t *t) {
     }
   }
   ev.p.files_total = s->nfiles;
+  for (struct sjob *j = s->sq_head; j; j = j->next)
+    ev.p.chunks_queued++;
   ev.p.chunks_resent = s->res->chunks_resent;
   ev.p.links_up = links_up(s);
   ev.p.reconnects = s->res->reconnects;
   ev.p.loss = -1;
   for (unsigned i = 0; i < s->nlinks; i++) {
     struct slink *l = &s->links[i];
+    struct sftd_path_stat *ps = &ev.p.paths[ev.p.npaths++];
+    struct sft_path_info pi;
+    const struct target *tg = &s->tg[l->tgt];
+    snprintf(ps->peer, sizeof(ps->peer),
+             strchr(tg->numeric, ':') ? "[%s]:%u" : "%s:%u", tg->numeric,
+             tg->port);
+    ps->loss = -1;
+    ps->bytes_sent = l->bytes_sent;
+    ps->up = l->c && l->hello_ok;
     if (l->c && l->connected && XP(conn_stats, l->c, &st) == 0) {
+      struct sft_path_sample smp = {.srtt_ns = st.srtt_ns,
+                                    .rttvar_ns = st.rttvar_ns,
+                                    .delivery_rate = st.delivery_rate,
+                                    .pkts_sent = st.pkts_sent,
+                                    .pkts_lost = st.pkts_lost,
+                                    .last_ack_ns = l->progress_at,
+                                    .bytes_in_flight = st.bytes_in_flight};
+      if (l->hello_ok)
+        sft_path_sample(&s->pt, l->idx, now(), &smp);
       if (ev.p.rtt_ms == 0 || (double)st.srtt_ns / 1e6 < ev.p.rtt_ms)
         ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
       sent += st.pkts_sent;
       lost += st.pkts_lost;
+      ps->rtt_ms = (double)st.srtt_ns / 1e6;
+      ps->rate_bps = 8 * st.delivery_rate;
+    }
+    if (sft_path_get(&s->pt, l->idx, &pi) == 0) {
+      ps->state = ps->up ? pi.status : SFTD_PATH_FAILED;
+      ps->changes = pi.changes;
+      if (pi.loss_judged)
+        ps->loss = (double)pi.loss_ppm / 1e6;
+    } else {
+      ps->state = SFTD_PATH_FAILED;
     }
   }
   if (sent)
@@ -1718,7 +1834,8 @@ static void progress_tick(uv_timer_t *t) {
   emit(s, &ev);
 }
 
-/* ---- entry ---------------------------------------------------------------- */
+/* ---- entry ----------------------------------------------------------------
+ */
 
 static int resolve(const char *host, uint16_t port, char *out, size_t cap) {
   struct addrinfo hints = {0}, *ai = NULL;
@@ -1790,6 +1907,7 @@ int send_session_pause(struct sender *s) {
   if (s->closing || s->paused)
     return SFT_ERR_STATE;
   s->paused = 1;
+  share_forget(s);
   for (size_t i = 0; i < s->next_offer; i++)
     if (s->files[i].st == SF_ACTIVE)
       sft_xsend_pause(s->files[i].xs, now());
@@ -1888,6 +2006,11 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
       sft_adapt_init(&s->adapt, &ac);
     }
   }
+  sft_path_init(&s->pt, NULL);
+  for (unsigned i = 0; i < SFTD_LINKS_MAX; i++) {
+    unsigned id; /* ids 0.. = link indices (nlinks may grow) */
+    sft_path_add(&s->pt, s->t0, &id);
+  }
   snprintf(s->host, sizeof(s->host), "%s", o->host);
   uv_timer_init(loop, &s->timer);
   uv_timer_init(loop, &s->ptimer);
@@ -1900,7 +2023,7 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
     if (rv) {
       res->err = rv;
       snprintf(res->why, sizeof(res->why), "%s: %s", bad ? bad : o->paths[i],
-               rv == SFT_ERR_NOT_FOUND    ? "no such file or directory"
+               rv == SFT_ERR_NOT_FOUND     ? "no such file or directory"
                : rv == SFT_ERR_UNSUPPORTED ? "not a regular file or directory"
                                            : sft_strerror(rv));
       goto fail;
@@ -1985,8 +2108,8 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
   if (rv) {
     s->links[0].c = NULL;
     res->err = rv;
-    snprintf(res->why, sizeof(res->why), "cannot connect to %s:%u: %s",
-             o->host, o->port, sft_strerror(rv));
+    snprintf(res->why, sizeof(res->why), "cannot connect to %s:%u: %s", o->host,
+             o->port, sft_strerror(rv));
     goto fail;
   }
   for (unsigned i = 1; i < s->nlinks; i++)
@@ -2004,7 +2127,8 @@ fail:
   return res->err;
 }
 
-/* ---- one-shot `sft send` -------------------------------------------------- */
+/* ---- one-shot `sft send` --------------------------------------------------
+ */
 
 static void oneshot_done(struct sender *s, void *ud) {
   struct engine *e = ud;

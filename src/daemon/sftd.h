@@ -15,6 +15,9 @@
 #include "sft/err.h"
 #include "sft/rate.h"
 
+struct sft_manifest;
+struct sft_metric;
+
 #define SFTD_FP_TEXT_MAX SFTD_FP_TEXT_SIZE
 
 struct sftd_store;
@@ -59,21 +62,40 @@ int sftd_node_trusted(const struct sftd_node *node,
 /* ---- events ------------------------------------------------------------ */
 
 enum sftd_event_type {
-  SFTD_EV_LISTENING,   /* receiver bound: .text = "ADDR:PORT", .port */
-  SFTD_EV_CONNECTED,   /* handshake done: .text = peer fingerprint */
-  SFTD_EV_PEER_NEW,    /* sender: first contact, peer recorded (TOFU) */
-  SFTD_EV_FILE_START,  /* .name, .size */
-  SFTD_EV_FILE_DONE,   /* .name, .size, .root_hex */
-  SFTD_EV_FILE_FAILED, /* .name, .err, .text (reason) */
-  SFTD_EV_PROGRESS,    /* .p filled */
-  SFTD_EV_WARN,        /* .text */
-  SFTD_EV_REFUSED_PEER,/* receiver: a peer was refused (.text = its id) */
-  SFTD_EV_FALLBACK,    /* sender: no QUIC handshake, trying TCP+TLS */
-  SFTD_EV_LINK_DOWN,   /* sender: a connection of the session was lost;
-                          .text why, .err, .port = connections still up;
-                          .size = ms until the next attempt (0: none) */
-  SFTD_EV_LINK_UP,     /* sender: a connection (re)joined the session;
-                          .port = connections up */
+  SFTD_EV_LISTENING,    /* receiver bound: .text = "ADDR:PORT", .port */
+  SFTD_EV_CONNECTED,    /* handshake done: .text = peer fingerprint */
+  SFTD_EV_PEER_NEW,     /* sender: first contact, peer recorded (TOFU) */
+  SFTD_EV_FILE_START,   /* .name, .size */
+  SFTD_EV_FILE_DONE,    /* .name, .size, .root_hex */
+  SFTD_EV_FILE_FAILED,  /* .name, .err, .text (reason) */
+  SFTD_EV_PROGRESS,     /* .p filled */
+  SFTD_EV_WARN,         /* .text */
+  SFTD_EV_REFUSED_PEER, /* receiver: a peer was refused (.text = its id) */
+  SFTD_EV_FALLBACK,     /* sender: no QUIC handshake, trying TCP+TLS */
+  SFTD_EV_LINK_DOWN,    /* sender: a connection of the session was lost;
+                           .text why, .err, .port = connections still up;
+                           .size = ms until the next attempt (0: none) */
+  SFTD_EV_LINK_UP,      /* sender: a connection (re)joined the session;
+                           .port = connections up */
+};
+
+/* One network path (connection) of an outgoing session, as last sampled. */
+enum sftd_path_state {
+  SFTD_PATH_ACTIVE = 0,   /* usable, preferred */
+  SFTD_PATH_DEGRADED = 1, /* usable, loss > 20 % */
+  SFTD_PATH_FAILED = 2,   /* not used: loss > 50 %, silent for 3 PTO, or
+                             its connection is down (being reopened) */
+};
+#define SFTD_PATH_ADDR_MAX 64
+struct sftd_path_stat {
+  char peer[SFTD_PATH_ADDR_MAX]; /* the receiver's address, "HOST:PORT" */
+  int state;                     /* enum sftd_path_state */
+  int up;                        /* its connection is established */
+  double rtt_ms;                 /* smoothed RTT, 0 unknown */
+  double loss;         /* windowed packet loss fraction, < 0 unknown */
+  uint64_t rate_bps;   /* delivery rate, bits/s, 0 unknown */
+  uint64_t bytes_sent; /* chunk bytes handed to this path */
+  uint64_t changes;    /* state changes so far */
 };
 
 struct sftd_progress {
@@ -84,19 +106,27 @@ struct sftd_progress {
   uint64_t parity_sent;
   uint64_t files_done, files_total;
   uint64_t links_up, reconnects;
-  double rtt_ms;  /* smoothed RTT, 0 unknown */
-  double loss;    /* fraction of packets lost, < 0 unknown */
+  double rtt_ms;          /* smoothed RTT, 0 unknown */
+  double loss;            /* fraction of packets lost, < 0 unknown */
+  uint64_t chunks_queued; /* sender: chunks read and waiting for the wire */
+  unsigned npaths;        /* sender: its paths (connections), in link order */
+  struct sftd_path_stat paths[8];
 };
 
 struct sftd_event {
   enum sftd_event_type type;
-  const char *name;   /* file name (already validated/escaped as needed) */
+  const char *name; /* file name (already validated/escaped as needed) */
   const char *text;
   uint64_t size;
   uint16_t port;
-  int err;            /* SFT_ERR_* for failures */
+  int err; /* SFT_ERR_* for failures */
   char root_hex[65];
   struct sftd_progress p;
+  /* sender, SFTD_EV_FILE_START: the file as offered (its geometry is then
+   * fixed for the session) and the local path it is read from */
+  uint64_t file_id;
+  const struct sft_manifest *man;
+  const char *path;
 };
 
 typedef void (*sftd_event_fn)(const struct sftd_event *ev, void *ud);
@@ -107,42 +137,53 @@ enum sftd_priority { SFTD_PRIO_CRITICAL = 0, SFTD_PRIO_HIGH, SFTD_PRIO_NORMAL };
 
 /* Transports: auto = QUIC, falling back to TCP+TLS on the same port number
  * when no QUIC handshake completes within SFTD_FALLBACK_MS (UDP blocked). */
-enum { SFTD_TRANSPORT_ANY = 0, SFTD_TRANSPORT_QUIC_ONLY = 1,
-       SFTD_TRANSPORT_TCP_ONLY = 2 };
+enum {
+  SFTD_TRANSPORT_ANY = 0,
+  SFTD_TRANSPORT_QUIC_ONLY = 1,
+  SFTD_TRANSPORT_TCP_ONLY = 2
+};
 #define SFTD_FALLBACK_MS 3000
 
 struct sftd_send_opts {
   const struct sftd_node *node;
-  const char *host;            /* numeric address or name */
+  const char *host; /* numeric address or name */
   uint16_t port;
-  const char *more_peers;      /* other addresses of the same receiver,
-                                  "HOST:PORT[,HOST:PORT...]" (multi-path:
-                                  one connection per path), or NULL */
-  const char *const *paths;    /* files and directories */
+  const char *more_peers;   /* other addresses of the same receiver,
+                               "HOST:PORT[,HOST:PORT...]" (multi-path:
+                               one connection per path), or NULL */
+  const char *const *paths; /* files and directories */
   size_t npaths;
-  const uint8_t *peer_fp;      /* pinned receiver identity, or NULL: TOFU */
+  const uint8_t *peer_fp; /* pinned receiver identity, or NULL: TOFU */
   enum sftd_priority priority;
-  uint32_t chunk_size;         /* 0: chosen by the tuning policy */
-  uint64_t bwlimit_bps;        /* this transfer's limit, bits/s; 0: none */
-  struct sft_rate *shared_rate; /* a limit shared with other transfers (the
-                                  daemon's global bwlimit), or NULL */
-  const char *cc;              /* congestion controller name, NULL: bbr2 */
-  int transport;               /* SFTD_TRANSPORT_* */
-  unsigned conns;              /* parallel connections (1..SFTD_LINKS_MAX;
-                                  0: 1) */
-  int retries;                 /* reconnect attempts per connection after a
-                                  loss, with exponential backoff; 0: the
-                                  default (SFTD_RETRIES_DEFAULT), < 0: none */
-  int persistent;              /* 1: retry the first connection too (a
-                                  resumed session); 0: a first connection
-                                  that fails ends the session at once */
-  uint32_t fec_k, fec_m;       /* Reed-Solomon stripe k data + m parity
-                                  chunks; k 0: 10+3. m parity chunks are
-                                  the most a stripe can get; how many are
-                                  sent proactively follows measured loss */
-  int fec_off;                 /* 1: no parity at all */
-  const uint8_t *session_id;   /* SFT_SESSION_ID_LEN bytes to resume a
-                                  session, or NULL: a new random id */
+  uint32_t chunk_size;       /* 0: chosen by the tuning policy */
+  uint64_t bwlimit_bps;      /* this transfer's limit, bits/s; 0: none */
+  struct sftd_share *share;  /* the daemon's global limit, shared with
+                                other transfers by priority class, or NULL */
+  const char *cc;            /* congestion controller name, NULL: bbr2 */
+  int transport;             /* SFTD_TRANSPORT_* */
+  unsigned conns;            /* parallel connections (1..SFTD_LINKS_MAX;
+                                0: 1) */
+  int retries;               /* reconnect attempts per connection after a
+                                loss, with exponential backoff; 0: the
+                                default (SFTD_RETRIES_DEFAULT), < 0: none */
+  int persistent;            /* 1: retry the first connection too (a
+                                resumed session); 0: a first connection
+                                that fails ends the session at once */
+  uint32_t fec_k, fec_m;     /* Reed-Solomon stripe k data + m parity
+                                chunks; k 0: 10+3. m parity chunks are
+                                the most a stripe can get; how many are
+                                sent proactively follows measured loss */
+  int fec_off;               /* 1: no parity at all */
+  const uint8_t *session_id; /* SFT_SESSION_ID_LEN bytes to resume a
+                                session, or NULL: a new random id */
+  /* A resumed session: the manifest file |file_id| was offered with
+   * before (0), so it is offered with the same geometry; else non-zero.
+   * NULL: none (a new session). */
+  int (*offered_manifest)(void *ud, uint64_t file_id, struct sft_manifest *out);
+  /* Histograms observed per data chunk delivered (its stream acknowledged
+   * in full): seconds from stream open to acknowledgement, and bytes. NULL:
+   * none. Loop thread only. */
+  struct sft_metric *m_chunk_duration, *m_chunk_size;
   sftd_event_fn on_event;
   void *ud;
 };
@@ -152,17 +193,17 @@ struct sftd_send_opts {
 
 /* Result details for the CLI's messages and exit code. */
 struct sftd_result {
-  int err;                   /* first fatal error, 0 if none */
-  char why[1024];            /* human-readable explanation of err */
+  int err;        /* first fatal error, 0 if none */
+  char why[1024]; /* human-readable explanation of err */
   uint64_t files_ok, files_failed, files_refused;
-  uint64_t bytes;            /* file bytes delivered and verified */
+  uint64_t bytes; /* file bytes delivered and verified */
   uint64_t chunks_sent, chunks_resent, chunks_skipped;
-  uint64_t parity_sent;      /* sender: parity chunks sent */
-  uint64_t chunks_rebuilt;   /* receiver: data chunks rebuilt from parity */
-  double seconds;            /* wall time including connection set-up */
-  int fell_back;             /* sent over TCP+TLS after QUIC failed */
-  uint64_t reconnects;       /* connections re-established after a loss */
-  uint8_t session_id[16];    /* the session's id (SFT_SESSION_ID_LEN) */
+  uint64_t parity_sent;    /* sender: parity chunks sent */
+  uint64_t chunks_rebuilt; /* receiver: data chunks rebuilt from parity */
+  double seconds;          /* wall time including connection set-up */
+  int fell_back;           /* sent over TCP+TLS after QUIC failed */
+  uint64_t reconnects;     /* connections re-established after a loss */
+  uint8_t session_id[16];  /* the session's id (SFT_SESSION_ID_LEN) */
   char peer_fp_text[SFTD_FP_TEXT_MAX];
 };
 
@@ -212,18 +253,17 @@ int sftd_parse_rate(const char *s, uint64_t *bps, const char **why);
 /* ---- the daemon -------------------------------------------------------- */
 
 struct sftd_daemon_opts {
-  const char *config_path;  /* INI file, or NULL */
-  const char *const *sets;  /* "section.key=value" overrides */
+  const char *config_path; /* INI file, or NULL */
+  const char *const *sets; /* "section.key=value" overrides */
   size_t nsets;
-  char *const *envp;        /* environment for SFT_<SECTION>_<KEY> */
-  const char *data_dir;     /* --data-dir, or NULL */
-  int print_config;         /* print the effective configuration and exit */
+  char *const *envp;    /* environment for SFT_<SECTION>_<KEY> */
+  const char *data_dir; /* --data-dir, or NULL */
+  int print_config;     /* print the effective configuration and exit */
 };
 
 /* Runs the daemon until SIGINT/SIGTERM. Returns 0, or an error with |why|:
  * SFT_ERR_INVAL for a bad configuration (the message names the file, line
  * and reason), others for start-up failures. */
-int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
-                    size_t whylen);
+int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why, size_t whylen);
 
 #endif /* SFTD_H */
