@@ -806,6 +806,10 @@ bool sft_xsend_network_down(const struct sft_xsend *s) {
   return s->net_down;
 }
 
+bool sft_xsend_acked(const struct sft_xsend *s, uint64_t index) {
+  return s && s->flags && index < s->count && (s->flags[index] & F_ACKED);
+}
+
 void sft_xsend_stats(const struct sft_xsend *s, struct sft_xsend_stats *st) {
   st->chunks_total = s->count;
   st->chunks_acked = s->n_acked;

@@ -4,8 +4,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,7 +126,8 @@ static int parse_transport(const char *s, int *out) {
   return 0;
 }
 
-/* ---- event rendering -------------------------------------------------------- */
+/* ---- event rendering --------------------------------------------------------
+ */
 
 struct ui {
   struct progress pr;
@@ -178,8 +179,13 @@ static void on_event(const struct sftd_event *ev, void *ud) {
     }
     break;
   case SFTD_EV_CONNECTED:
-    if (u->json)
-      json_event1(u, "connected", "peer", ev->text);
+    if (u->json) {
+      char fields[2300];
+      snprintf(fields, sizeof(fields), "\"peer\":%s,\"session_id\":\"%s\"",
+               json_quote(q2, sizeof(q2), ev->text ? ev->text : ""),
+               ev->session_hex);
+      progress_event(&u->pr, "connected", fields);
+    }
     break;
   case SFTD_EV_PEER_NEW:
     progress_clear(&u->pr);
@@ -318,7 +324,8 @@ static void summary(struct ui *u, const struct sftd_result *res,
   printf("\n");
 }
 
-/* ---- sft send -------------------------------------------------------------- */
+/* ---- sft send --------------------------------------------------------------
+ */
 
 static void send_usage(FILE *f) {
   fprintf(f,
@@ -341,6 +348,9 @@ static void send_usage(FILE *f) {
           "  --transport T      quic, tcp, or auto (default: QUIC, TCP+TLS "
           "if no QUIC\n"
           "                     handshake completes within 3 s)\n"
+          "  --fec K+M|auto|off Reed-Solomon stripes of K data + M parity\n"
+          "                     chunks (default auto: 10+3, parity sent as\n"
+          "                     measured loss demands; off: none)\n"
           "  --conns N          parallel connections (1-8, default 1); "
           "each has its\n"
           "                     own congestion control: helps on lossy "
@@ -373,12 +383,13 @@ int cmd_send_main(int argc, char **argv) {
       {"api", required_argument, 0, 'A'},
       {"conns", required_argument, 0, 'n'},
       {"retries", required_argument, 0, 'R'},
+      {"fec", required_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   struct sftd_send_opts o;
   int no_daemon = 0;
   const char *api_addr = NULL, *peer_id_text = NULL, *prio_text = "normal";
-  const char *bwlimit_text = NULL;
+  const char *bwlimit_text = NULL, *fec_text = NULL;
   struct sftd_node node;
   struct sftd_result res;
   struct ui u;
@@ -397,9 +408,10 @@ int cmd_send_main(int argc, char **argv) {
       if (rv) {
         cli_error("--peer-id '%s' is not a valid identity%s (it looks like "
                   "SFT1-XXXXXXX-...; `sft id` prints it on the receiver)",
-                  optarg, rv == SFT_ERR_DIGEST ? " (check characters do not "
-                                                 "match: a typo?)"
-                                               : "");
+                  optarg,
+                  rv == SFT_ERR_DIGEST ? " (check characters do not "
+                                         "match: a typo?)"
+                                       : "");
         return SFT_EXIT_USAGE;
       }
       o.peer_fp = peer_fp;
@@ -423,7 +435,8 @@ int cmd_send_main(int argc, char **argv) {
       unsigned long long v;
       if (cli_parse_size(optarg, &v) || v < SFT_CHUNK_SIZE_MIN ||
           v > SFT_CHUNK_SIZE_MAX) {
-        cli_error("--chunk-size '%s' must be a size between 4K and 16M", optarg);
+        cli_error("--chunk-size '%s' must be a size between 4K and 16M",
+                  optarg);
         return SFT_EXIT_USAGE;
       }
       o.chunk_size = (uint32_t)v;
@@ -477,6 +490,15 @@ int cmd_send_main(int argc, char **argv) {
       o.retries = v ? (int)v : -1;
       break;
     }
+    case 'F': {
+      const char *why = NULL;
+      if (sftd_parse_fec(optarg, &o.fec_k, &o.fec_m, &o.fec_off, &why)) {
+        cli_error("--fec '%s': %s", optarg, why);
+        return SFT_EXIT_USAGE;
+      }
+      fec_text = optarg;
+      break;
+    }
     case 'h':
       send_usage(stdout);
       return SFT_EXIT_OK;
@@ -505,11 +527,8 @@ int cmd_send_main(int argc, char **argv) {
                 last);
       return SFT_EXIT_USAGE;
     }
-    if (comma) {
-      if (!no_daemon) /* the daemon's API takes one peer today */
-        no_daemon = 1;
+    if (comma)
       o.more_peers = comma + 1;
-    }
   }
   if (!no_daemon) {
     /* A running daemon (its API answering, its token readable) takes the
@@ -539,6 +558,8 @@ int cmd_send_main(int argc, char **argv) {
         json_object_set_new(req, "chunk_size", json_integer(o.chunk_size));
       if (bwlimit_text)
         json_object_set_new(req, "bwlimit", json_string(bwlimit_text));
+      if (fec_text)
+        json_object_set_new(req, "fec", json_string(fec_text));
       rc = cli_send_via_daemon(&a, req, json);
       json_decref(req);
       return rc;
@@ -572,45 +593,44 @@ int cmd_send_main(int argc, char **argv) {
   return SFT_EXIT_OK;
 }
 
-/* ---- sft recv -------------------------------------------------------------- */
+/* ---- sft recv --------------------------------------------------------------
+ */
 
 static void recv_usage(FILE *f) {
-  fprintf(f,
-          "usage: sft recv --dir DIR [options]\n"
-          "Receives files sent with `sft send` into DIR.\n\n"
-          "  --dir DIR          download directory (must exist)\n"
-          "  --listen ADDR:PORT address to listen on (default 0.0.0.0:5000; "
-          "port 0 = any)\n"
-          "  --once             exit after the first transfer session\n"
-          "  --accept-any       accept senders not listed in trusted_peers\n"
-          "  --overwrite        replace existing files\n"
-          "  --max-size SIZE    refuse files larger than SIZE\n"
-          "  --linger SEC       keep an interrupted transfer this long for "
-          "its sender\n"
-          "                     to reconnect (default 600)\n"
-          "  --transport T      listen on quic (UDP), tcp, or auto (both, "
-          "default)\n"
-          "  --cc NAME          congestion controller (bbr2, bbr, cubic, "
-          "reno)\n"
-          "  --json             one JSON event per line on stdout\n"
-          "  --data-dir DIR     node identity and trust files\n");
+  fprintf(f, "usage: sft recv --dir DIR [options]\n"
+             "Receives files sent with `sft send` into DIR.\n\n"
+             "  --dir DIR          download directory (must exist)\n"
+             "  --listen ADDR:PORT address to listen on (default 0.0.0.0:5000; "
+             "port 0 = any)\n"
+             "  --once             exit after the first transfer session\n"
+             "  --accept-any       accept senders not listed in trusted_peers\n"
+             "  --overwrite        replace existing files\n"
+             "  --max-size SIZE    refuse files larger than SIZE\n"
+             "  --linger SEC       keep an interrupted transfer this long for "
+             "its sender\n"
+             "                     to reconnect (default 600)\n"
+             "  --transport T      listen on quic (UDP), tcp, or auto (both, "
+             "default)\n"
+             "  --cc NAME          congestion controller (bbr2, bbr, cubic, "
+             "reno)\n"
+             "  --json             one JSON event per line on stdout\n"
+             "  --data-dir DIR     node identity and trust files\n");
 }
 
 int cmd_recv_main(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"dir", required_argument, 0, 'D'},
-      {"listen", required_argument, 0, 'l'},
-      {"once", no_argument, 0, 'o'},
-      {"accept-any", no_argument, 0, 'a'},
-      {"overwrite", no_argument, 0, 'w'},
-      {"max-size", required_argument, 0, 'm'},
-      {"transport", required_argument, 0, 'T'},
-      {"cc", required_argument, 0, 'C'},
-      {"json", no_argument, 0, 'j'},
-      {"data-dir", required_argument, 0, 'd'},
-      {"linger", required_argument, 0, 'L'},
-      {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+  static const struct option opts[] = {{"dir", required_argument, 0, 'D'},
+                                       {"listen", required_argument, 0, 'l'},
+                                       {"once", no_argument, 0, 'o'},
+                                       {"accept-any", no_argument, 0, 'a'},
+                                       {"overwrite", no_argument, 0, 'w'},
+                                       {"max-size", required_argument, 0, 'm'},
+                                       {"transport", required_argument, 0, 'T'},
+                                       {"cc", required_argument, 0, 'C'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"data-dir", required_argument, 0, 'd'},
+                                       {"linger", required_argument, 0, 'L'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   struct sftd_recv_opts o;
   struct sftd_node node;
   struct sftd_result res;
@@ -715,7 +735,8 @@ int cmd_recv_main(int argc, char **argv) {
   return SFT_EXIT_OK;
 }
 
-/* ---- sft id / sft trust ---------------------------------------------------- */
+/* ---- sft id / sft trust ----------------------------------------------------
+ */
 
 int cmd_id_main(int argc, char **argv) {
   static const struct option opts[] = {{"data-dir", required_argument, 0, 'd'},

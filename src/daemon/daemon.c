@@ -87,6 +87,7 @@ struct daemon {
   char download_dir[4096];
   char listen_host[256];
   struct dxfer *x[MAX_XFERS];
+  size_t max_xfers; /* MAX_XFERS; SFT_MAX_XFERS_IN_MEMORY (tests) lowers it */
   size_t nx;
   uint64_t recv_files, recv_bytes;
   struct sftd_share *share; /* the global bwlimit, shared by priority class */
@@ -430,6 +431,10 @@ static void on_recv_event(const struct sftd_event *ev, void *ud) {
   case SFTD_EV_LISTENING:
     log_line(d, 2, "receiving on %s into %s", ev->text, d->download_dir);
     break;
+  case SFTD_EV_CONNECTED:
+    log_line(d, 2, "incoming session %s from %s", ev->session_hex,
+             ev->text ? ev->text : "?");
+    break;
   case SFTD_EV_WARN:
     log_line(d, 1, "%s", ev->text);
     break;
@@ -466,6 +471,11 @@ static json_t *xfer_json(const struct dxfer *x) {
     json_array_append_new(paths, json_string(x->paths[i]));
   json_object_set_new(o, "direction", json_string("send"));
   json_object_set_new(o, "network_paths", net_paths_json(x));
+  {
+    char sh[2 * SFT_SESSION_ID_LEN + 1];
+    sft_hex(x->res.session_id, SFT_SESSION_ID_LEN, sh);
+    json_object_set_new(o, "session_id", json_string(sh));
+  }
   json_object_set_new(o, "peer", json_string(x->peer));
   json_object_set_new(o, "peer_id", json_string(x->res.peer_fp_text));
   json_object_set_new(o, "priority",
@@ -534,6 +544,7 @@ struct send_req {
   const char *priority; /* critical|high|normal or NULL */
   uint32_t chunk_size;  /* 0: configuration */
   const char *bwlimit;  /* rate text or NULL */
+  const char *fec;      /* "auto", "off", "K+M" or NULL */
   /* reload only: the transfer's id, session id, creation time, state */
   const uint8_t *id, *session_id;
   uint64_t created_ns;
@@ -552,11 +563,12 @@ static void store_request(struct dxfer *x, const struct send_req *rq) {
   for (size_t i = 0; i < x->npaths; i++)
     json_array_append_new(paths, json_string(x->paths[i]));
   sft_hex(x->res.session_id, SFT_SESSION_ID_LEN, sid);
-  o = json_pack("{s:i, s:o, s:s, s:s, s:s, s:I, s:s?, s:s?}", "v", 1, "paths",
-                paths, "peer", x->peer, "session_id", sid, "priority",
+  o = json_pack("{s:i, s:o, s:s, s:s, s:s, s:I, s:s?, s:s?, s:s?}", "v", 1,
+                "paths", paths, "peer", x->peer, "session_id", sid, "priority",
                 prio_name((int)x->opts.priority), "chunk_size",
                 (json_int_t)rq->chunk_size, "bwlimit", rq->bwlimit, "peer_id",
-                rq->peer_id && *rq->peer_id ? rq->peer_id : NULL);
+                rq->peer_id && *rq->peer_id ? rq->peer_id : NULL, "fec",
+                rq->fec);
   js = o ? json_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
   rv = js ? sftd_store_put_request(x->d->store, x->id, js, strlen(js),
@@ -635,8 +647,22 @@ static int start_transfer(struct daemon *d, const struct send_req *rq,
       return 0;
     }
   }
-  if (d->nx == MAX_XFERS)
-    return snprintf(msg, cap, "too many transfers in memory"), SFT_ERR_FULL;
+  if (d->nx >= d->max_xfers) {
+    /* Forget the oldest finished transfer (its record stays in the store:
+     * GET /api/sessions?... lists memory, the store keeps history). */
+    for (size_t i = 0; i < d->nx; i++) {
+      struct dxfer *o = d->x[i];
+      if (o->s || !sft_xfer_state_terminal((enum sft_xfer_state)o->state))
+        continue;
+      free_xfer(o);
+      memmove(&d->x[i], &d->x[i + 1], (d->nx - i - 1) * sizeof(d->x[0]));
+      d->nx--;
+      break;
+    }
+  }
+  if (d->nx >= d->max_xfers)
+    return snprintf(msg, cap, "too many transfers running (%zu)", d->max_xfers),
+           SFT_ERR_FULL;
   x = calloc(1, sizeof(*x));
   if (!x || !(x->paths = calloc(rq->npaths, sizeof(char *)))) {
     free(x);
@@ -677,6 +703,14 @@ static int start_transfer(struct daemon *d, const struct send_req *rq,
     const char *why = NULL;
     if (sftd_parse_rate(rq->bwlimit, &x->opts.bwlimit_bps, &why)) {
       snprintf(msg, cap, "bwlimit: %s", why ? why : "not a rate (e.g. 10M)");
+      rv = SFT_ERR_INVAL;
+    }
+  }
+  if (!rv && rq->fec) {
+    const char *why = NULL;
+    if (sftd_parse_fec(rq->fec, &x->opts.fec_k, &x->opts.fec_m,
+                       &x->opts.fec_off, &why)) {
+      snprintf(msg, cap, "fec: %s", why);
       rv = SFT_ERR_INVAL;
     }
   }
@@ -744,6 +778,7 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
       {"priority", SFTD_F_STRING, 0, 1, 16},
       {"chunk_size", SFTD_F_INT, 0, 4096, 16 << 20},
       {"bwlimit", SFTD_F_STRING, 0, 1, 32},
+      {"fec", SFTD_F_STRING, 0, 1, 16},
   };
   struct daemon *d = ud;
   struct send_req rq;
@@ -754,7 +789,7 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
   size_t i;
   int dup, rv;
 
-  if (sftd_http_validate(resp, req->body, fields, 6))
+  if (sftd_http_validate(resp, req->body, fields, 7))
     return SFTD_HTTP_DONE;
   memset(&rq, 0, sizeof(rq));
   json_array_foreach(json_object_get(req->body, "paths"), i, v) {
@@ -771,6 +806,7 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
   rq.peer_id = json_string_value(json_object_get(req->body, "peer_id"));
   rq.priority = json_string_value(json_object_get(req->body, "priority"));
   rq.bwlimit = json_string_value(json_object_get(req->body, "bwlimit"));
+  rq.fec = json_string_value(json_object_get(req->body, "fec"));
   rq.chunk_size =
       (uint32_t)json_integer_value(json_object_get(req->body, "chunk_size"));
   rv = start_transfer(d, &rq, &x, &dup, msg, sizeof(msg));
@@ -841,7 +877,11 @@ static int act(struct dxfer *x, int what) {
 
 static int h_action(const struct sftd_http_req *req,
                     struct sftd_http_resp *resp, void *ud, int what) {
-  struct dxfer *x = lookup(ud, req, resp);
+  struct dxfer *x;
+  /* No body, or an empty object: any field is unknown (400). */
+  if (sftd_http_validate(resp, req->body, NULL, 0))
+    return SFTD_HTTP_DONE;
+  x = lookup(ud, req, resp);
   if (!x)
     return SFTD_HTTP_DONE;
   if (act(x, what)) {
@@ -1103,14 +1143,53 @@ static enum sftd_grpc_code g_list(void *ud, enum sftd_grpc_state filter,
 /* SendChunk: the digest was verified on the gRPC thread. Chunks are accepted
  * into receive sessions that take chunks over gRPC; the daemon has none yet
  * (its receive sessions run over QUIC/TCP), so every id is unknown. */
+static int unhex(const char *h, uint8_t *out, size_t n);
+
+/* SendChunk: a chunk (its digest already checked on the gRPC thread) for a
+ * session this daemon is receiving: written and taken like one from the
+ * sender, who is then acknowledged for it. */
 static enum sftd_grpc_code g_send_chunk(void *ud,
                                         const struct sftd_grpc_chunk *in,
                                         bool *accepted, char *msg) {
-  (void)ud;
+  struct daemon *d = ud;
+  uint8_t sid[SFT_SESSION_ID_LEN];
+  int rv;
   *accepted = false;
-  snprintf(msg, SFTD_GRPC_TEXT_MAX, "no session %s accepts chunks over gRPC",
-           in->session_id);
-  return SFTD_GRPC_NOT_FOUND;
+  if (unhex(in->session_id, sid, sizeof(sid))) {
+    snprintf(msg, SFTD_GRPC_TEXT_MAX,
+             "session_id must be 32 lowercase hex digits (a receiving "
+             "session's id)");
+    return SFTD_GRPC_INVALID_ARGUMENT;
+  }
+  rv = d->recv ? recv_accept_chunk(d->recv, sid, in->file_id, in->chunk_index,
+                                   in->data, in->len, in->digest)
+               : SFT_ERR_NOT_FOUND;
+  switch (rv) {
+  case 0:
+    *accepted = true;
+    return SFTD_GRPC_OK;
+  case SFT_ERR_NOT_FOUND:
+    snprintf(msg, SFTD_GRPC_TEXT_MAX,
+             "no receiving session %s with file %" PRIu64, in->session_id,
+             in->file_id);
+    return SFTD_GRPC_NOT_FOUND;
+  case SFT_ERR_EXISTS:
+  case SFT_ERR_STATE:
+    /* A valid request the session does not need: not an error. */
+    snprintf(msg, SFTD_GRPC_TEXT_MAX, "%s",
+             rv == SFT_ERR_EXISTS ? "chunk already held"
+                                  : "file is not being received");
+    return SFTD_GRPC_OK;
+  case SFT_ERR_RANGE:
+  case SFT_ERR_INVAL:
+    snprintf(msg, SFTD_GRPC_TEXT_MAX, "%s",
+             rv == SFT_ERR_RANGE ? "chunk_index past the file's last chunk"
+                                 : "data length is not the chunk's length");
+    return SFTD_GRPC_INVALID_ARGUMENT;
+  default:
+    snprintf(msg, SFTD_GRPC_TEXT_MAX, "%s", sft_strerror(rv));
+    return SFTD_GRPC_INTERNAL;
+  }
 }
 
 /* ---- start-up and shutdown
@@ -1172,6 +1251,7 @@ static int reload_one(struct daemon *d, const struct sftd_store_session *row,
   rq.peer_id = json_string_value(json_object_get(o, "peer_id"));
   rq.priority = json_string_value(json_object_get(o, "priority"));
   rq.bwlimit = json_string_value(json_object_get(o, "bwlimit"));
+  rq.fec = json_string_value(json_object_get(o, "fec"));
   v = json_object_get(o, "chunk_size");
   rq.chunk_size = json_is_integer(v) && json_integer_value(v) > 0 &&
                           json_integer_value(v) <= SFT_CHUNK_SIZE_MAX
@@ -1286,6 +1366,13 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   if (!d)
     return fail(why, whylen, SFT_ERR_NOMEM, "out of memory");
   d->started_ns = sftd_now_ns();
+  d->max_xfers = MAX_XFERS;
+  {
+    const char *e = getenv("SFT_MAX_XFERS_IN_MEMORY");
+    long v = e ? strtol(e, NULL, 10) : 0;
+    if (v > 0 && v < MAX_XFERS)
+      d->max_xfers = (size_t)v;
+  }
   rv = sftd_config_load(&d->cfg, o->config_path, o->envp, o->sets, o->nsets,
                         &cerr);
   if (rv) {

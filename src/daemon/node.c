@@ -2,6 +2,7 @@
  * directory, fingerprint text, trust files) and the QUIC module (key and
  * certificate generation, fingerprints). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include "daemon/identity.h"
 #include "daemon/quic/quic.h"
 #include "daemon/sftd.h"
+#include "sft/limits.h"
 
 int sftd_node_load(const char *data_dir, struct sftd_node *n, char *why,
                    size_t whylen) {
@@ -127,4 +129,36 @@ int sftd_node_trusted(const struct sftd_node *n,
 
 int sftd_parse_rate(const char *s, uint64_t *bps, const char **why) {
   return sftd_parse_bits_per_sec(s, bps, why);
+}
+
+int sftd_parse_fec(const char *s, uint32_t *k, uint32_t *m, int *off,
+                   const char **why) {
+  unsigned long a, b;
+  char *end;
+  *k = *m = 0;
+  *off = 0;
+  if (!strcmp(s, "auto"))
+    return 0;
+  if (!strcmp(s, "off")) {
+    *off = 1;
+    return 0;
+  }
+  if (*s < '0' || *s > '9')
+    goto bad;
+  a = strtoul(s, &end, 10);
+  if (*end != '+' || end[1] < '0' || end[1] > '9')
+    goto bad;
+  b = strtoul(end + 1, &end, 10);
+  if (*end)
+    goto bad;
+  if (a < 1 || a + b > SFT_MAX_STRIPE) {
+    *why = "K must be at least 1 and K + M at most 255";
+    return SFT_ERR_INVAL;
+  }
+  *k = (uint32_t)a;
+  *m = (uint32_t)b;
+  return 0;
+bad:
+  *why = "not auto, off or K+M (e.g. 10+3)";
+  return SFT_ERR_INVAL;
 }

@@ -758,10 +758,11 @@ static void chunk_done(uv_work_t *w, int status) {
   struct rlink *l = k->l;
   struct receiver *r = ss->r;
   f->jobs--;
-  l->jobs--;
+  if (l)
+    l->jobs--;
   /* Always give the credit back: the stream may be closed already, but the
    * connection-level window still counts these bytes. */
-  if (l->c)
+  if (l && l->c)
     XP(stream_consume, l->c, k->sid, k->credit);
   if (status == 0 && f->st == RF_ACTIVE) {
     if (k->werr) {
@@ -799,10 +800,11 @@ static void chunk_done(uv_work_t *w, int status) {
     close(f->fd);
     f->fd = -1;
   }
-  if (!k->stream_gone && l->c)
+  if (l && !k->stream_gone && l->c)
     XP(stream_set_user, l->c, k->sid, NULL);
   rchunk_free(k);
-  link_free_maybe(l);
+  if (l) /* NULL: a chunk from gRPC SendChunk */
+    link_free_maybe(l);
   sess_maybe_free(ss);
   pump(r);
 }
@@ -812,12 +814,57 @@ static void chunk_submit(struct rchunk *k) {
   rchunk_unlist(k); /* the job owns it now */
   k->w.data = k;
   k->f->jobs++;
-  k->l->jobs++;
+  if (k->l)
+    k->l->jobs++;
   if (uv_queue_work(r->loop, &k->w, chunk_work, chunk_done)) {
     k->f->jobs--;
-    k->l->jobs--;
+    if (k->l)
+      k->l->jobs--;
     rchunk_free(k);
   }
+}
+
+static struct rsess *sess_find(struct receiver *r, const uint8_t *id);
+
+int recv_accept_chunk(struct receiver *r, const uint8_t *sid, uint64_t file_id,
+                      uint64_t index, const uint8_t *data, size_t len,
+                      const uint8_t *digest) {
+  struct rsess *ss = r ? sess_find(r, sid) : NULL;
+  struct rfile *f;
+  struct rchunk *k;
+  const uint8_t *bm;
+  size_t bml = 0;
+  if (!ss || ss->failed || file_id >= ss->nfiles || !ss->files[file_id])
+    return SFT_ERR_NOT_FOUND;
+  f = ss->files[file_id];
+  if (f->st != RF_ACTIVE || !f->xr || f->man.kind != SFT_FILE_REGULAR)
+    return SFT_ERR_STATE;
+  if (index >= f->man.chunk_count)
+    return SFT_ERR_RANGE;
+  if (len != sft_chunk_len(f->man.size, f->man.chunk_size, index))
+    return SFT_ERR_INVAL;
+  bm = sft_xrecv_bitmap(f->xr, &bml);
+  if (bm && index / 8 < bml && (bm[index / 8] >> (index % 8)) & 1)
+    return SFT_ERR_EXISTS; /* held and verified: never overwritten */
+  k = calloc(1, sizeof(*k));
+  if (!k || !(k->data = malloc(len ? len : 1))) {
+    free(k);
+    return SFT_ERR_NOMEM;
+  }
+  memcpy(k->data, data, len);
+  k->ss = ss;
+  k->f = f;
+  k->sid = -1;
+  k->stream_gone = 1;
+  k->have_hdr = 1;
+  k->h.kind = SFT_CHUNK_DATA;
+  k->h.file_id = file_id;
+  k->h.index = index;
+  k->h.payload_len = (uint32_t)len;
+  memcpy(k->h.digest, digest, SFT_HASH_LEN);
+  k->got = len;
+  chunk_submit(k); /* hashed again, written, then the machine takes it */
+  return 0;
 }
 
 /* Feeds bytes of a chunk stream. Returns 0 or an error that fails the
@@ -1333,6 +1380,7 @@ static int link_attach(struct rlink *l, const struct sft_msg_hello *h) {
       return SFT_ERR_NOMEM;
     ss->r = r;
     memcpy(ss->id, h->session_id, SFT_SESSION_ID_LEN);
+    sft_hex(ss->id, SFT_SESSION_ID_LEN, ev.session_hex);
     memcpy(ss->fp, l->fp, SFTQ_FP_LEN);
     memcpy(ss->peer, l->peer, sizeof(ss->peer));
     if (sess_load(ss)) {

@@ -560,6 +560,17 @@ static void flush_sendq(struct sender *s) {
     int64_t sid;
     uint64_t at;
     int rv;
+    if (!j->parity && (j->f->st != SF_ACTIVE || !j->f->xs ||
+                       sft_xsend_acked(j->f->xs, j->index))) {
+      /* Acknowledged while it waited (the receiver got it another way:
+       * a rebuild, an earlier copy, gRPC SendChunk): not sent. */
+      s->sq_head = j->next;
+      if (!s->sq_head)
+        s->sq_tail = NULL;
+      s->res->chunks_skipped++;
+      job_free(s, j);
+      continue;
+    }
     if (rate_allow(s, j->hdr_len + j->len, &at)) {
       s->rate_wait = at; /* the pump's timer brings us back */
       return;
@@ -1550,6 +1561,7 @@ void send_cb_connected(sftq_conn *c) {
   if (!s->ever_up) {
     struct sftd_event ev = {.type = SFTD_EV_CONNECTED,
                             .text = s->res->peer_fp_text};
+    sft_hex(s->session_id, SFT_SESSION_ID_LEN, ev.session_hex);
     emit(s, &ev);
   }
   rv = XP(stream_open_bidi, c, &l->ctl.sid);

@@ -121,6 +121,7 @@ struct sftd_event {
   uint16_t port;
   int err; /* SFT_ERR_* for failures */
   char root_hex[65];
+  char session_hex[33]; /* SFTD_EV_CONNECTED: the session id (hex) */
   struct sftd_progress p;
   /* sender, SFTD_EV_FILE_START: the file as offered (its geometry is then
    * fixed for the session) and the local path it is read from */
@@ -249,6 +250,12 @@ int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res);
  * are powers of 1000), "none" or "0" = unlimited. 0 or SFT_ERR_INVAL /
  * SFT_ERR_RANGE with a static reason in *why. */
 int sftd_parse_rate(const char *s, uint64_t *bps, const char **why);
+
+/* Parses an FEC setting: "auto" (k 0: 10+3, parity sent as loss demands),
+ * "off" (no parity), or "K+M" (K 1..254 data and M 0..254 parity chunks per
+ * stripe, K + M <= 255). 0, or SFT_ERR_INVAL with *why. */
+int sftd_parse_fec(const char *s, uint32_t *k, uint32_t *m, int *off,
+                   const char **why);
 
 /* ---- the daemon -------------------------------------------------------- */
 

@@ -11,8 +11,8 @@
 #include <uv.h>
 
 #include "daemon/quic/quic.h"
-#include "daemon/tcp/tcp.h"
 #include "daemon/sftd.h"
+#include "daemon/tcp/tcp.h"
 
 struct sender;
 struct receiver;
@@ -47,7 +47,8 @@ void send_cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error);
 void send_cb_writable(sftq_conn *c);
 void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error);
 
-/* ---- the receiver (recv.c) ------------------------------------------------- */
+/* ---- the receiver (recv.c) -------------------------------------------------
+ */
 
 struct engine;
 
@@ -73,5 +74,17 @@ void recv_cb_stream_close(struct receiver *r, sftq_conn *c, int64_t sid,
 void recv_cb_stream_acked(struct receiver *r, sftq_conn *c, int64_t sid);
 void recv_cb_closed(struct receiver *r, sftq_conn *c, int reason,
                     uint64_t app_error);
+
+/* A data chunk for session |sid| from outside its connections (gRPC
+ * SendChunk). The caller checked |digest| = hash(data); it is hashed again
+ * on the pool, written, and taken by the file's machine like a chunk from
+ * the sender (which is then acknowledged for it and never sends it).
+ * Returns 0 once queued; SFT_ERR_NOT_FOUND (no such session or file),
+ * SFT_ERR_STATE (the file is not being received), SFT_ERR_RANGE (index),
+ * SFT_ERR_INVAL (length is not the chunk's), SFT_ERR_EXISTS (held and
+ * verified already: never overwritten), SFT_ERR_NOMEM. */
+int recv_accept_chunk(struct receiver *r, const uint8_t *sid, uint64_t file_id,
+                      uint64_t index, const uint8_t *data, size_t len,
+                      const uint8_t *digest);
 
 #endif

@@ -273,9 +273,16 @@ static void test_send_have_bitmap_skipping(void **state) {
     assert_int_equal(sends[i], h ? 0 : 1);
     assert_int_equal(hashes[i], h ? 1 : 0);
   }
+  /* sft_xsend_acked: held chunks are acked, the others not yet */
+  for (uint64_t i = 0; i < N; i++)
+    assert_int_equal(sft_xsend_acked(s, i), bm_get(have, sizeof(have), i));
+  assert_false(sft_xsend_acked(s, N)); /* out of range */
+  assert_false(sft_xsend_acked(NULL, 0));
   /* ack everything not held (ranges around the held ones) */
   struct sft_xfer_range r[] = {{1, 2}, {4, 6}, {8, 18}};
   assert_int_equal(sft_xsend_on_ack(s, 1, r, 3), 0);
+  for (uint64_t i = 0; i < N; i++)
+    assert_true(sft_xsend_acked(s, i));
   assert_int_equal(sft_xsend_poll(s, 1, &a), 0);
   assert_int_equal(a.type, SFT_XSEND_SEND_COMPLETE);
   assert_int_equal(sft_xsend_state(s), SFT_XS_COMPLETING);

@@ -301,6 +301,10 @@ uint64_t sft_xsend_expiry(const struct sft_xsend *s);
 enum sft_xfer_state sft_xsend_state(const struct sft_xsend *s);
 int sft_xsend_reason(const struct sft_xsend *s); /* 0 unless Failed */
 bool sft_xsend_network_down(const struct sft_xsend *s);
+/* True if chunk |index| has been acknowledged (the receiver holds it):
+ * a copy read or queued earlier need not go on the wire. False for an
+ * index out of range. */
+bool sft_xsend_acked(const struct sft_xsend *s, uint64_t index);
 void sft_xsend_stats(const struct sft_xsend *s, struct sft_xsend_stats *st);
 
 /* ---- receiver ----------------------------------------------------------- */
