@@ -93,7 +93,7 @@ struct daemon {
   struct sftd_share *share; /* the global bwlimit, shared by priority class */
   sft_metrics *metrics;     /* Prometheus registry, GET /metrics */
   struct sft_metrics_std m;
-  sft_metric_family *path_rtt, *path_loss, *path_rate, *path_state;
+  sft_metric_family *path_rate, *path_state; /* {transfer, path} */
   int stopping;
   int log_level; /* 0 error .. 3 debug: [log] level, or $SFT_LOG */
   uint64_t started_ns;
@@ -706,6 +706,16 @@ static int start_transfer(struct daemon *d, const struct send_req *rq,
       rv = SFT_ERR_INVAL;
     }
   }
+  /* [transfer] data_shards / parity_shards; a request's "fec" overrides
+   * them. (max_retries is not used: each connection of a transfer is
+   * reopened up to SFTD_RETRIES_DEFAULT times in a row, with backoff.) */
+  if (d->cfg.data_shards &&
+      (d->cfg.data_shards != 10 || d->cfg.parity_shards != SFTD_PARITY_AUTO)) {
+    x->opts.fec_k = d->cfg.data_shards;
+    x->opts.fec_m =
+        d->cfg.parity_shards == SFTD_PARITY_AUTO ? 3 : d->cfg.parity_shards;
+    x->opts.fec_off = d->cfg.parity_shards == 0;
+  }
   if (!rv && rq->fec) {
     const char *why = NULL;
     if (sftd_parse_fec(rq->fec, &x->opts.fec_k, &x->opts.fec_m,
@@ -999,8 +1009,8 @@ static int h_prometheus(const struct sftd_http_req *req,
   char *out = NULL;
   size_t len = 0;
   (void)req;
-  sft_metrics_clear(d->path_rtt);
-  sft_metrics_clear(d->path_loss);
+  sft_metrics_clear(d->m.path_rtt);
+  sft_metrics_clear(d->m.path_loss);
   sft_metrics_clear(d->path_rate);
   sft_metrics_clear(d->path_state);
   for (size_t i = 0; i < d->nx; i++) {
@@ -1010,17 +1020,20 @@ static int h_prometheus(const struct sftd_http_req *req,
     active++;
     per[x->opts.priority] += x->p.chunks_queued;
     rate += x->rate_bps; /* measured over the last >= 0.5 s */
-    for (unsigned k = 0; k < x->p.npaths && k < 8 && d->path_rtt; k++) {
+    for (unsigned k = 0; k < x->p.npaths && k < 8 && d->path_state; k++) {
       const struct sftd_path_stat *ps = &x->p.paths[k];
       const char *lv[2] = {x->id_hex, ps->peer};
       sft_metric *m;
       if (sft_metrics_child(d->path_state, lv, &m) == 0)
         sft_metric_set(m, ps->state);
+      char pl[2 * SFT_SESSION_ID_LEN + SFTD_PATH_ADDR_MAX + 2];
+      /* The standard per-path families have one label: TRANSFER/PEER. */
+      snprintf(pl, sizeof(pl), "%s/%s", x->id_hex, ps->peer);
       if (ps->up && ps->rtt_ms > 0 &&
-          sft_metrics_child(d->path_rtt, lv, &m) == 0)
+          sft_metrics_child1(d->m.path_rtt, pl, &m) == 0)
         sft_metric_set(m, ps->rtt_ms / 1e3);
       if (ps->up && ps->loss >= 0 &&
-          sft_metrics_child(d->path_loss, lv, &m) == 0)
+          sft_metrics_child1(d->m.path_loss, pl, &m) == 0)
         sft_metric_set(m, ps->loss);
       if (ps->up && sft_metrics_child(d->path_rate, lv, &m) == 0)
         sft_metric_set(m, (double)ps->rate_bps);
@@ -1140,9 +1153,6 @@ static enum sftd_grpc_code g_list(void *ud, enum sftd_grpc_state filter,
   return SFTD_GRPC_OK;
 }
 
-/* SendChunk: the digest was verified on the gRPC thread. Chunks are accepted
- * into receive sessions that take chunks over gRPC; the daemon has none yet
- * (its receive sessions run over QUIC/TCP), so every id is unknown. */
 static int unhex(const char *h, uint8_t *out, size_t n);
 
 /* SendChunk: a chunk (its digest already checked on the gRPC thread) for a
@@ -1429,19 +1439,15 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
     static const char *const pl[2] = {"transfer", "path"};
     static const struct {
       const char *name, *help;
-    } pf[4] = {
-        {"path_rtt_seconds", "Smoothed RTT of a network path of a transfer."},
-        {"path_loss_ratio",
-         "Windowed packet loss of a network path of a transfer (0..1)."},
+    } pf[2] = {
         {"path_delivery_rate_bps",
          "Delivery rate of a network path of a transfer, bits per second."},
         {"path_state", "State of a network path of a transfer: 0 active, 1 "
                        "degraded, 2 failed."},
     };
-    sft_metric_family **fam[4] = {&d->path_rtt, &d->path_loss, &d->path_rate,
-                                  &d->path_state};
+    sft_metric_family **fam[2] = {&d->path_rate, &d->path_state};
     sft_metric_set(d->m.start_time, (double)sftd_wall_ns() / 1e9);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 2; k++) {
       struct sft_metric_desc md = {.name = pf[k].name,
                                    .help = pf[k].help,
                                    .type = SFT_METRIC_GAUGE,

@@ -185,6 +185,20 @@ static struct rlink *best_link(struct rsess *ss) {
     bl_ ? CTRL_SEND(&bl_->ctl, encfn, msgp) : 0;                               \
   })
 
+/* Sends on every live link of the session: for ACK and the COMPLETE echo,
+ * which the sender takes twice without harm. A single copy on the best
+ * link is lost for good if that link dies before delivering it (a path
+ * blackholed just now still delivers its queued chunk data, so it can be
+ * the best link), and nothing repeats it: the chunk's own stream, maybe on
+ * another link, is already acknowledged, and the sender's resend timeout
+ * is 60 s. */
+#define SESS_SEND_ALL(ss, encfn, msgp)                                         \
+  do {                                                                         \
+    for (struct rlink *al_ = (ss)->links; al_; al_ = al_->next)                \
+      if (al_->c && al_->hello_ok && !al_->fail_code)                          \
+        (void)CTRL_SEND(&al_->ctl, encfn, msgp);                               \
+  } while (0)
+
 /* Link |l| failed for a protocol reason: tell the peer and close it. */
 static void link_fail(struct rlink *l, int err, const char *text) {
   if (l->fail_code || !l->c)
@@ -700,7 +714,7 @@ static void fin_done(uv_work_t *w, int status) {
   if (status == 0 && j->err == 0) {
     struct sft_msg_complete m = {.file_id = f->id};
     memcpy(m.root, f->man.root, SFT_HASH_LEN);
-    SESS_SEND(ss, sft_msg_complete_encode, &m);
+    SESS_SEND_ALL(ss, sft_msg_complete_encode, &m);
     file_end(f, RF_DONE, 0, NULL);
   } else {
     int err = status ? SFT_ERR_IO : j->err;
@@ -1154,7 +1168,7 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
         rr[i].first = a.ranges[i].first;
         rr[i].last = a.ranges[i].last;
       }
-      SESS_SEND(ss, sft_msg_ack_encode, &m);
+      SESS_SEND_ALL(ss, sft_msg_ack_encode, &m);
       break;
     }
     case SFT_XRECV_HASH_CHUNK:
@@ -1724,12 +1738,12 @@ static void ack_new_bits(struct rfile *f, const uint8_t *now_bm,
     rr[m.nranges].first = first;
     rr[m.nranges].last = i - 1;
     if (++m.nranges == SFT_MAX_ACK_RANGES) {
-      SESS_SEND(f->ss, sft_msg_ack_encode, &m);
+      SESS_SEND_ALL(f->ss, sft_msg_ack_encode, &m);
       m.nranges = 0;
     }
   }
   if (m.nranges)
-    SESS_SEND(f->ss, sft_msg_ack_encode, &m);
+    SESS_SEND_ALL(f->ss, sft_msg_ack_encode, &m);
 }
 
 /* Every 100 ms: one transaction (synchronous=NORMAL) with the bitmaps of

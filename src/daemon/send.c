@@ -384,13 +384,20 @@ static void offer_more(struct sender *s) {
     s->open_offers++;
     f->st = SF_OFFERED;
     if (s->o->offered_manifest &&
-        s->o->offered_manifest(s->o->ud, f->id, &prev) == 0 &&
-        prev.kind == f->man.kind && prev.size == f->man.size &&
-        prev.mtime_sec == f->man.mtime_sec &&
-        prev.mtime_nsec == f->man.mtime_nsec &&
-        prev.name_len == f->man.name_len &&
-        !memcmp(prev.name, f->man.name, prev.name_len) &&
-        sft_manifest_verify(&prev) == 0) {
+        s->o->offered_manifest(s->o->ud, f->id, &prev) == 0) {
+      if (prev.kind != f->man.kind || prev.size != f->man.size ||
+          prev.mtime_sec != f->man.mtime_sec ||
+          prev.mtime_nsec != f->man.mtime_nsec ||
+          prev.name_len != f->man.name_len ||
+          memcmp(prev.name, f->man.name, prev.name_len) ||
+          sft_manifest_verify(&prev)) {
+        /* Offering it again under the same id with another manifest would
+         * break the session: this file alone fails. */
+        file_end(f, SF_FAILED, SFT_ERR_STATE,
+                 "the file changed since the transfer started (size, "
+                 "modification time or name); send it again");
+        continue;
+      }
       /* A resumed session offers what it offered before (the receiver
        * matches the chunks it holds against that geometry). */
       f->man = prev;
@@ -1395,7 +1402,10 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
     f = file_by_id(s, m.file_id);
     if (!f)
       return SFT_ERR_PEER;
-    if (f->st == SF_ACTIVE) {
+    /* The receiver sends every ACK on every link: a late copy may find the
+     * machine already ended (COMPLETED before the pump reaps it). */
+    if (f->st == SF_ACTIVE &&
+        !sft_xfer_state_terminal(sft_xsend_state(f->xs))) {
       _Static_assert(sizeof(struct sft_ack_range) ==
                          sizeof(struct sft_xfer_range),
                      "range layouts");
@@ -1670,7 +1680,7 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
     snprintf(why, sizeof(why),
              "no answer from %s:%u (is `sft recv` running there, and is UDP "
              "port %u reachable?)",
-             s->host, s->o->port, s->o->port);
+             s->tg[l->tgt].numeric, s->tg[l->tgt].port, s->tg[l->tgt].port);
     break;
   case SFT_ERR_CLOSED:
     snprintf(why, sizeof(why),
@@ -1679,8 +1689,9 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
              (unsigned long long)app_error);
     break;
   default:
-    snprintf(why, sizeof(why), "the connection to %s:%u was lost: %s", s->host,
-             s->o->port, sft_strerror(reason ? reason : SFT_ERR_CLOSED));
+    snprintf(why, sizeof(why), "the connection to %s:%u was lost: %s",
+             s->tg[l->tgt].numeric, s->tg[l->tgt].port,
+             sft_strerror(reason ? reason : SFT_ERR_CLOSED));
   }
   if (!s->ever_up && !s->closing && l->idx == 0 && l->tgt + 1 < s->ntg &&
       reason != SFT_ERR_AUTH) {
