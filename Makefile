@@ -41,7 +41,8 @@ bench-micro: deps
 demo: build
 	@./scripts/demo
 
-# 100 SIGKILLs of a receiving daemon during one transfer (CI runs 3).
+# 100 SIGKILLs of the receiving daemon, then of the sending daemon, during
+# one transfer each (CI runs 10 per side).
 soak: build
 	@SFT=$(BUILD)/sft SFT_BUILD_DIR=$(BUILD) SFT_RESUME_KILLS=100 \
 	  SFT_RESUME_MIB=700 bash tests/integration/test_resume.sh

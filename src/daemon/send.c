@@ -169,6 +169,9 @@ struct sender {
   struct sft_rate rate; /* this transfer's bandwidth limit */
   uint64_t rate_wait;   /* a chunk waits for tokens until then; 0 none */
   uint64_t granted;     /* bytes the daemon's link share gave us, unused */
+  int offered_data;     /* a non-empty regular file was offered */
+  int rate_known;       /* a delivery rate was measured (adapt_tick) */
+  uint64_t up_at;       /* the first connection came up */
   int share_wait;       /* a want is pending at the link share */
   int tofu_new;
   uint64_t t0;
@@ -374,15 +377,26 @@ static int send_offer(struct sender *s, struct sfile *f) {
   return CTRL_SEND(&s->ctl->ctl, sft_msg_offer_encode, &m);
 }
 
+/* While the link's rate is unknown (the first RATE_WAIT_NS after the
+ * first connection, before a delivery-rate sample), only the first file is
+ * offered: the others get a chunk size chosen from a measured rate. */
+#define RATE_WAIT_NS 1500000000ull
+#define RATE_MIN_BYTES (256u * 1024) /* carried before a rate counts */
+
 static void offer_more(struct sender *s) {
   while (s->ctl && !s->closing && s->next_offer < s->nfiles &&
          s->open_offers < OFFER_WINDOW) {
+    if (s->offered_data && !s->rate_known && !s->o->chunk_size &&
+        now() < s->up_at + RATE_WAIT_NS)
+      break; /* adapt_tick offers the rest once the rate is measured */
     struct sfile *f = &s->files[s->next_offer++];
     struct sftd_event ev = {.type = SFTD_EV_FILE_START};
     struct sft_manifest prev;
     int rv;
     s->open_offers++;
     f->st = SF_OFFERED;
+    if (f->man.kind == SFT_FILE_REGULAR && f->man.size)
+      s->offered_data = 1;
     if (s->o->offered_manifest &&
         s->o->offered_manifest(s->o->ud, f->id, &prev) == 0) {
       if (prev.kind != f->man.kind || prev.size != f->man.size ||
@@ -991,6 +1005,8 @@ static void link_up(struct slink *l) {
   if (l->was_up)
     s->res->reconnects++;
   l->was_up = 1;
+  if (!s->ever_up)
+    s->up_at = now();
   s->ever_up = 1;
   if (!s->ctl)
     s->ctl = l;
@@ -1752,16 +1768,29 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
     return;
   smp.loss_ppm = (uint32_t)(dl * 1000000 / ds);
   s->pkt_loss = 0.8 * s->pkt_loss + 0.2 * ((double)dl / (double)ds);
-  for (unsigned i = 0; i < s->nlinks; i++) {
-    sftq_stats st;
-    struct slink *l = &s->links[i];
-    if (l->c && l->hello_ok && XP(conn_stats, l->c, &st) == 0)
-      smp.delivery_rate += st.delivery_rate;
+  {
+    /* The delivery rate means something only once data has flowed: before
+     * that it measures the handshake and control messages. */
+    uint64_t rate = 0, carried = 0;
+    for (unsigned i = 0; i < s->nlinks; i++) {
+      sftq_stats st;
+      struct slink *l = &s->links[i];
+      if (l->c && l->hello_ok && XP(conn_stats, l->c, &st) == 0) {
+        rate += st.delivery_rate;
+        carried += st.stream_bytes_sent;
+      }
+    }
+    if (carried >= RATE_MIN_BYTES)
+      smp.delivery_rate = rate;
   }
   if (s->o->bwlimit_bps)
     smp.link_rate = s->o->bwlimit_bps / 8;
   if (sft_adapt_update(&s->adapt, &smp, now()) < 0)
     return;
+  if (!s->rate_known && (smp.delivery_rate || smp.link_rate)) {
+    s->rate_known = 1;
+    offer_more(s); /* the files held back for a measured chunk size */
+  }
   sft_adapt_get(&s->adapt, &d);
   pro = m ? sft_adapt_parity(k, m, (uint32_t)(s->chunk_loss * 1e6)) : 0;
   if (m && s->pkt_loss >= 0.05 && pro < 1)
@@ -1842,7 +1871,11 @@ static void progress_tick(uv_timer_t *t) {
       ps->rate_bps = 8 * st.delivery_rate;
     }
     if (sft_path_get(&s->pt, l->idx, &pi) == 0) {
-      ps->state = ps->up ? pi.status : SFTD_PATH_FAILED;
+      /* Not up: failed, except while its very first connection is being
+       * made (no "failed" flash at the start of a transfer). */
+      ps->state = ps->up || (l->c && !l->was_up && !l->attempts)
+                      ? pi.status
+                      : SFTD_PATH_FAILED;
       ps->changes = pi.changes;
       if (pi.loss_judged)
         ps->loss = (double)pi.loss_ppm / 1e6;
@@ -1854,6 +1887,8 @@ static void progress_tick(uv_timer_t *t) {
     ev.p.loss = (double)lost / (double)sent;
   ev.p.parity_sent = s->res->parity_sent;
   adapt_tick(s, sent, lost, (uint64_t)(ev.p.rtt_ms * 1e6));
+  if (!s->rate_known && s->ctl && !s->closing)
+    offer_more(s); /* held back until a rate sample, or RATE_WAIT_NS */
   emit(s, &ev);
 }
 
