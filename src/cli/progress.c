@@ -85,12 +85,6 @@ void progress_clear(struct progress *p) {
   }
 }
 
-static const char *path_state_name(int st) {
-  return st == SFTD_PATH_ACTIVE     ? "active"
-         : st == SFTD_PATH_DEGRADED ? "degraded"
-                                    : "failed";
-}
-
 /* ,"paths":[{...},...] for JSON progress, when there are several. */
 static void paths_json(char *buf, size_t cap,
                        const struct progress_snapshot *s) {
@@ -107,7 +101,7 @@ static void paths_json(char *buf, size_t cap,
         "%s{\"peer\":%s,\"state\":\"%s\",\"up\":%s,\"rtt_ms\":%.1f,"
         "\"loss\":%.4f,\"rate_bps\":%" PRIu64 ",\"bytes_sent\":%" PRIu64 "}",
         i ? "," : "", json_quote(q, sizeof(q), ps->peer),
-        path_state_name(ps->state), ps->up ? "true" : "false", ps->rtt_ms,
+        sft_path_status_name(ps->state), ps->up ? "true" : "false", ps->rtt_ms,
         ps->loss, ps->rate_bps, ps->bytes_sent);
   }
   if (n < cap)
@@ -209,7 +203,7 @@ void progress_update(struct progress *p, const struct progress_snapshot *s,
     fmt_rate(pr, sizeof(pr), (double)ps->rate_bps / 8);
     fmt_bytes(sent, sizeof(sent), (double)ps->bytes_sent);
     fprintf(p->out, "\n  path %u  %-22s %-8s", i + 1, ps->peer,
-            path_state_name(ps->state));
+            sft_path_status_name(ps->state));
     if (ps->up && ps->rtt_ms > 0)
       fprintf(p->out, "  rtt %5.1f ms", ps->rtt_ms);
     if (ps->up && ps->loss >= 0)

@@ -164,26 +164,20 @@ static void store_save(struct dxfer *x, int milestone) {
 
 static const char *state_name(int st);
 
-static const char *path_state_name(int st) {
-  return st == SFTD_PATH_ACTIVE     ? "active"
-         : st == SFTD_PATH_DEGRADED ? "degraded"
-                                    : "failed";
-}
-
 /* The network paths of |x| (its connections), for GET /api/transfer/{id}. */
 static json_t *net_paths_json(const struct dxfer *x) {
   json_t *a = json_array();
   for (unsigned i = 0; i < x->p.npaths && i < 8; i++) {
     const struct sftd_path_stat *ps = &x->p.paths[i];
     json_array_append_new(
-        a,
-        json_pack("{s:i, s:s, s:s, s:b, s:f, s:o, s:I, s:I, s:I}", "path",
-                  (int)i, "peer", ps->peer, "state", path_state_name(ps->state),
-                  "up", ps->up, "rtt_ms", ps->rtt_ms, "loss",
-                  ps->loss >= 0 ? json_real(ps->loss) : json_null(), "rate_bps",
-                  (json_int_t)ps->rate_bps, "bytes_sent",
-                  (json_int_t)ps->bytes_sent, "state_changes",
-                  (json_int_t)ps->changes));
+        a, json_pack("{s:i, s:s, s:s, s:b, s:f, s:o, s:I, s:I, s:I}", "path",
+                     (int)i, "peer", ps->peer, "state",
+                     sft_path_status_name(ps->state), "up", ps->up, "rtt_ms",
+                     ps->rtt_ms, "loss",
+                     ps->loss >= 0 ? json_real(ps->loss) : json_null(),
+                     "rate_bps", (json_int_t)ps->rate_bps, "bytes_sent",
+                     (json_int_t)ps->bytes_sent, "state_changes",
+                     (json_int_t)ps->changes));
   }
   return a;
 }
@@ -289,16 +283,18 @@ static void on_send_event(const struct sftd_event *ev, void *ud) {
               json_pack("{s:s, s:s, s:i, s:s, s:s, s:s?, s:b, s:f, s:o, s:I, "
                         "s:I}",
                         "type", "PathUpdate", "id", x->id_hex, "path", (int)i,
-                        "peer", ps->peer, "state", path_state_name(ps->state),
-                        "previous", was < 0 ? NULL : path_state_name(was), "up",
+                        "peer", ps->peer, "state",
+                        sft_path_status_name(ps->state), "previous",
+                        was < 0 ? NULL : sft_path_status_name(was), "up",
                         ps->up, "rtt_ms", ps->rtt_ms, "loss",
                         ps->loss >= 0 ? json_real(ps->loss) : json_null(),
                         "rate_bps", (json_int_t)ps->rate_bps, "bytes_sent",
                         (json_int_t)ps->bytes_sent),
               NULL);
       log_line(x->d, was < 0 ? 3 : 2, "transfer %s: path %u (%s) %s%s%s",
-               x->id_hex, i + 1, ps->peer, was < 0 ? "" : path_state_name(was),
-               was < 0 ? "" : " -> ", path_state_name(ps->state));
+               x->id_hex, i + 1, ps->peer,
+               was < 0 ? "" : sft_path_status_name(was), was < 0 ? "" : " -> ",
+               sft_path_status_name(ps->state));
     }
     if (ev->p.npaths > x->paths_seen)
       x->paths_seen = ev->p.npaths;

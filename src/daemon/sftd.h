@@ -13,6 +13,7 @@
 
 #include "daemon/identity.h" /* fingerprint text: sftd_fp_format/parse */
 #include "sft/err.h"
+#include "sft/path.h"
 #include "sft/rate.h"
 
 struct sft_manifest;
@@ -80,11 +81,15 @@ enum sftd_event_type {
 };
 
 /* One network path (connection) of an outgoing session, as last sampled. */
-enum sftd_path_state {
-  SFTD_PATH_ACTIVE = 0,   /* usable, preferred */
-  SFTD_PATH_DEGRADED = 1, /* usable, loss > 20 % */
-  SFTD_PATH_FAILED = 2,   /* not used: loss > 50 %, silent for 3 PTO, or
-                             its connection is down (being reopened) */
+enum sftd_path_state { /* lib/path's statuses (sft_path_status_name) */
+                       SFTD_PATH_ACTIVE =
+                           SFT_PATH_ACTIVE, /* usable, preferred */
+                       SFTD_PATH_DEGRADED =
+                           SFT_PATH_DEGRADED, /* usable, loss > 20 % */
+                       SFTD_PATH_FAILED =
+                           SFT_PATH_FAILED, /* not used: loss > 50 %, silent
+                                               for 3 PTO, or its connection is
+                                               down (being reopened) */
 };
 #define SFTD_PATH_ADDR_MAX 64
 struct sftd_path_stat {

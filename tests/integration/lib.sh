@@ -48,3 +48,29 @@ wait_exit() {
 
 # mode FILE: octal permission bits.
 mode() { stat -c %a "$1"; }
+
+# start_daemon NAME ARGS...: `sft daemon` on ephemeral loopback ports
+# (no API rate limit), data directory $T/${DDIR:-NAME}, output in
+# $T/NAME.out/.err. Sets DPID, API (HOST:PORT), TOK, QPORT (QUIC port),
+# GRPC (HOST:PORT).
+start_daemon() {
+  local n=$1 dir
+  shift
+  dir="$T/${DDIR:-$n}"
+  "$SFT" daemon --data-dir "$dir" --set network.quic_bind_addr=127.0.0.1:0 \
+    --set api.api_bind_addr=127.0.0.1:0 --set api.grpc_bind_addr=127.0.0.1:0 \
+    --set api.rate_limit=0 "$@" >"$T/$n.out" 2>"$T/$n.err" &
+  DPID=$!
+  PIDS+=("$DPID")
+  API=
+  for _ in $(seq 1 400); do
+    API=$(sed -n 's/^api //p' "$T/$n.out" 2>/dev/null || true)
+    [ -n "$API" ] && break
+    kill -0 "$DPID" 2>/dev/null || break
+    sleep 0.05
+  done
+  [ -n "$API" ] || { cat "$T/$n.err" >&2; fail "daemon $n did not start"; }
+  TOK=$(cat "$dir/api.token")
+  QPORT=$(sed -n 's/.*receiving on .*:\([0-9]*\) into.*/\1/p' "$T/$n.err")
+  GRPC=$(sed -n 's/^grpc //p' "$T/$n.out")
+}

@@ -13,17 +13,9 @@ NCH=32
 head -c $((CS * NCH)) /dev/urandom >"$T/f.bin"
 "$SFT" hash --chunks --chunk-size "$CS" "$T/f.bin" >"$T/chunks.txt"
 
-"$SFT" daemon --data-dir "$T/r" --set network.quic_bind_addr=127.0.0.1:0 \
-  --set api.api_bind_addr=127.0.0.1:0 --set api.grpc_bind_addr=127.0.0.1:0 \
-  --set receive.accept_any=true >"$T/r.out" 2>"$T/r.err" &
-PIDS+=($!)
-QP=; GRPC=
-for _ in $(seq 1 200); do
-  QP=$(sed -n 's/.*receiving on .*:\([0-9]*\) into.*/\1/p' "$T/r.err" 2>/dev/null || true)
-  GRPC=$(sed -n 's/^grpc //p' "$T/r.out" 2>/dev/null || true)
-  [ -n "$QP" ] && [ -n "$GRPC" ] && break; sleep 0.05
-done
-[ -n "$QP" ] && [ -n "$GRPC" ] || { cat "$T/r.err" "$T/r.out"; fail "daemon did not start"; }
+start_daemon r --set receive.accept_any=true
+QP=$QPORT
+[ -n "$QP" ] && [ -n "$GRPC" ] || { cat "$T/r.err" "$T/r.out"; fail "no QUIC or gRPC address"; }
 
 # 8 MiB at 4 Mbit/s: about 16 s if sent alone over QUIC.
 "$SFT" send "$T/f.bin" "127.0.0.1:$QP" --no-daemon --json --bwlimit 4M \

@@ -44,24 +44,6 @@ fi
 export SFT_IDLE_TIMEOUT_MS=3000
 
 # ---- helpers (as test_ctl.sh) ------------------------------------------------
-start_daemon() {
-  local n=$1
-  shift
-  "$SFT" daemon --data-dir "$T/$n" --set network.quic_bind_addr=127.0.0.1:0 \
-    --set api.api_bind_addr=127.0.0.1:0 --set api.grpc_bind_addr=127.0.0.1:0 \
-    --set api.rate_limit=0 "$@" >"$T/$n.out" 2>"$T/$n.err" &
-  DPID=$!
-  PIDS+=("$DPID")
-  API=
-  for _ in $(seq 1 400); do
-    API=$(sed -n 's/^api //p' "$T/$n.out" 2>/dev/null || true)
-    [ -n "$API" ] && break
-    kill -0 "$DPID" 2>/dev/null || break
-    sleep 0.05
-  done
-  [ -n "$API" ] || { cat "$T/$n.err" >&2; fail "daemon $n did not start"; }
-  TOK=$(cat "$T/$n/api.token")
-}
 req() {
   local m=$1 p=$2
   shift 2

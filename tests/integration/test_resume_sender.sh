@@ -19,31 +19,13 @@ MIB=${SFT_RESUME_MIB:-48}
 head -c $((MIB << 20)) /dev/urandom >"$T/big"
 
 # The receiving daemon.
-"$SFT" daemon --data-dir "$T/r" --set network.quic_bind_addr=127.0.0.1:0 \
-  --set api.api_bind_addr=127.0.0.1:0 --set api.grpc_bind_addr=127.0.0.1:0 \
-  --set receive.accept_any=true >"$T/r.out" 2>"$T/r.err" &
-RPID=$!; PIDS+=("$RPID")
-RQP=
-for _ in $(seq 1 200); do
-  RQP=$(sed -n 's/.*receiving on .*:\([0-9]*\) into.*/\1/p' "$T/r.err" 2>/dev/null || true)
-  [ -n "$RQP" ] && break; sleep 0.05
-done
-[ -n "$RQP" ] || { cat "$T/r.err"; fail "receiving daemon did not start"; }
+start_daemon r --set receive.accept_any=true
+RQP=$QPORT
+[ -n "$RQP" ] || { cat "$T/r.err"; fail "no QUIC port for the receiving daemon"; }
 
-API=
-start_sender() { # N: starts the sending daemon, sets SPID and API
-  "$SFT" daemon --data-dir "$T/s" --set network.quic_bind_addr=127.0.0.1:0 \
-    --set api.api_bind_addr=127.0.0.1:0 --set api.grpc_bind_addr=127.0.0.1:0 \
-    --set transfer.per_transfer_bwlimit=80M >"$T/s$1.out" 2>"$T/s$1.err" &
-  SPID=$!; PIDS+=("$SPID")
-  API=
-  for _ in $(seq 1 200); do
-    API=$(sed -n 's/^api //p' "$T/s$1.out" 2>/dev/null || true)
-    [ -n "$API" ] && break
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.05
-  done
-  [ -n "$API" ] || { cat "$T/s$1.err"; fail "sending daemon $1 did not start"; }
+start_sender() { # N: (re)starts the sending daemon (data dir $T/s); SPID, API
+  DDIR=s start_daemon "s$1" --set transfer.per_transfer_bwlimit=80M
+  SPID=$DPID
 }
 prog() { # prints "STATE BYTES_DONE" of the transfer
   curl -s -H "Authorization: Bearer $(cat "$T/s/api.token")" \
