@@ -27,10 +27,13 @@ static const uint64_t pow10_tab[] = {1ull,          10ull,         100ull,
                                      1000000ull,    10000000ull,   100000000ull,
                                      1000000000ull, 10000000000ull};
 
-/* "I[.F]" at s[0..n): value * 10^scale into *out (<= limit, else RANGE);
- * at most |scale| fraction digits (else MALFORMED); *used = bytes read. */
-static int parse_fixed(const char *s, size_t n, unsigned scale,
-                       uint64_t limit, uint64_t *out, size_t *used) {
+/* "I[.F]" at s[0..n): value * 10^scale into *out (an integer part of more
+ * than 64 bits is RANGE); at most |scale| fraction digits (else MALFORMED);
+ * *used = bytes read. Wide, so that "20386597900ns" (what the formatter
+ * writes for 20.3865979s) is not refused for a scale-9 intermediate that a
+ * 64-bit value could not hold. */
+static int parse_fixed_wide(const char *s, size_t n, unsigned scale,
+                            unsigned __int128 *out, size_t *used) {
   size_t i = 0;
   uint64_t ip = 0, fp = 0;
   unsigned fd = 0;
@@ -60,12 +63,24 @@ static int parse_fixed(const char *s, size_t n, unsigned scale,
   }
   if (!any)
     return SFT_ERR_MALFORMED;
-  unsigned __int128 v = (unsigned __int128)ip * pow10_tab[scale] +
-                        (unsigned __int128)fp * pow10_tab[scale - fd];
-  if (big || v > limit)
+  if (big)
+    return SFT_ERR_RANGE;
+  *out = (unsigned __int128)ip * pow10_tab[scale] +
+         (unsigned __int128)fp * pow10_tab[scale - fd];
+  *used = i;
+  return 0;
+}
+
+/* As parse_fixed_wide, the value bounded by |limit| (else RANGE). */
+static int parse_fixed(const char *s, size_t n, unsigned scale,
+                       uint64_t limit, uint64_t *out, size_t *used) {
+  unsigned __int128 v;
+  int rv = parse_fixed_wide(s, n, scale, &v, used);
+  if (rv)
+    return rv;
+  if (v > limit)
     return SFT_ERR_RANGE;
   *out = (uint64_t)v;
-  *used = i;
   return 0;
 }
 
@@ -98,16 +113,16 @@ static const struct unit rate_units[] = {{"gbit", 1000000000ull},
 
 static int parse_unit_num(const char *s, size_t n, const struct unit *units,
                           uint64_t max, uint64_t *out, size_t *used) {
-  uint64_t v;
+  unsigned __int128 v; /* < 2^64 * 10^9: times a unit <= 10^9 fits */
   size_t u;
-  int rv = parse_fixed(s, n, 9, 1000000000000000000ull, &v, &u);
+  int rv = parse_fixed_wide(s, n, 9, &v, &u);
   if (rv)
     return rv;
   size_t ul = unit_len(s + u, n - u);
   for (const struct unit *t = units; t->name; t++) {
     if (!unit_is(s + u, ul, t->name))
       continue;
-    unsigned __int128 x = (unsigned __int128)v * t->mult;
+    unsigned __int128 x = v * t->mult;
     if (x % 1000000000u)
       return SFT_ERR_MALFORMED; /* finer than the base unit */
     x /= 1000000000u;
