@@ -265,6 +265,10 @@ def recipe(method, path, status, op):
         if r2.status != 401:
             fail("%s %s with a wrong token: %d" % (M, path, r2.status))
         return r
+    if status == 403:  # a foreign Origin, with a valid token
+        return request(API, M, p, dict(auth(), **dict(
+            {"Origin": "http://evil.example"},
+            **({"Content-Length": "0"} if M == "POST" else {}))))
     if status == 404:
         return request(API, M, concrete(path, UNKNOWN), dict(
             auth(), **({"Content-Length": "0"} if M == "POST" else {})))

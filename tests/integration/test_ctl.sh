@@ -20,12 +20,8 @@
 CASES=${SFT_CTL_CASES:-"2 1 6 5"}
 # SFT_CTL_PENDING: checks that fail today because of a known product gap;
 # they run and print "pending - ..." instead of failing (remove a name once
-# fixed):
-#   cors_get  a plain (non-preflight) REST request from an Origin outside
-#             cors_origins is served (200, no allow-origin header) instead of
-#             403 cors_denied; only preflights and /ws upgrades are refused
-#             (http.c: the Origin check sets cors_ok but refuses only OPTIONS)
-PENDING=${SFT_CTL_PENDING-"cors_get"}
+# fixed). None today.
+PENDING=${SFT_CTL_PENDING-""}
 # pending NAME MSG: fails unless NAME is in PENDING.
 pending() {
   if [[ " $PENDING " == *" $1 "* ]]; then echo "pending - $1: $2"; else fail "$2"; fi
@@ -164,7 +160,7 @@ PY
   wait_exit "$DPID"
   [ "$RC" = 0 ] || fail "2: second daemon exit $RC"
   API=${tmp[0]} TOK=${tmp[1]} DPID=${tmp[2]}
-  ok "2: cors_origins (file and --set): allowed origins echoed with Vary, preflight 204, other origins 403 cors_denied (preflight, /ws; GET: see PENDING) and no allow-origin, same origin and no Origin served"
+  ok "2: cors_origins (file and --set): allowed origins echoed with Vary, preflight 204, other origins 403 cors_denied (preflight, /ws, plain GET) and no allow-origin, same origin and no Origin served"
 }
 
 case_1() {

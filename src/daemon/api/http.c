@@ -568,6 +568,8 @@ static size_t peer_key(struct pss *ps, struct lws *wsi, uint8_t key[16]) {
   return 0;
 }
 
+static int same_origin(struct lws *wsi, const char *origin);
+
 static int origin_allowed(const sftd_http *srv, const char *o) {
   for (size_t i = 0; i < srv->norigins; i++)
     if (!strcmp(srv->origins[i], o))
@@ -700,12 +702,20 @@ static int on_http(struct pss *ps, struct lws *wsi, const char *uri,
   ps->path[len] = '\0';
   ps->req.path = ps->path;
 
+  /* An Origin outside cors_origins that is not the daemon's own is
+   * refused on every method (below, once the route is known), not only on
+   * preflights: a "simple" cross-origin request needs no preflight, and
+   * answering it without access-control-allow-origin would hide the
+   * response from the page but still carry out the request. */
+  int foreign = 0;
   if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0) {
-    if (lws_hdr_copy(wsi, ps->origin, sizeof(ps->origin), WSI_TOKEN_ORIGIN) >
-            0 &&
-        origin_allowed(srv, ps->origin))
+    int got =
+        lws_hdr_copy(wsi, ps->origin, sizeof(ps->origin), WSI_TOKEN_ORIGIN);
+    if (got > 0 && origin_allowed(srv, ps->origin))
       ps->cors_ok = 1;
     else
+      foreign = got <= 0 || !same_origin(wsi, ps->origin);
+    if (!ps->cors_ok)
       ps->origin[0] = '\0';
   }
 
@@ -737,6 +747,8 @@ static int on_http(struct pss *ps, struct lws *wsi, const char *uri,
     return fail(ps, wsi, 405, "method_not_allowed",
                 "method not allowed for this resource", &x);
   }
+  if (foreign)
+    return fail(ps, wsi, 403, "cors_denied", "origin not allowed", NULL);
   if (rc)
     return fail(ps, wsi, 414, "uri_too_long", "the path is too long", NULL);
 
