@@ -2,6 +2,7 @@
  * sft send / sft recv / sft id / sft trust: the one-shot transfer commands,
  * on top of the daemon's public API (daemon/sftd.h).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 
 #include "apiclient.h"
 #include "cli.h"
+#include "daemon/paths.h"
 #include "daemon/sftd.h"
 #include "progress.h"
 #include "sft/limits.h"
@@ -327,6 +329,38 @@ static void summary(struct ui *u, const struct sftd_result *res,
 /* ---- sft send --------------------------------------------------------------
  */
 
+/* Checks a --via list against this host's up interfaces (loopback is always
+ * accepted); on error prints why, with the addresses that would do. */
+static int check_via(const char *via) {
+  struct sftd_local ifs[SFTD_IFADDRS_MAX], out[SFTD_VIA_MAX];
+  size_t nifs = 0, n = 0;
+  char msg[300], list[400];
+  size_t used = 0;
+  if (sftd_ifaddrs_list(ifs, SFTD_IFADDRS_MAX, &nifs))
+    nifs = 0;
+  if (!sftd_via_parse(via, strlen(via), ifs, nifs, out, SFTD_VIA_MAX, &n, msg,
+                      sizeof(msg)))
+    return 0;
+  if (!strstr(msg, "local interface")) {
+    cli_error("%s", msg);
+    return -1;
+  }
+  list[0] = 0;
+  for (size_t i = 0; i < nifs && used + 2 < sizeof(list); i++) {
+    char a[INET6_ADDRSTRLEN + 8];
+    if (sftd_addr_format((const struct sockaddr *)&ifs[i].addr, a,
+                         sizeof(a)) < 0)
+      continue;
+    int k = snprintf(list + used, sizeof(list) - used, "%s%s",
+                     used ? ", " : "", a);
+    if (k < 0 || (size_t)k >= sizeof(list) - used)
+      break;
+    used += (size_t)k;
+  }
+  cli_error("%s (local addresses: %s%sloopback)", msg, list, used ? ", " : "");
+  return -1;
+}
+
 static void send_usage(FILE *f) {
   fprintf(f,
           "usage: sft send PATH... HOST:PORT [options]\n"
@@ -358,6 +392,11 @@ static void send_usage(FILE *f) {
           "  --retries N        reconnect attempts after a lost connection "
           "(default 10,\n"
           "                     backoff 1 s doubling to 30 s; 0 = none)\n"
+          "  --via ADDR[,ADDR]  send from these local addresses (IPv4/IPv6 "
+          "of up\n"
+          "                     interfaces, or loopback): one path per "
+          "receiver\n"
+          "                     address x local address of the same family\n"
           "  --json             one JSON event per line on stdout\n"
           "  --data-dir DIR     node identity and trust files (default "
           "$SFT_DATA_DIR\n"
@@ -384,6 +423,7 @@ int cmd_send_main(int argc, char **argv) {
       {"conns", required_argument, 0, 'n'},
       {"retries", required_argument, 0, 'R'},
       {"fec", required_argument, 0, 'F'},
+      {"via", required_argument, 0, 'V'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   struct sftd_send_opts o;
@@ -499,6 +539,12 @@ int cmd_send_main(int argc, char **argv) {
       fec_text = optarg;
       break;
     }
+    case 'V':
+      /* "" is no --via (the kernel picks the source), as in the API. */
+      if (*optarg && check_via(optarg))
+        return SFT_EXIT_USAGE;
+      o.via = *optarg ? optarg : NULL;
+      break;
     case 'h':
       send_usage(stdout);
       return SFT_EXIT_OK;
@@ -560,6 +606,8 @@ int cmd_send_main(int argc, char **argv) {
         json_object_set_new(req, "bwlimit", json_string(bwlimit_text));
       if (fec_text)
         json_object_set_new(req, "fec", json_string(fec_text));
+      if (o.via)
+        json_object_set_new(req, "via", json_string(o.via));
       rc = cli_send_via_daemon(&a, req, json);
       json_decref(req);
       return rc;

@@ -50,6 +50,9 @@
 struct daemon;
 
 /* One outgoing transfer requested through the API. */
+/* Longest "via" (local bind addresses) a send request may carry. */
+#define VIA_TEXT_MAX 512
+
 struct dxfer {
   struct daemon *d;
   uint8_t id[SFT_SESSION_ID_LEN];
@@ -69,6 +72,7 @@ struct dxfer {
   int have_peer_fp;
   uint8_t sid[SFT_SESSION_ID_LEN]; /* a reloaded transfer's session id */
   unsigned paths_seen;     /* network paths reported so far (PathUpdate) */
+  char via[VIA_TEXT_MAX + 1]; /* "ADDR[,ADDR]" (opts.via points here) */
   uint64_t rate_t, rate_b; /* rate estimate window */
   double rate_bps;
 };
@@ -541,6 +545,7 @@ struct send_req {
   uint32_t chunk_size;  /* 0: configuration */
   const char *bwlimit;  /* rate text or NULL */
   const char *fec;      /* "auto", "off", "K+M" or NULL */
+  const char *via;      /* local addresses "ADDR[,ADDR]", NULL or "": any */
   /* reload only: the transfer's id, session id, creation time, state */
   const uint8_t *id, *session_id;
   uint64_t created_ns;
@@ -559,12 +564,12 @@ static void store_request(struct dxfer *x, const struct send_req *rq) {
   for (size_t i = 0; i < x->npaths; i++)
     json_array_append_new(paths, json_string(x->paths[i]));
   sft_hex(x->res.session_id, SFT_SESSION_ID_LEN, sid);
-  o = json_pack("{s:i, s:o, s:s, s:s, s:s, s:I, s:s?, s:s?, s:s?}", "v", 1,
-                "paths", paths, "peer", x->peer, "session_id", sid, "priority",
-                prio_name((int)x->opts.priority), "chunk_size",
+  o = json_pack("{s:i, s:o, s:s, s:s, s:s, s:I, s:s?, s:s?, s:s?, s:s?}",
+                "v", 1, "paths", paths, "peer", x->peer, "session_id", sid,
+                "priority", prio_name((int)x->opts.priority), "chunk_size",
                 (json_int_t)rq->chunk_size, "bwlimit", rq->bwlimit, "peer_id",
                 rq->peer_id && *rq->peer_id ? rq->peer_id : NULL, "fec",
-                rq->fec);
+                rq->fec, "via", x->opts.via);
   js = o ? json_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
   rv = js ? sftd_store_put_request(x->d->store, x->id, js, strlen(js),
@@ -720,6 +725,17 @@ static int start_transfer(struct daemon *d, const struct send_req *rq,
       rv = SFT_ERR_INVAL;
     }
   }
+  /* "via": checked against this host's interfaces by h_send; a reloaded
+   * request is taken as stored (an interface may come up later). */
+  if (!rv && rq->via && *rq->via) {
+    if (strlen(rq->via) >= sizeof(x->via)) {
+      snprintf(msg, cap, "via: longer than %d bytes", VIA_TEXT_MAX);
+      rv = SFT_ERR_INVAL;
+    } else {
+      snprintf(x->via, sizeof(x->via), "%s", rq->via);
+      x->opts.via = x->via;
+    }
+  }
   if (rv) {
     free_xfer(x);
     return rv;
@@ -775,6 +791,27 @@ static int start_transfer(struct daemon *d, const struct send_req *rq,
   return 0;
 }
 
+/* Checks a request's "via" against this host's up interfaces (and
+ * loopback): 0, or SFT_ERR_* with |msg| naming the field. */
+static int via_check(const char *via, char *msg, size_t cap) {
+  struct sftd_local ifs[SFTD_IFADDRS_MAX], out[SFTD_VIA_MAX];
+  size_t nifs = 0, n = 0;
+  char why[256];
+  int rv;
+  if (sftd_ifaddrs_list(ifs, SFTD_IFADDRS_MAX, &nifs))
+    nifs = 0; /* loopback addresses are still accepted */
+  rv = sftd_via_parse(via, strlen(via), ifs, nifs, out, SFTD_VIA_MAX, &n, why,
+                      sizeof(why));
+  if (rv) {
+    /* The parser speaks of "--via"; the field is "via". */
+    if (!strncmp(why, "--via", 5))
+      snprintf(msg, cap, "%s", why + 2);
+    else
+      snprintf(msg, cap, "via: %s", why);
+  }
+  return rv;
+}
+
 static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
                   void *ud) {
   static const struct sftd_http_field fields[] = {
@@ -785,6 +822,7 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
       {"chunk_size", SFTD_F_INT, 0, 4096, 16 << 20},
       {"bwlimit", SFTD_F_STRING, 0, 1, 32},
       {"fec", SFTD_F_STRING, 0, 1, 16},
+      {"via", SFTD_F_STRING, 0, 0, VIA_TEXT_MAX},
   };
   struct daemon *d = ud;
   struct send_req rq;
@@ -795,7 +833,8 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
   size_t i;
   int dup, rv;
 
-  if (sftd_http_validate(resp, req->body, fields, 7))
+  if (sftd_http_validate(resp, req->body, fields,
+                         sizeof(fields) / sizeof(fields[0])))
     return SFTD_HTTP_DONE;
   memset(&rq, 0, sizeof(rq));
   json_array_foreach(json_object_get(req->body, "paths"), i, v) {
@@ -813,6 +852,11 @@ static int h_send(const struct sftd_http_req *req, struct sftd_http_resp *resp,
   rq.priority = json_string_value(json_object_get(req->body, "priority"));
   rq.bwlimit = json_string_value(json_object_get(req->body, "bwlimit"));
   rq.fec = json_string_value(json_object_get(req->body, "fec"));
+  rq.via = json_string_value(json_object_get(req->body, "via"));
+  if (rq.via && *rq.via && via_check(rq.via, msg, sizeof(msg))) {
+    sftd_http_resp_error(resp, 400, "invalid_field", "%s", msg);
+    return SFTD_HTTP_DONE;
+  }
   rq.chunk_size =
       (uint32_t)json_integer_value(json_object_get(req->body, "chunk_size"));
   rv = start_transfer(d, &rq, &x, &dup, msg, sizeof(msg));
@@ -1258,6 +1302,7 @@ static int reload_one(struct daemon *d, const struct sftd_store_session *row,
   rq.priority = json_string_value(json_object_get(o, "priority"));
   rq.bwlimit = json_string_value(json_object_get(o, "bwlimit"));
   rq.fec = json_string_value(json_object_get(o, "fec"));
+  rq.via = json_string_value(json_object_get(o, "via"));
   v = json_object_get(o, "chunk_size");
   rq.chunk_size = json_is_integer(v) && json_integer_value(v) > 0 &&
                           json_integer_value(v) <= SFT_CHUNK_SIZE_MAX

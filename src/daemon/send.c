@@ -47,6 +47,9 @@
 #define BUDGET_MIN (8u << 20) /* chunk bytes held in memory */
 #define BUDGET_MAX (64u << 20)
 #define UNSENT_MAX (16u << 20) /* bytes queued in QUIC, unsent */
+#define LINKQ_MIN (2u << 20)   /* several links: unsent per link at least */
+#define LINKQ_NS 250000000ull  /* ...else what it delivers in this time */
+#define SPATHS 64              /* stripes remembered for parity steering */
 #define BACKOFF_MIN_MS 1000u   /* reconnect backoff: 1, 2, 4 .. 30 s */
 #define BACKOFF_MAX_MS 30000u
 #define STALL_MIN_NS 1000000000ull   /* a link without progress for */
@@ -160,6 +163,14 @@ struct sender {
   uint64_t *plost_file;
   struct sft_adapt adapt;   /* chunk size, parity, connections from RTT/loss */
   struct sft_path_table pt; /* status of each link (path id = link index) */
+  /* Which links carried the data chunks of recent stripes, so that a
+   * stripe's parity goes on another path (sft_path_pick_parity). A ring
+   * keyed by (file, stripe); an overwritten entry only loses the hint. */
+  struct {
+    const struct sfile *f;
+    uint64_t stripe;
+    uint32_t n[SFTD_LINKS_MAX];
+  } spaths[SPATHS];
   uint64_t tick_sent, tick_lost; /* packet counters at the last sample */
   uint64_t chunks_lost;          /* chunk streams lost with a link or reset */
   uint64_t tick_csent, tick_clost;
@@ -529,9 +540,6 @@ static void share_forget(struct sender *s) {
   s->share_wait = 0;
 }
 
-/* The link for the next chunk: among links up and not blocked (|tried|
- * marks links whose stream limit was hit in this round), the one with the
- * fewest bytes queued; Critical transfers prefer the lowest RTT. */
 /* 1 if link |l| is up and its path is not Failed (lib/path: loss above
  * 50 %, or silent for 3 PTOs with data outstanding). */
 static int link_usable(struct sender *s, const struct slink *l) {
@@ -541,31 +549,109 @@ static int link_usable(struct sender *s, const struct slink *l) {
   return sft_path_get(&s->pt, l->idx, &pi) != 0 || pi.status != SFT_PATH_FAILED;
 }
 
-static struct slink *pick_link(struct sender *s, unsigned tried) {
+/* Bytes link |l| may hold unsent in its connection. One link: UNSENT_MAX,
+ * deep enough to keep any path full. Several: what the link delivers in
+ * LINKQ_NS at its measured rate, at least LINKQ_MIN. Shallow queues are
+ * what spreads the chunks by delivery rate (a faster path drains sooner
+ * and is offered the next chunk sooner), keep a stripe's chunks arriving
+ * close together on all paths (a chunk queued seconds behind others on a
+ * slow path looked lost to the receiver, whose NEED timer then fired), and
+ * keep the end of the transfer from waiting on a deep queue of the
+ * slowest path. */
+static uint64_t link_qmax(struct sender *s, const struct slink *l) {
+  struct sft_path_info pi;
+  uint64_t q;
+  if (s->nlinks < 2)
+    return UNSENT_MAX;
+  if (sft_path_get(&s->pt, l->idx, &pi) || !pi.delivery_rate)
+    return LINKQ_MIN;
+  q = pi.delivery_rate / (1000000000ull / LINKQ_NS);
+  return q < LINKQ_MIN ? LINKQ_MIN : q > UNSENT_MAX ? UNSENT_MAX : q;
+}
+
+/* 1 if link |l| can take a chunk now: up, not marked in |tried| (its
+ * stream limit was hit in this round), not Failed while another link is
+ * usable (|any_usable|), and its unsent bytes within link_qmax(). */
+static int link_open_for(struct sender *s, const struct slink *l,
+                         unsigned tried, int any_usable) {
+  if (!l->c || !l->hello_ok || (tried & (1u << l->idx)))
+    return 0;
+  if (any_usable && !link_usable(s, l))
+    return 0; /* a Failed path gets nothing while another works */
+  return XP(conn_unsent, l->c) <= link_qmax(s, l);
+}
+
+static unsigned stripe_slot(const struct sfile *f, uint64_t stripe) {
+  return (unsigned)((stripe + f->id * 7) % SPATHS);
+}
+
+/* Data chunk |j| went on link |l|: count it for its stripe's parity. */
+static void stripe_note(struct sender *s, const struct sjob *j,
+                        const struct slink *l) {
+  uint64_t stripe;
+  unsigned k;
+  if (j->parity || !j->f->man.stripe_k || !j->f->man.stripe_m)
+    return;
+  stripe = j->index / j->f->man.stripe_k;
+  k = stripe_slot(j->f, stripe);
+  if (s->spaths[k].f != j->f || s->spaths[k].stripe != stripe) {
+    memset(&s->spaths[k], 0, sizeof(s->spaths[k]));
+    s->spaths[k].f = j->f;
+    s->spaths[k].stripe = stripe;
+  }
+  s->spaths[k].n[l->idx]++;
+}
+
+/* The link for chunk |j|, or NULL (none can take it now: writable(), an
+ * acknowledged stream, the progress tick or a link coming up calls us
+ * again). lib/path chooses (sft_path_pick: Critical -> the lowest-RTT
+ * usable path; High/Normal -> weighted by delivery rate; parity ->
+ * sft_path_pick_parity, away from the path that carried most of the
+ * stripe's data). If its choice cannot take the chunk now, a High/Normal
+ * chunk or parity goes to the open link with the fewest unsent bytes
+ * (backpressure outranks the weights), while a Critical one waits for its
+ * path unless that path is down. */
+static struct slink *pick_link(struct sender *s, const struct sjob *j,
+                               unsigned tried) {
   struct slink *best = NULL;
-  uint64_t best_key = UINT64_MAX;
+  uint64_t best_key = UINT64_MAX, t = now();
   int any_usable = 0;
+  unsigned id;
+  int rv;
   for (unsigned i = 0; i < s->nlinks; i++)
     any_usable |= link_usable(s, &s->links[i]);
   for (unsigned i = 0; i < s->nlinks; i++) {
     struct slink *l = &s->links[i];
     uint64_t key;
-    if (!l->c || !l->hello_ok || (tried & (1u << i)))
+    if (!link_open_for(s, l, tried, any_usable))
       continue;
-    if (any_usable && !link_usable(s, l))
-      continue; /* a Failed path gets nothing while another works */
     key = XP(conn_unsent, l->c);
-    if (key > UNSENT_MAX)
-      continue;
-    if (s->o->priority == SFTD_PRIO_CRITICAL) {
-      sftq_stats st;
-      if (XP(conn_stats, l->c, &st) == 0)
-        key = st.srtt_ns;
-    }
     if (key < best_key) {
       best_key = key;
       best = l;
     }
+  }
+  if (!best || s->nlinks < 2)
+    return best;
+  if (j->parity) {
+    uint64_t stripe = j->index;
+    unsigned k = stripe_slot(j->f, stripe);
+    uint32_t none[SFTD_LINKS_MAX] = {0};
+    const uint32_t *counts = none;
+    if (s->spaths[k].f == j->f && s->spaths[k].stripe == stripe)
+      counts = s->spaths[k].n;
+    rv = sft_path_pick_parity(&s->pt, counts, s->nlinks, t, &id);
+  } else {
+    rv = sft_path_pick(&s->pt, (int)s->o->priority, t,
+                       j->hdr_len + j->len, &id);
+  }
+  if (rv == 0 && id < s->nlinks) {
+    struct slink *l = &s->links[id];
+    if (link_open_for(s, l, tried, any_usable))
+      return l;
+    if (s->o->priority == SFTD_PRIO_CRITICAL && !j->parity && l->c &&
+        l->hello_ok && !(tried & (1u << id)))
+      return NULL; /* its path is up but full: wait for it */
   }
   return best;
 }
@@ -603,9 +689,9 @@ static void flush_sendq(struct sender *s) {
       s->rate_wait = now() + 10000000ull;
       return;
     }
-    l = pick_link(s, tried);
+    l = pick_link(s, j, tried);
     if (!l)
-      return; /* writable() or a link coming up calls us again */
+      return; /* see pick_link() for what brings us back */
     rv = XP(stream_open_uni, l->c, &sid);
     if (rv == SFT_ERR_AGAIN) {
       tried |= 1u << l->idx;
@@ -638,6 +724,7 @@ static void flush_sendq(struct sender *s) {
     }
     j->sent_at = now();
     l->bytes_sent += j->len;
+    stripe_note(s, j, l);
     if (!l->wire_n)
       l->progress_at = j->sent_at;
     j->l = l;
@@ -988,6 +1075,19 @@ static struct slink *first_up(struct sender *s) {
 /* A link completed HELLO. The first one after the session was down (or the
  * new control link after the old one died) re-offers what is unfinished:
  * the receiver answers with its bitmap and nothing it holds is sent again. */
+/* Feeds link |l|'s connection statistics to its path record. */
+static void path_feed(struct sender *s, const struct slink *l,
+                      const sftq_stats *st) {
+  struct sft_path_sample smp = {.srtt_ns = st->srtt_ns,
+                                .rttvar_ns = st->rttvar_ns,
+                                .delivery_rate = st->delivery_rate,
+                                .pkts_sent = st->pkts_sent,
+                                .pkts_lost = st->pkts_lost,
+                                .last_ack_ns = l->progress_at,
+                                .bytes_in_flight = st->bytes_in_flight};
+  sft_path_sample(&s->pt, l->idx, now(), &smp);
+}
+
 static void link_up(struct slink *l) {
   struct sender *s = l->s;
   struct sftd_event ev = {.type = SFTD_EV_LINK_UP};
@@ -999,8 +1099,12 @@ static void link_up(struct slink *l) {
     /* A new connection starts a new path record (Active, no history). */
     unsigned id;
     sft_path_remove(&s->pt, l->idx);
+    sftq_stats st;
     if (sft_path_add(&s->pt, now(), &id) == 0 && id != l->idx)
       sft_path_remove(&s->pt, id); /* cannot happen: ids = link indices */
+    /* the handshake measured an RTT: Critical chunks can choose at once */
+    if (XP(conn_stats, l->c, &st) == 0)
+      path_feed(s, l, &st);
   }
   if (l->was_up)
     s->res->reconnects++;
@@ -1163,7 +1267,7 @@ static uint64_t stall_check(struct sender *s, struct slink *l, uint64_t t) {
 static int links_full(struct sender *s) {
   for (unsigned i = 0; i < s->nlinks; i++) {
     struct slink *l = &s->links[i];
-    if (l->c && l->hello_ok && XP(conn_unsent, l->c) <= UNSENT_MAX)
+    if (l->c && l->hello_ok && XP(conn_unsent, l->c) <= link_qmax(s, l))
       return 0;
   }
   return 1;
@@ -1659,6 +1763,7 @@ void send_cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error) {
       sft_metric_observe(l->s->o->m_chunk_size, (double)j->len);
   }
   job_free(l->s, j);
+  flush_sendq(l->s); /* its link has room again */
   pump(l->s);
 }
 
@@ -1803,8 +1908,11 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
       if (s->files[i].st == SF_ACTIVE && s->files[i].man.stripe_m)
         sft_xsend_set_parity(s->files[i].xs, pro);
   }
-  /* More connections when RTT x loss is high: each backs off alone. */
-  if (!s->o->conns && d.conns > s->nlinks && d.conns <= SFTD_LINKS_MAX) {
+  /* More connections when RTT x loss is high: each backs off alone. Not
+   * with several paths: those are several connections already, and an
+   * extra one would be a second "path" to the same address. */
+  if (!s->o->conns && s->ntg == 1 && d.conns > s->nlinks &&
+      d.conns <= SFTD_LINKS_MAX) {
     for (unsigned i = s->nlinks; i < d.conns; i++) {
       s->links[i].tcp = s->links[0].tcp;
       s->links[i].reopen_at = now();
@@ -1854,15 +1962,8 @@ static void progress_tick(uv_timer_t *t) {
     ps->bytes_sent = l->bytes_sent;
     ps->up = l->c && l->hello_ok;
     if (l->c && l->connected && XP(conn_stats, l->c, &st) == 0) {
-      struct sft_path_sample smp = {.srtt_ns = st.srtt_ns,
-                                    .rttvar_ns = st.rttvar_ns,
-                                    .delivery_rate = st.delivery_rate,
-                                    .pkts_sent = st.pkts_sent,
-                                    .pkts_lost = st.pkts_lost,
-                                    .last_ack_ns = l->progress_at,
-                                    .bytes_in_flight = st.bytes_in_flight};
       if (l->hello_ok)
-        sft_path_sample(&s->pt, l->idx, now(), &smp);
+        path_feed(s, l, &st);
       if (ev.p.rtt_ms == 0 || (double)st.srtt_ns / 1e6 < ev.p.rtt_ms)
         ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
       sent += st.pkts_sent;
@@ -1887,6 +1988,8 @@ static void progress_tick(uv_timer_t *t) {
     ev.p.loss = (double)lost / (double)sent;
   ev.p.parity_sent = s->res->parity_sent;
   adapt_tick(s, sent, lost, (uint64_t)(ev.p.rtt_ms * 1e6));
+  if (s->nlinks > 1 && s->ctl && !s->closing)
+    flush_sendq(s); /* links drained since: refill their shallow queues */
   if (!s->rate_known && s->ctl && !s->closing)
     offer_more(s); /* held back until a rate sample, or RATE_WAIT_NS */
   emit(s, &ev);
@@ -2160,6 +2263,10 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
     s->nlinks = s->ntg;
   for (unsigned i = 0; i < SFTD_LINKS_MAX; i++)
     s->links[i].tgt = i % s->ntg;
+  /* Links not in use are Failed, so sft_path_pick never weighs them; a
+   * link that comes up later (more connections) gets a fresh record. */
+  for (unsigned i = s->nlinks; i < SFTD_LINKS_MAX; i++)
+    sft_path_set_failed(&s->pt, i, s->t0);
   /* The first link alone: the others join once it has verified the
    * receiver (trust on first use happens once). */
   rv = link_open(s, &s->links[0]);

@@ -157,6 +157,10 @@ struct sftd_send_opts {
   const char *more_peers;   /* other addresses of the same receiver,
                                "HOST:PORT[,HOST:PORT...]" (multi-path:
                                one connection per path), or NULL */
+  const char *via;          /* local addresses to send from, "ADDR[,ADDR]"
+                               (numeric IPv4/IPv6, at most SFTD_VIA_MAX):
+                               one path per peer address x local address;
+                               NULL or "": the kernel picks the source */
   const char *const *paths; /* files and directories */
   size_t npaths;
   const uint8_t *peer_fp; /* pinned receiver identity, or NULL: TOFU */

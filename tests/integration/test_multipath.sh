@@ -25,15 +25,13 @@
 # scripts/run-tests' second pass): smaller files and half the rates (the
 # sender's CPU, not the link, would be measured otherwise).
 # Environment: SFT_MP_CASES (default "a b c d e") picks cases.
-# SFT_MP_PENDING (default "a"): cases that fail today because of a known
+# SFT_MP_PENDING (default none): cases that fail today because of a known
 # product bug; they run and their result is printed, without failing the
-# test (remove a letter once its bug is fixed):
-#   a  two clean paths give x1.4-1.66, not x1.7: the receiver's NEED timer
-#      (lib/xfer/recv.c gaps_below/need_timeout, 2 x RTT after a later
-#      stripe's data arrived) assumes in-order arrival; across two paths
-#      with deep queues (send.c UNSENT_MAX 16 MiB per link) chunks still in
-#      flight are NEEDed, and parity and early resends eat capacity
-#      (16-chunk file: 22 chunk streams + 3 parity sent).
+# test (remove a letter once its bug is fixed).
+# (a was pending at x1.4-1.66 while every link could queue 16 MiB unsent:
+#  chunks waited seconds on one path, the receiver's NEED timer fired on
+#  them and parity and early resends ate capacity; with per-link queues of
+#  about 250 ms of the path's delivery rate it gives x1.8, 0 resent.)
 # (b was pending until the receiver sent ACKs on every link: an ACK sent on
 #  the link being blackholed was lost with it and nothing repeated it, so
 #  the sender waited for its 60 s resend timeout; ~9 % of runs.)
@@ -45,7 +43,7 @@ cleanup() {
 }
 
 CASES=${SFT_MP_CASES:-"a b c d e"}
-PENDING=${SFT_MP_PENDING-"a"}
+PENDING=${SFT_MP_PENDING-""}
 NETSIM=${SFT_BUILD_DIR:?}/sft-netsim
 [ -x "$NETSIM" ] || fail "no $NETSIM (build the sft_netsim target)"
 MIB=1048576

@@ -4,7 +4,9 @@
 #      '[::1]:0'`) gets a byte-identical copy from the daemon; malformed
 #      peer lists (no port, unclosed bracket, empty entry, duplicate) -> 400
 #   4  multi-path: "peer" = "P1,P2", two sft-netsim proxies (20 Mbit/s each)
-#      in front of one `sft recv`: GET /api/transfer/{id} network_paths has
+#      in front of one `sft recv`: both paths usable (active, or degraded:
+#      a proxy's queue overflowing in BBR's start-up can measure 20 % loss)
+#      and carrying chunks at once; GET /api/transfer/{id} network_paths has
 #      2 entries with the documented fields; `sft status` prints one "path N"
 #      line per path; /metrics has path_state and path_delivery_rate_bps
 #      for transfer="ID", sft_path_rtt_seconds / sft_path_loss_ratio for
@@ -171,23 +173,10 @@ case_4() {
   both=0
   for _ in $(seq 1 400); do
     req GET "/api/transfer/$id"
-    [ "$(jq_ 'len(j["network_paths"]) == 2 and all(p["up"] and p["state"] == "active" and p["bytes_sent"] > 0 for p in j["network_paths"])')" = True ] && both=1 && break
+    [ "$(jq_ 'len(j["network_paths"]) == 2 and all(p["up"] and p["state"] in ("active", "degraded") and p["bytes_sent"] > 0 for p in j["network_paths"])')" = True ] && both=1 && break
     sleep 0.05
   done
-  if [ "$both" = 0 ] && [ "$ASAN" = 1 ]; then
-    # PENDING (ASan build only): under ASan the second path never carries
-    # a chunk (2 of 2 runs in session 3: path 1 "failed" after 1 state
-    # change, an automatic third connection on path 0 instead, 8 MiB in
-    # ~50 s instead of ~7 s). Not understood yet; the plain build passes.
-    # The copy must still be right.
-    echo "pending - 4 (ASan): both paths never active together: $(jq_ 'j["network_paths"]')"
-    wait_state "$id" 60 Completed Failed
-    [ "$(state "$id")" = Completed ] || fail "4: transfer: $(cat "$T/body")"
-    wait_recv "$rpid" r4
-    cmp "$T/mp.bin" "$T/in4/mp.bin" || fail "4: copy differs"
-    kill -TERM "$px_a" "$px_b" 2>/dev/null || true
-    return 0
-  fi
+  [ "$both" = 1 ] || fail "4: both paths never usable and carrying chunks together: $(jq_ 'j["network_paths"]')"
   cp "$T/body" "$T/get4.json"
   python3 - "$T/get4.json" "$pa" "$pb" <<'PY' || fail "4: network_paths: $(cat "$T/get4.json")"
 import json, sys
@@ -198,7 +187,7 @@ keys = {"path", "peer", "state", "up", "rtt_ms", "loss", "rate_bps", "bytes_sent
 for i, p in enumerate(np):
     assert set(p) == keys, sorted(p)
     assert p["path"] == i and p["peer"] == sys.argv[2 + i], p
-    assert p["state"] == "active" and p["up"] is True, p
+    assert p["state"] in ("active", "degraded") and p["up"] is True, p
     assert isinstance(p["rtt_ms"], (int, float)) and 15 <= p["rtt_ms"] < 2000, p  # 2 x 10 ms delay
     assert p["loss"] is None or (isinstance(p["loss"], float) and 0 <= p["loss"] <= 1), p
     for k in ("rate_bps", "bytes_sent", "state_changes"):
@@ -209,13 +198,13 @@ PY
   # sft status: one "path N" line per path.
   "$SFT" status "$id" --api "$API" --data-dir "$T/d" >"$T/status4.out" 2>&1 || fail "4: sft status: $(cat "$T/status4.out")"
   lines=$(grep -Ec '^ *path [12] ' "$T/status4.out" || true)
-  [ "$lines" = 2 ] && grep -Eq "path 1 +$pa +active" "$T/status4.out" &&
-    grep -Eq "path 2 +$pb +active" "$T/status4.out" || fail "4: sft status: $(cat "$T/status4.out")"
+  [ "$lines" = 2 ] && grep -Eq "path 1 +$pa +(active|degraded) " "$T/status4.out" &&
+    grep -Eq "path 2 +$pb +(active|degraded) " "$T/status4.out" || fail "4: sft status: $(cat "$T/status4.out")"
   # /metrics: the per-path series, promtool-valid.
   req GET /metrics
   cp "$T/body" "$T/metrics4.txt"
   for p in "$pa" "$pb"; do
-    grep -q "^path_state{transfer=\"$id\",path=\"$p\"} 0$" "$T/metrics4.txt" || fail "4: path_state for $p: $(grep '^path_' "$T/metrics4.txt")"
+    grep -Eq "^path_state\{transfer=\"$id\",path=\"$p\"\} [01]$" "$T/metrics4.txt" || fail "4: path_state for $p: $(grep '^path_' "$T/metrics4.txt")"
     grep -Eq "^path_delivery_rate_bps\{transfer=\"$id\",path=\"$p\"\} [0-9.e+-]+$" "$T/metrics4.txt" ||
       fail "4: path_delivery_rate_bps for $p: $(grep 'path' "$T/metrics4.txt")"
     # RTT: the standard family, sft_path_rtt_seconds{path="ID/PEER"}

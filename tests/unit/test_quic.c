@@ -919,6 +919,152 @@ static void test_stateless_reset_and_vn(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Number of open file descriptors (failed connects must not leak one). */
+static int count_fds(void) {
+  char cmd[64];
+  snprintf(cmd, sizeof cmd, "ls /proc/%d/fd | wc -l", (int)getpid());
+  FILE *f = popen(cmd, "r");
+  assert_non_null(f);
+  int n = -1;
+  assert_int_equal(fscanf(f, "%d", &n), 1);
+  pclose(f);
+  return n;
+}
+
+static uint16_t sa_port(const struct sockaddr_storage *ss) {
+  return ntohs(ss->ss_family == AF_INET
+                   ? ((const struct sockaddr_in *)ss)->sin_port
+                   : ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+typedef struct via_wait {
+  side *cli, *srv;
+  int cli_want, srv_want, closed;
+} via_wait;
+
+static int via_connected(void *p) {
+  via_wait *w = p;
+  return w->cli->connected >= w->cli_want && w->srv->connected >= w->srv_want;
+}
+
+static int via_closed(void *p) {
+  via_wait *w = p;
+  return w->cli->closed >= w->closed;
+}
+
+/* One connection from |local| to |host|:|port| of |srv|'s listener: the
+ * server must see |want_src| (with a non-zero port) as the peer address. */
+static void via_ok_case(uv_loop_t *loop, side *srv, sftq_ctx *cctx,
+                        side *cli, const char *local, const char *host,
+                        uint16_t port, const char *want_src) {
+  sftq_conn *c = NULL;
+  via_wait w = {cli, srv, cli->connected + 1, srv->connected + 1, 0};
+  assert_int_equal(sftq_connect_via(cctx, local, host, port, NULL, &c), 0);
+  assert_non_null(c);
+  assert_true(run_until(loop, via_connected, &w, 5000));
+  struct sockaddr_storage ss;
+  socklen_t sl = 0;
+  assert_int_equal(sftq_conn_peer_addr(srv->conn, &ss, &sl), 0);
+  char txt[INET6_ADDRSTRLEN];
+  const void *a = ss.ss_family == AF_INET
+                      ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                      : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+  assert_non_null(inet_ntop(ss.ss_family, a, txt, sizeof txt));
+  assert_string_equal(txt, want_src);
+  assert_true(sa_port(&ss) != 0);
+  /* The client's own view of the peer is the server's listener. */
+  assert_int_equal(sftq_conn_peer_addr(c, &ss, &sl), 0);
+  assert_int_equal(sa_port(&ss), port);
+  w.closed = cli->closed + 1;
+  sftq_conn_close(c, 0);
+  assert_true(run_until(loop, via_closed, &w, 5000));
+  assert_int_equal(cli->reason, SFT_OK);
+}
+
+/* sftq_connect_via: the source address is the bound one; family mismatch
+ * and an address that is not on this host fail at once, without a closed
+ * callback and without leaking the socket. */
+static void test_connect_via(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server"}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  via_ok_case(&loop, &srv, cli.ctx, &cli, "127.0.0.1", "127.0.0.1", port,
+              "127.0.0.1");
+  /* 127.0.0.2 (lo's 127/8): only the bind makes the kernel use it. */
+  via_ok_case(&loop, &srv, cli.ctx, &cli, "127.0.0.2", "127.0.0.1", port,
+              "127.0.0.2");
+  /* NULL and "" keep the old behaviour: the kernel picks 127.0.0.1. */
+  via_ok_case(&loop, &srv, cli.ctx, &cli, "", "127.0.0.1", port, "127.0.0.1");
+  via_ok_case(&loop, &srv, cli.ctx, &cli, NULL, "127.0.0.1", port,
+              "127.0.0.1");
+
+  int fds = count_fds();
+  int closed = cli.closed;
+  sftq_conn *c = (sftq_conn *)&c;
+  assert_int_equal(sftq_connect_via(cli.ctx, "::1", "127.0.0.1", port, NULL, &c),
+                   SFT_ERR_INVAL);
+  assert_null(c);
+  assert_int_equal(
+      sftq_connect_via(cli.ctx, "127.0.0.1", "::1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(
+      sftq_connect_via(cli.ctx, "127.0.0.1:9", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(
+      sftq_connect_via(cli.ctx, "localhost", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  /* brackets and %zone only with IPv6; an unknown zone */
+  assert_int_equal(
+      sftq_connect_via(cli.ctx, "[127.0.0.1]", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(
+      sftq_connect_via(cli.ctx, "127.0.0.1%lo", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(
+      sftq_connect_via(cli.ctx, "::1%nosuchif0", "::1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(sftq_connect_via(cli.ctx, "[::1", "::1", port, NULL, &c),
+                   SFT_ERR_INVAL);
+  c = (sftq_conn *)&c;
+  assert_int_equal(
+      sftq_connect_via(cli.ctx, "192.0.2.1", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_IO); /* TEST-NET-1: not on this host, bind EADDRNOTAVAIL */
+  assert_null(c);
+  assert_int_equal(
+      sftq_connect_via(NULL, "127.0.0.1", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(count_fds(), fds);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(cli.closed, closed); /* nothing was reported */
+
+  /* IPv6 when the host has ::1 (some CI containers do not). */
+  sftq_ctx *s6 = NULL;
+  side srv6 = {.name = "server6"};
+  sftq_config scfg6;
+  base_cfg(&scfg6, &srv6, g_scert, g_skey);
+  assert_int_equal(sftq_ctx_new(&s6, &loop, &scfg6), 0);
+  srv6.ctx = s6;
+  uint16_t port6 = 0;
+  if (sftq_listen(s6, "::1", 0, &port6) == 0) {
+    via_ok_case(&loop, &srv6, cli.ctx, &cli, "::1", "::1", port6, "::1");
+    via_ok_case(&loop, &srv6, cli.ctx, &cli, "[::1]", "::1", port6, "::1");
+    via_ok_case(&loop, &srv6, cli.ctx, &cli, "::1%lo", "::1", port6, "::1");
+    assert_int_equal(
+        sftq_connect_via(cli.ctx, "2001:db8::1", "::1", port6, NULL, &c),
+        SFT_ERR_IO); /* documentation prefix: not on this host */
+  } else {
+    print_message("no ::1 here: IPv6 via case skipped\n");
+  }
+  sftq_ctx_free(s6);
+  finish(&loop, srv.ctx, cli.ctx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identity),
@@ -936,6 +1082,7 @@ int main(void) {
       cmocka_unit_test(test_free_with_live_conns),
       cmocka_unit_test(test_stream_cancel),
       cmocka_unit_test(test_stateless_reset_and_vn),
+      cmocka_unit_test(test_connect_via),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

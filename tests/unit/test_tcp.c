@@ -879,6 +879,122 @@ static void test_bad_config(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Number of open file descriptors (failed connects must not leak one). */
+static int count_fds(void) {
+  char cmd[64];
+  snprintf(cmd, sizeof cmd, "ls /proc/%d/fd | wc -l", (int)getpid());
+  FILE *f = popen(cmd, "r");
+  assert_non_null(f);
+  int n = -1;
+  assert_int_equal(fscanf(f, "%d", &n), 1);
+  pclose(f);
+  return n;
+}
+
+/* One connection from |local| to |host|:|port|: the server must see
+ * |want_src| as the peer address; then a clean close. */
+static void via_ok_case(side *sv, side *cl, const char *local,
+                        const char *host, uint16_t port,
+                        const char *want_src) {
+  sftt_conn *c = NULL;
+  int sconn = sv->connected, cconn = cl->connected;
+  int sclosed = sv->closed;
+  assert_int_equal(sftt_connect_via(cl->ctx, local, host, port, NULL, &c), 0);
+  assert_non_null(c);
+  run_until(cl, cconn + 1, 0, 0);
+  run_until(sv, sconn + 1, 0, 0);
+  assert_int_equal(cl->connected, cconn + 1);
+  assert_int_equal(sv->connected, sconn + 1);
+  struct sockaddr_storage ss;
+  socklen_t sl = 0;
+  assert_int_equal(sftt_conn_peer_addr(sv->conn, &ss, &sl), 0);
+  char txt[INET6_ADDRSTRLEN];
+  const void *a = ss.ss_family == AF_INET
+                      ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                      : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+  assert_non_null(inet_ntop(ss.ss_family, a, txt, sizeof txt));
+  assert_string_equal(txt, want_src);
+  sftt_conn_close(c, 0);
+  run_until(sv, 0, sclosed + 1, 0);
+  assert_int_equal(sv->closed, sclosed + 1);
+}
+
+/* sftt_connect_via: the source address is the bound one; family mismatch
+ * and an address that is not on this host fail at once, without a closed
+ * callback and without leaking the socket. */
+static void test_connect_via(void **state) {
+  (void)state;
+  side sv = {0}, cl = {0};
+  sftq_config scfg, ccfg;
+  loop_begin();
+  base_cfg(&scfg, &sv, 1);
+  base_cfg(&ccfg, &cl, 0);
+  uint16_t port;
+  pair(&sv, &cl, &scfg, &ccfg, &port);
+  via_ok_case(&sv, &cl, "127.0.0.1", "127.0.0.1", port, "127.0.0.1");
+  /* 127.0.0.2 (lo's 127/8): only the bind makes the kernel use it. */
+  via_ok_case(&sv, &cl, "127.0.0.2", "127.0.0.1", port, "127.0.0.2");
+  via_ok_case(&sv, &cl, "", "127.0.0.1", port, "127.0.0.1");
+  via_ok_case(&sv, &cl, NULL, "127.0.0.1", port, "127.0.0.1");
+
+  int fds = count_fds();
+  int closed = cl.closed;
+  sftt_conn *c = (sftt_conn *)&c;
+  assert_int_equal(sftt_connect_via(cl.ctx, "::1", "127.0.0.1", port, NULL, &c),
+                   SFT_ERR_INVAL);
+  assert_null(c);
+  assert_int_equal(sftt_connect_via(cl.ctx, "127.0.0.1", "::1", port, NULL, &c),
+                   SFT_ERR_INVAL);
+  assert_int_equal(
+      sftt_connect_via(cl.ctx, "127.0.0.1:9", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(
+      sftt_connect_via(cl.ctx, "localhost", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  /* brackets and %zone only with IPv6; an unknown zone */
+  assert_int_equal(
+      sftt_connect_via(cl.ctx, "[127.0.0.1]", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(
+      sftt_connect_via(cl.ctx, "127.0.0.1%lo", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(
+      sftt_connect_via(cl.ctx, "::1%nosuchif0", "::1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(sftt_connect_via(cl.ctx, "[::1", "::1", port, NULL, &c),
+                   SFT_ERR_INVAL);
+  c = (sftt_conn *)&c;
+  assert_int_equal(
+      sftt_connect_via(cl.ctx, "192.0.2.1", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_IO); /* TEST-NET-1: not on this host, bind EADDRNOTAVAIL */
+  assert_null(c);
+  assert_int_equal(
+      sftt_connect_via(NULL, "127.0.0.1", "127.0.0.1", port, NULL, &c),
+      SFT_ERR_INVAL);
+  assert_int_equal(count_fds(), fds);
+  uv_run(&g_loop, UV_RUN_NOWAIT);
+  assert_int_equal(cl.closed, closed); /* nothing was reported */
+
+  /* IPv6 when the host has ::1 (some CI containers do not). */
+  side sv6 = {0};
+  sftq_config scfg6;
+  base_cfg(&scfg6, &sv6, 1);
+  assert_int_equal(sftt_ctx_new(&sv6.ctx, &g_loop, &scfg6), 0);
+  uint16_t port6 = 0;
+  if (sftt_listen(sv6.ctx, "::1", 0, &port6) == 0) {
+    via_ok_case(&sv6, &cl, "::1", "::1", port6, "::1");
+    via_ok_case(&sv6, &cl, "[::1]", "::1", port6, "::1");
+    via_ok_case(&sv6, &cl, "::1%lo", "::1", port6, "::1");
+    assert_int_equal(
+        sftt_connect_via(cl.ctx, "2001:db8::1", "::1", port6, NULL, &c),
+        SFT_ERR_IO); /* documentation prefix: not on this host */
+  } else {
+    print_message("no ::1 here: IPv6 via case skipped\n");
+  }
+  sftt_ctx_free(sv6.ctx);
+  loop_end(cl.ctx, sv.ctx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_frame_codec),
@@ -894,6 +1010,7 @@ int main(void) {
       cmocka_unit_test(test_idle_timeout),
       cmocka_unit_test(test_keepalive),
       cmocka_unit_test(test_handshake_timeout),
+      cmocka_unit_test(test_connect_via),
   };
   int rv = cmocka_run_group_tests(tests, group_setup, group_teardown);
   free(g_pat);

@@ -3,6 +3,7 @@
  * write loop and the connection lifecycle. See docs/internals/quic.md. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <gnutls/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1411,6 +1412,44 @@ static int parse_addr(const char *host, uint16_t port,
   return SFT_ERR_INVAL;
 }
 
+/* A local bind address for *_connect_via: a numeric IPv4 or IPv6 literal,
+ * IPv6 optionally in brackets and with a "%zone" (interface name or index:
+ * link-local sources); port 0. SFT_ERR_INVAL otherwise. */
+static int parse_local(const char *s, struct sockaddr_storage *ss,
+                       socklen_t *len) {
+  char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 4];
+  size_t n = strlen(s);
+  char *p = buf, *zone;
+  int bracket = 0, rv;
+  if (n >= sizeof buf)
+    return SFT_ERR_INVAL;
+  memcpy(buf, s, n + 1);
+  if (p[0] == '[') {
+    if (n < 3 || p[n - 1] != ']')
+      return SFT_ERR_INVAL;
+    p[n - 1] = 0;
+    p++;
+    bracket = 1;
+  }
+  zone = strchr(p, '%');
+  if (zone)
+    *zone++ = 0;
+  if ((rv = parse_addr(p, 0, ss, len)) != 0)
+    return rv;
+  if ((bracket || zone) && ss->ss_family != AF_INET6)
+    return SFT_ERR_INVAL;
+  if (zone) {
+    unsigned long idx = if_nametoindex(zone);
+    if (!idx && zone[0] >= '1' && zone[0] <= '9' && strlen(zone) <= 9 &&
+        strspn(zone, "0123456789") == strlen(zone))
+      idx = strtoul(zone, NULL, 10);
+    if (!idx)
+      return SFT_ERR_INVAL;
+    ((struct sockaddr_in6 *)ss)->sin6_scope_id = (uint32_t)idx;
+  }
+  return 0;
+}
+
 /* ---- public API ------------------------------------------------------------ */
 
 int sftq_cc_parse(const char *name, enum sftq_cc *out) {
@@ -1556,17 +1595,31 @@ int sftq_listen(sftq_ctx *ctx, const char *addr, uint16_t port,
 
 int sftq_connect(sftq_ctx *ctx, const char *host, uint16_t port,
                  void *conn_user, sftq_conn **out) {
+  return sftq_connect_via(ctx, NULL, host, port, conn_user, out);
+}
+
+int sftq_connect_via(sftq_ctx *ctx, const char *local, const char *host,
+                     uint16_t port, void *conn_user, sftq_conn **out) {
+  if (!out) return SFT_ERR_INVAL;
   *out = NULL;
   if (!ctx) return SFT_ERR_INVAL;
   if (ctx->freeing) return SFT_ERR_STATE;
-  struct sockaddr_storage peer, any;
-  socklen_t plen;
+  struct sockaddr_storage peer, src;
+  socklen_t plen, slen;
   int rv = parse_addr(host, port, &peer, &plen);
   if (rv) return rv;
-  memset(&any, 0, sizeof any);
-  any.ss_family = peer.ss_family;
+  if (local && local[0]) {
+    /* Bind the given source address (port 0: ephemeral); the kernel then
+     * routes from it and getsockname() below reports it. */
+    if ((rv = parse_local(local, &src, &slen)) != 0) return rv;
+    if (src.ss_family != peer.ss_family) return SFT_ERR_INVAL;
+  } else {
+    memset(&src, 0, sizeof src);
+    src.ss_family = peer.ss_family;
+    slen = plen;
+  }
   sftq_ep *ep;
-  if ((rv = ep_open(ctx, (struct sockaddr *)&any, plen, (struct sockaddr *)&peer,
+  if ((rv = ep_open(ctx, (struct sockaddr *)&src, slen, (struct sockaddr *)&peer,
                     plen, &ep)) != 0)
     return rv;
   sftq_conn *c = conn_alloc(ctx, ep, false);

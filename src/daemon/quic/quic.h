@@ -183,6 +183,20 @@ int sftq_listen(sftq_ctx *ctx, const char *addr, uint16_t port,
 int sftq_connect(sftq_ctx *ctx, const char *host, uint16_t port,
                  void *conn_user, sftq_conn **out);
 
+/* sftq_connect from a chosen source: the UDP socket binds numeric |local|
+ * (port 0: ephemeral) before connecting, so every datagram of the
+ * connection leaves from that address and the ngtcp2 path's local address
+ * is the bound one (getsockname). |local| is an IPv4 or IPv6 literal, no
+ * port; IPv6 may be "[bracketed]" and carry a "%zone" (interface name or
+ * index: a link-local source). |local| NULL or "" is sftq_connect (wildcard
+ * bind, the kernel picks the source). Errors: SFT_ERR_INVAL (NULL ctx/out,
+ * |host| or |local| not a numeric address, unknown zone, |local| and |host|
+ * of different families), SFT_ERR_IO (socket, or bind failed: e.g.
+ * EADDRNOTAVAIL for an address not on this host), SFT_ERR_NOMEM,
+ * SFT_ERR_STATE (context closing). No closed callback follows an error. */
+int sftq_connect_via(sftq_ctx *ctx, const char *local, const char *host,
+                     uint16_t port, void *conn_user, sftq_conn **out);
+
 /* ---- connections --------------------------------------------------------- */
 
 void *sftq_conn_user(const sftq_conn *c);

@@ -4,6 +4,7 @@
  * sending in frames of at most 16 KiB. See docs/internals/tcp.md. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/abstract.h>
@@ -1633,6 +1634,44 @@ static int parse_addr(const char *host, uint16_t port,
   return SFT_ERR_INVAL;
 }
 
+/* A local bind address for *_connect_via: a numeric IPv4 or IPv6 literal,
+ * IPv6 optionally in brackets and with a "%zone" (interface name or index:
+ * link-local sources); port 0. SFT_ERR_INVAL otherwise. */
+static int parse_local(const char *s, struct sockaddr_storage *ss,
+                       socklen_t *len) {
+  char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 4];
+  size_t n = strlen(s);
+  char *p = buf, *zone;
+  int bracket = 0, rv;
+  if (n >= sizeof buf)
+    return SFT_ERR_INVAL;
+  memcpy(buf, s, n + 1);
+  if (p[0] == '[') {
+    if (n < 3 || p[n - 1] != ']')
+      return SFT_ERR_INVAL;
+    p[n - 1] = 0;
+    p++;
+    bracket = 1;
+  }
+  zone = strchr(p, '%');
+  if (zone)
+    *zone++ = 0;
+  if ((rv = parse_addr(p, 0, ss, len)) != 0)
+    return rv;
+  if ((bracket || zone) && ss->ss_family != AF_INET6)
+    return SFT_ERR_INVAL;
+  if (zone) {
+    unsigned long idx = if_nametoindex(zone);
+    if (!idx && zone[0] >= '1' && zone[0] <= '9' && strlen(zone) <= 9 &&
+        strspn(zone, "0123456789") == strlen(zone))
+      idx = strtoul(zone, NULL, 10);
+    if (!idx)
+      return SFT_ERR_INVAL;
+    ((struct sockaddr_in6 *)ss)->sin6_scope_id = (uint32_t)idx;
+  }
+  return 0;
+}
+
 static int conn_verify_hook(sftt_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
   memcpy(c->peer_fp, fp, SFTQ_FP_LEN);
   c->fp_known = true;
@@ -1818,6 +1857,11 @@ int sftt_listen(sftt_ctx *ctx, const char *addr, uint16_t port,
 
 int sftt_connect(sftt_ctx *ctx, const char *host, uint16_t port,
                  void *conn_user, sftt_conn **out) {
+  return sftt_connect_via(ctx, NULL, host, port, conn_user, out);
+}
+
+int sftt_connect_via(sftt_ctx *ctx, const char *local, const char *host,
+                     uint16_t port, void *conn_user, sftt_conn **out) {
   if (!out)
     return SFT_ERR_INVAL;
   *out = NULL;
@@ -1830,10 +1874,31 @@ int sftt_connect(sftt_ctx *ctx, const char *host, uint16_t port,
   int rv = parse_addr(host, port, &peer, &plen);
   if (rv)
     return rv;
+  struct sockaddr_storage src;
+  socklen_t slen = 0;
+  if (local && local[0]) {
+    if ((rv = parse_local(local, &src, &slen)) != 0)
+      return rv;
+    if (src.ss_family != peer.ss_family)
+      return SFT_ERR_INVAL;
+  }
   int fd =
       socket(peer.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return SFT_ERR_IO;
+  if (slen) {
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    /* The port is chosen at connect() time with the peer known: binding
+     * many sources does not use up the ephemeral range. */
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+                     sizeof one);
+#endif
+    if (bind(fd, (struct sockaddr *)&src, slen) != 0) {
+      close(fd);
+      return SFT_ERR_IO;
+    }
+  }
   int sb = ctx->cfg.sockbuf > INT32_MAX ? INT32_MAX : (int)ctx->cfg.sockbuf;
   (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sb, sizeof sb);
   (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);

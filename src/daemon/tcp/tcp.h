@@ -81,6 +81,19 @@ int sftt_listen(sftt_ctx *ctx, const char *addr, uint16_t port,
 int sftt_connect(sftt_ctx *ctx, const char *host, uint16_t port,
                  void *conn_user, sftt_conn **out);
 
+/* sftt_connect from a chosen source: the socket binds numeric |local|
+ * (ephemeral port) before the connect. |local| is an IPv4 or IPv6 literal,
+ * no port; IPv6 may be "[bracketed]" and carry a "%zone" (interface name
+ * or index: a link-local source). |local| NULL or "" is sftt_connect (the
+ * kernel picks the source). Errors: SFT_ERR_INVAL (NULL ctx/out, |host| or
+ * |local| not a numeric address, unknown zone, |local| and |host| of
+ * different families), SFT_ERR_IO (socket, bind failed: e.g.
+ * EADDRNOTAVAIL for an address not on this host, or connect failed at
+ * once), SFT_ERR_NOMEM, SFT_ERR_STATE. No closed callback follows an
+ * error. */
+int sftt_connect_via(sftt_ctx *ctx, const char *local, const char *host,
+                     uint16_t port, void *conn_user, sftt_conn **out);
+
 /* ---- connections --------------------------------------------------------- */
 
 void *sftt_conn_user(const sftt_conn *c);
