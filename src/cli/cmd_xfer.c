@@ -348,11 +348,11 @@ static int check_via(const char *via) {
   list[0] = 0;
   for (size_t i = 0; i < nifs && used + 2 < sizeof(list); i++) {
     char a[INET6_ADDRSTRLEN + 8];
-    if (sftd_addr_format((const struct sockaddr *)&ifs[i].addr, a,
-                         sizeof(a)) < 0)
+    if (sftd_addr_format((const struct sockaddr *)&ifs[i].addr, a, sizeof(a)) <
+        0)
       continue;
-    int k = snprintf(list + used, sizeof(list) - used, "%s%s",
-                     used ? ", " : "", a);
+    int k =
+        snprintf(list + used, sizeof(list) - used, "%s%s", used ? ", " : "", a);
     if (k < 0 || (size_t)k >= sizeof(list) - used)
       break;
     used += (size_t)k;

@@ -71,9 +71,9 @@ struct dxfer {
   uint8_t peer_fp[SFTD_FP_LEN];
   int have_peer_fp;
   uint8_t sid[SFT_SESSION_ID_LEN]; /* a reloaded transfer's session id */
-  unsigned paths_seen;     /* network paths reported so far (PathUpdate) */
+  unsigned paths_seen;        /* network paths reported so far (PathUpdate) */
   char via[VIA_TEXT_MAX + 1]; /* "ADDR[,ADDR]" (opts.via points here) */
-  uint64_t rate_t, rate_b; /* rate estimate window */
+  uint64_t rate_t, rate_b;    /* rate estimate window */
   double rate_bps;
 };
 
@@ -564,8 +564,8 @@ static void store_request(struct dxfer *x, const struct send_req *rq) {
   for (size_t i = 0; i < x->npaths; i++)
     json_array_append_new(paths, json_string(x->paths[i]));
   sft_hex(x->res.session_id, SFT_SESSION_ID_LEN, sid);
-  o = json_pack("{s:i, s:o, s:s, s:s, s:s, s:I, s:s?, s:s?, s:s?, s:s?}",
-                "v", 1, "paths", paths, "peer", x->peer, "session_id", sid,
+  o = json_pack("{s:i, s:o, s:s, s:s, s:s, s:I, s:s?, s:s?, s:s?, s:s?}", "v",
+                1, "paths", paths, "peer", x->peer, "session_id", sid,
                 "priority", prio_name((int)x->opts.priority), "chunk_size",
                 (json_int_t)rq->chunk_size, "bwlimit", rq->bwlimit, "peer_id",
                 rq->peer_id && *rq->peer_id ? rq->peer_id : NULL, "fec",

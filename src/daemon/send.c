@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@
 #define LINKQ_MIN (2u << 20)   /* several links: unsent per link at least */
 #define LINKQ_NS 250000000ull  /* ...else what it delivers in this time */
 #define SPATHS 64              /* stripes remembered for parity steering */
+#define RACE_NS 1000000000ull  /* first contact: next path after this long */
 #define BACKOFF_MIN_MS 1000u   /* reconnect backoff: 1, 2, 4 .. 30 s */
 #define BACKOFF_MAX_MS 30000u
 #define STALL_MIN_NS 1000000000ull   /* a link without progress for */
@@ -116,14 +118,17 @@ struct slink {
   uint64_t pkts_recv;   /* ...counted here */
   int last_err;
   int was_up;          /* completed HELLO before: a comeback is a reconnect */
+  int raced;           /* opened by the first-contact race (pump) */
   uint64_t bytes_sent; /* chunk bytes handed to this link */
   char why[256];       /* why it went down */
 };
 
-/* One address of the receiver (a path). */
+/* A path: one address of the receiver, and the local address to send
+ * from ("" = the kernel's choice). */
 struct target {
   char numeric[256];
   uint16_t port;
+  char via[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
 };
 
 struct sender {
@@ -984,12 +989,14 @@ static int link_open(struct sender *s, struct slink *l) {
     sftt_conn *tc = NULL;
     if (!s->t)
       return SFT_ERR_UNSUPPORTED;
-    rv = sftt_connect(s->t, s->tg[l->tgt].numeric, s->tg[l->tgt].port, l, &tc);
+    rv = sftt_connect_via(s->t, s->tg[l->tgt].via, s->tg[l->tgt].numeric,
+                          s->tg[l->tgt].port, l, &tc);
     if (!rv)
       l->c = (sftq_conn *)(void *)tc;
     return rv;
   }
-  rv = sftq_connect(s->q, s->tg[l->tgt].numeric, s->tg[l->tgt].port, l, &l->c);
+  rv = sftq_connect_via(s->q, s->tg[l->tgt].via, s->tg[l->tgt].numeric,
+                        s->tg[l->tgt].port, l, &l->c);
   if (rv) {
     l->c = NULL;
     return rv;
@@ -1075,6 +1082,15 @@ static struct slink *first_up(struct sender *s) {
 /* A link completed HELLO. The first one after the session was down (or the
  * new control link after the old one died) re-offers what is unfinished:
  * the receiver answers with its bitmap and nothing it holds is sent again. */
+/* "HOST:PORT", "[V6]:PORT", plus " via LOCAL" for a --via path (so two
+ * paths to one address have distinct names). */
+static void path_label(const struct target *tg, char *out, size_t cap) {
+  int n = snprintf(out, cap, strchr(tg->numeric, ':') ? "[%s]:%u" : "%s:%u",
+                   tg->numeric, tg->port);
+  if (tg->via[0] && n > 0 && (size_t)n < cap)
+    snprintf(out + n, cap - (size_t)n, " via %s", tg->via);
+}
+
 /* Feeds link |l|'s connection statistics to its path record. */
 static void path_feed(struct sender *s, const struct slink *l,
                       const sftq_stats *st) {
@@ -1287,6 +1303,32 @@ static void pump(struct sender *s) {
   for (unsigned i = 0; i < s->nlinks && !s->closing; i++) {
     struct slink *l = &s->links[i];
     uint64_t at;
+    if (!s->ever_up && i > 0 && i < s->ntg && !l->c && !l->raced &&
+        l->reopen_at == UINT64_MAX && s->links[0].tgt == 0) {
+      /* First contact with several paths: while the first has not
+       * answered, try the next ones too, one more every RACE_NS (an
+       * unreachable first address would otherwise hold the transfer for
+       * the whole handshake timeout). The first to answer HELLO leads. */
+      uint64_t due = s->t0 + i * RACE_NS;
+      if (t >= due) {
+        char text[400];
+        const struct target *a = &s->tg[s->links[i - 1].tgt],
+                            *b = &s->tg[l->tgt];
+        snprintf(text, sizeof(text),
+                 "path %s:%u: no answer within %llu ms: trying path %s:%u "
+                 "as well",
+                 a->numeric, a->port,
+                 (unsigned long long)((t - s->t0) / 1000000u), b->numeric,
+                 b->port);
+        warn(s, text);
+        l->raced = 1;
+        if (link_open(s, l))
+          l->c = NULL; /* tried again once a link is up */
+        l->reopen_at = UINT64_MAX;
+      } else if (due < next) {
+        next = due;
+      }
+    }
     if (l->c && !l->connected && l->fallback_at) {
       if (t >= l->fallback_at)
         fall_back(l, "no QUIC handshake completed");
@@ -1814,6 +1856,19 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
              s->tg[l->tgt].numeric, s->tg[l->tgt].port,
              sft_strerror(reason ? reason : SFT_ERR_CLOSED));
   }
+  if (!s->ever_up && !s->closing && reason != SFT_ERR_AUTH &&
+      links_live(s) > 1) {
+    /* Another path's first contact is under way (the race in pump()):
+     * this one is skipped for now and tried again once a link is up. */
+    char text[400];
+    snprintf(text, sizeof(text), "path %s:%u skipped: %s",
+             s->tg[l->tgt].numeric, s->tg[l->tgt].port, why);
+    warn(s, text);
+    link_reset(l);
+    sft_path_set_failed(&s->pt, l->idx, now());
+    l->reopen_at = UINT64_MAX;
+    return;
+  }
   if (!s->ever_up && !s->closing && l->idx == 0 && l->tgt + 1 < s->ntg &&
       reason != SFT_ERR_AUTH) {
     /* That path does not work: try the receiver's next address. */
@@ -1955,9 +2010,7 @@ static void progress_tick(uv_timer_t *t) {
     struct sftd_path_stat *ps = &ev.p.paths[ev.p.npaths++];
     struct sft_path_info pi;
     const struct target *tg = &s->tg[l->tgt];
-    snprintf(ps->peer, sizeof(ps->peer),
-             strchr(tg->numeric, ':') ? "[%s]:%u" : "%s:%u", tg->numeric,
-             tg->port);
+    path_label(tg, ps->peer, sizeof(ps->peer));
     ps->loss = -1;
     ps->bytes_sent = l->bytes_sent;
     ps->up = l->c && l->hello_ok;
@@ -1997,6 +2050,78 @@ static void progress_tick(uv_timer_t *t) {
 
 /* ---- entry ----------------------------------------------------------------
  */
+
+/* --via: every peer address x every local address of its family, each
+ * peer's first path before any peer's second one, at most SFTD_PEERS_MAX
+ * (the rest are dropped with a warning). 0, or an error with |why| set:
+ * SFT_ERR_INVAL (a bad list: sftd_via_parse's message), SFT_ERR_NOT_FOUND
+ * (no local address of a peer's family). */
+static int via_expand(struct sender *s, const char *via, char *why,
+                      size_t cap) {
+  struct sftd_local ifs[64], v[SFTD_VIA_MAX];
+  struct target peers[SFTD_PEERS_MAX];
+  char vtext[SFTD_VIA_MAX][sizeof(s->tg[0].via)];
+  size_t nifs = 0, nv = 0, dropped = 0;
+  unsigned np = s->ntg;
+  char msg[300];
+  int rv;
+  if (sftd_ifaddrs_list(ifs, sizeof(ifs) / sizeof(ifs[0]), &nifs))
+    nifs = 0; /* loopback vias still parse */
+  rv = sftd_via_parse(via, strlen(via), ifs, nifs, v, SFTD_VIA_MAX, &nv, msg,
+                      sizeof(msg));
+  if (rv) {
+    snprintf(why, cap, "bad --via list: %s", msg);
+    return rv;
+  }
+  for (size_t i = 0; i < nv; i++) {
+    char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
+    if (getnameinfo((const struct sockaddr *)&v[i].addr, v[i].addrlen, host,
+                    sizeof(host), NULL, 0, NI_NUMERICHOST)) {
+      snprintf(why, cap, "bad --via list: entry %zu has no numeric form",
+               i + 1);
+      return SFT_ERR_INVAL;
+    }
+    snprintf(vtext[i], sizeof(vtext[i]), "%s", host);
+  }
+  memcpy(peers, s->tg, sizeof(peers));
+  s->ntg = 0;
+  for (size_t round = 0; round < nv; round++) {
+    for (unsigned p = 0; p < np; p++) {
+      /* the round-th local address of this peer's family */
+      int v6 = strchr(peers[p].numeric, ':') != NULL;
+      size_t k = 0, i;
+      for (i = 0; i < nv; i++) {
+        if ((v[i].addr.ss_family == AF_INET6) != v6)
+          continue;
+        if (k++ == round)
+          break;
+      }
+      if (i == nv)
+        continue;
+      if (s->ntg == SFTD_PEERS_MAX) {
+        dropped++;
+        continue;
+      }
+      s->tg[s->ntg] = peers[p];
+      snprintf(s->tg[s->ntg].via, sizeof(s->tg[s->ntg].via), "%s", vtext[i]);
+      s->ntg++;
+    }
+  }
+  if (!s->ntg) {
+    snprintf(why, cap,
+             "--via %s: no local address of the receiver's address family",
+             via);
+    return SFT_ERR_NOT_FOUND;
+  }
+  if (dropped) {
+    char w[200];
+    snprintf(w, sizeof(w),
+             "--via: %zu path(s) past the first %u not used", dropped,
+             (unsigned)SFTD_PEERS_MAX);
+    warn(s, w);
+  }
+  return 0;
+}
 
 static int resolve(const char *host, uint16_t port, char *out, size_t cap) {
   struct addrinfo hints = {0}, *ai = NULL;
@@ -2259,6 +2384,13 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
       s->ntg++;
     }
   }
+  if (o->via && *o->via) {
+    rv = via_expand(s, o->via, res->why, sizeof(res->why));
+    if (rv) {
+      res->err = rv;
+      goto fail;
+    }
+  }
   if (s->nlinks < s->ntg)
     s->nlinks = s->ntg;
   for (unsigned i = 0; i < SFTD_LINKS_MAX; i++)
@@ -2279,7 +2411,9 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
   }
   for (unsigned i = 1; i < s->nlinks; i++)
     s->links[i].reopen_at = UINT64_MAX; /* opened by link_up */
-  if (s->links[0].fallback_at)
+  if (s->ntg > 1) /* the first-contact race (pump re-arms for the rest) */
+    uv_timer_start(&s->timer, on_timer, RACE_NS / 1000000u, 0);
+  else if (s->links[0].fallback_at)
     uv_timer_start(&s->timer, on_timer, SFTD_FALLBACK_MS, 0);
   uv_timer_start(&s->ptimer, progress_tick, 100, 100);
   *out = s;

@@ -91,9 +91,9 @@ enum sftd_path_state { /* lib/path's statuses (sft_path_status_name) */
                                                for 3 PTO, or its connection is
                                                down (being reopened) */
 };
-#define SFTD_PATH_ADDR_MAX 64
+#define SFTD_PATH_ADDR_MAX 128
 struct sftd_path_stat {
-  char peer[SFTD_PATH_ADDR_MAX]; /* the receiver's address, "HOST:PORT" */
+  char peer[SFTD_PATH_ADDR_MAX]; /* "HOST:PORT" [" via LOCAL"] */
   int state;                     /* enum sftd_path_state */
   int up;                        /* its connection is established */
   double rtt_ms;                 /* smoothed RTT, 0 unknown */

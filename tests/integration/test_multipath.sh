@@ -17,7 +17,9 @@
 #      counters start at 0, so every byte it counts is post-recovery): it
 #      carries >= 1 MiB before the end, and the sender reports link_up
 #   e  an unreachable path (a UDP port with nothing listening) in the list,
-#      first or last: reported (warning or link_down), skipped, completes
+#      first or last: reported (warning or link_down), skipped, completes;
+#      first: the next path is tried after 1 s of silence (a warning says
+#      so) instead of after the handshake timeout
 # Timing: progress events carry no time, so the sender's stdout is stamped
 # line by line on arrival ($EPOCHREALTIME) by a reader in this shell.
 #
@@ -340,6 +342,10 @@ case_e() {
     if [ $order = first ]; then
       grep -Eq '"event":"(warning|link_down)".*'"$dead" "$T/e$order.s.out" ||
         { show "e$order"; fail "e: unreachable $order path not reported"; }
+      # It did not hold the transfer for its handshake timeout (10 s): the
+      # next path was tried while it was still silent.
+      grep -q '"event":"warning".*trying path .* as well' "$T/e$order.s.out" ||
+        { show "e$order"; fail "e: the next path was not tried while the first was silent"; }
     elif ! grep -Eq '"event":"(warning|link_down)".*'"$dead" "$T/e$order.s.out"; then
       python3 -c "import sys; sys.exit(0 if $SECS < 5 else 1)" ||
         fail "e: unreachable last path neither reported nor harmless ($SECS s)"

@@ -13,8 +13,7 @@
 #   4  a transfer via 127.0.0.1 and 127.0.0.2 uses both: while it runs the
 #      sending daemon has UDP sockets from both sources to the receiver,
 #      network_paths has 2 entries that both carried bytes, the copy is
-#      byte-identical. PENDING (printed, not failed) until the sender is
-#      wired (src/daemon/send.c): SFT_VIA_WIRED=1 makes it count.
+#      byte-identical; each path is named "PEER via LOCAL".
 # Environment: SFT_VIA_CASES (default "1 2 3 4") picks cases. SFT_KEEP=1
 # keeps the temporary directory.
 . "$(dirname "$0")/lib.sh"
@@ -59,7 +58,7 @@ out = "none"
 for (body,) in db.execute("SELECT body FROM requests"):
     r = json.loads(bytes(body).decode())
     if sys.argv[2] in r.get("paths", []):
-        out = r.get("via", "-")
+        out = r.get("via") or "-"
 print(out)
 EOF
 }
@@ -126,7 +125,7 @@ case2() {
   post /api/transfer/send \
     "{\"paths\":[\"$f\"],\"peer\":\"127.0.0.1:$RPORT\",\"via\":\"127.0.0.1\"}"
   [ "$HTTP" = 202 ] || fail "via 127.0.0.1: HTTP $HTTP $(cat "$T/body")"
-  wait_state "$(jq_ 'j["id"]')" 30 completed
+  wait_state "$(jq_ 'j["id"]')" 30 Completed
   cmp "$f" "$T/in/f2" || fail "via 127.0.0.1: copy differs"
   [ "$(stored_via "$f")" = 127.0.0.1 ] ||
     fail "stored request lost via: $(stored_via "$f")"
@@ -135,7 +134,7 @@ case2() {
   post /api/transfer/send \
     "{\"paths\":[\"$f\"],\"peer\":\"127.0.0.1:$RPORT\",\"via\":\"\"}"
   [ "$HTTP" = 202 ] || fail "via \"\": HTTP $HTTP $(cat "$T/body")"
-  wait_state "$(jq_ 'j["id"]')" 30 completed
+  wait_state "$(jq_ 'j["id"]')" 30 Completed
   [ "$(stored_via "$f")" = - ] || fail "via \"\" stored as $(stored_via "$f")"
   ok "REST via: 400 invalid_field for bad values; 127.0.0.1 sent and stored"
 }
@@ -154,30 +153,30 @@ case3() {
 
 case4() {
   local f="$T/f4" xid srcs="" i np
-  # pending MSG: a failure here is expected until send.c uses opts.via.
-  pending() {
-    if [ "${SFT_VIA_WIRED:-0}" = 1 ]; then fail "$1"; fi
-    echo "pending - via 127.0.0.1,127.0.0.2: $1 (SFT_VIA_WIRED=1 makes it fail)"
-  }
+  pending() { fail "$1"; } # (was pending until send.c used opts.via)
   head -c $((8 * MIB)) /dev/urandom >"$f"
   post /api/transfer/send "{\"paths\":[\"$f\"],\"peer\":\"127.0.0.1:$RPORT\",\
 \"via\":\"127.0.0.1,127.0.0.2\",\"bwlimit\":\"24M\"}"
   [ "$HTTP" = 202 ] || { pending "HTTP $HTTP $(cat "$T/body")"; return 0; }
   xid=$(jq_ 'j["id"]')
+  # every source seen while it runs (the union of the snapshots)
   for ((i = 0; i < 200; i++)); do
-    srcs=$(udp_sources "$RPORT" | tr '\n' ' ')
+    srcs=$({ printf '%s' "$srcs" | tr ' ' '\n'; udp_sources "$RPORT"; } |
+      grep . | sort -u | tr '\n' ' ')
     [ "$srcs" = "127.0.0.1 127.0.0.2 " ] && break
-    [ "$(state "$xid")" = completed ] && break
+    [ "$(state "$xid")" = Completed ] && break
     sleep 0.05
   done
-  wait_state "$xid" 60 completed failed cancelled
-  [ "$(state "$xid")" = completed ] || { pending "state $(state "$xid")"; return 0; }
+  wait_state "$xid" 60 Completed Failed Cancelled
+  [ "$(state "$xid")" = Completed ] || { pending "state $(state "$xid")"; return 0; }
   cmp "$f" "$T/in/f4" || fail "via 127.0.0.1,127.0.0.2: copy differs"
   [ "$srcs" = "127.0.0.1 127.0.0.2 " ] ||
     { pending "sources seen: '$srcs', want both"; return 0; }
   req GET "/api/transfer/$xid"
   np=$(jq_ 'len([p for p in j["network_paths"] if p["bytes_sent"] > 0])')
   [ "$np" = 2 ] || { pending "paths that carried bytes: $np, want 2"; return 0; }
+  [ "$(jq_ 'sorted(p["peer"] for p in j["network_paths"]) == ["127.0.0.1:'"$RPORT"' via 127.0.0.1", "127.0.0.1:'"$RPORT"' via 127.0.0.2"]')" = True ] ||
+    fail "via: path names: $(jq_ '[p["peer"] for p in j["network_paths"]]')"
   ok "via 127.0.0.1,127.0.0.2: both sources carried the transfer"
 }
 

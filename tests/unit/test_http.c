@@ -570,6 +570,8 @@ static void c_cors(struct env *e) {
   req1(p, "OPTIONS /nope HTTP/1.1\r\nHost: a\r\n"
           "Origin: http://ui.example:3000\r\n\r\n", 0, &e->r[4]);
   req1(p, "OPTIONS /healthz HTTP/1.1\r\nHost: a\r\n\r\n", 0, &e->r[5]);
+  req1(p, "GET /healthz HTTP/1.1\r\nHost: a:8080\r\n"
+          "Origin: http://a:8080\r\n\r\n", 0, &e->r[6]);
 }
 
 static void test_cors(void **state) {
@@ -592,11 +594,17 @@ static void test_cors(void **state) {
   assert_int_equal(r[2].status, 200);
   assert_true(has_hdr(&r[2], "access-control-allow-origin: http://ui.example"));
   assert_true(has_hdr(&r[2], "vary: origin"));
-  assert_int_equal(r[3].status, 200);
+  /* a simple request from another origin is refused too, not served
+   * without the header (it needs no preflight, so it would still act) */
+  assert_int_equal(r[3].status, 403);
+  assert_true(err_code_is(&r[3], "cors_denied"));
   assert_null(strstr(r[3].hdrs, "access-control-allow-origin"));
   assert_int_equal(r[4].status, 404);
   assert_int_equal(r[5].status, 204);
   assert_true(has_hdr(&r[5], "allow: get, head, options"));
+  /* same origin (the dashboard): served, no CORS headers needed */
+  assert_int_equal(r[6].status, 200);
+  assert_null(strstr(r[6].hdrs, "access-control-allow-origin"));
 }
 
 /* ---- deferred responses ---------------------------------------------------------------- */

@@ -893,9 +893,8 @@ static int count_fds(void) {
 
 /* One connection from |local| to |host|:|port|: the server must see
  * |want_src| as the peer address; then a clean close. */
-static void via_ok_case(side *sv, side *cl, const char *local,
-                        const char *host, uint16_t port,
-                        const char *want_src) {
+static void via_ok_case(side *sv, side *cl, const char *local, const char *host,
+                        uint16_t port, const char *want_src) {
   sftt_conn *c = NULL;
   int sconn = sv->connected, cconn = cl->connected;
   int sclosed = sv->closed;

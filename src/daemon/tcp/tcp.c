@@ -4,12 +4,12 @@
  * sending in frames of at most 16 KiB. See docs/internals/tcp.md. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <net/if.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -1891,8 +1891,7 @@ int sftt_connect_via(sftt_ctx *ctx, const char *local, const char *host,
     /* The port is chosen at connect() time with the peer known: binding
      * many sources does not use up the ephemeral range. */
     int one = 1;
-    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
-                     sizeof one);
+    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
 #endif
     if (bind(fd, (struct sockaddr *)&src, slen) != 0) {
       close(fd);
