@@ -51,7 +51,6 @@
 #define LINKQ_MIN (2u << 20)   /* several links: unsent per link at least */
 #define LINKQ_NS 250000000ull  /* ...else what it delivers in this time */
 #define SPATHS 64              /* stripes remembered for parity steering */
-#define RACE_NS 1000000000ull  /* first contact: next path after this long */
 #define BACKOFF_MIN_MS 1000u   /* reconnect backoff: 1, 2, 4 .. 30 s */
 #define BACKOFF_MAX_MS 30000u
 #define STALL_MIN_NS 1000000000ull   /* a link without progress for */
@@ -118,7 +117,6 @@ struct slink {
   uint64_t pkts_recv;   /* ...counted here */
   int last_err;
   int was_up;          /* completed HELLO before: a comeback is a reconnect */
-  int raced;           /* opened by the first-contact race (pump) */
   uint64_t bytes_sent; /* chunk bytes handed to this link */
   char why[256];       /* why it went down */
 };
@@ -190,6 +188,7 @@ struct sender {
   uint64_t up_at;       /* the first connection came up */
   int share_wait;       /* a want is pending at the link share */
   int tofu_new;
+  int fp_seen; /* a connection verified the receiver (res->peer_fp_text) */
   uint64_t t0;
   char host[256];
 };
@@ -225,6 +224,9 @@ static unsigned links_up(const struct sender *s) {
   return n;
 }
 
+static void warn(struct sender *s, const char *text);
+static void path_label(const struct target *tg, char *out, size_t cap);
+
 /* The session is over: tell the owner (once). */
 static void complete(struct sender *s) {
   if (s->done_called)
@@ -233,6 +235,16 @@ static void complete(struct sender *s) {
   uv_timer_stop(&s->timer);
   uv_timer_stop(&s->ptimer);
   progress_tick(&s->ptimer);
+  for (unsigned i = 0; s->ever_up && i < s->nlinks && i < s->ntg; i++) {
+    const struct slink *l = &s->links[i];
+    if (!l->was_up) {
+      char text[400], name[SFTD_PATH_ADDR_MAX];
+      path_label(&s->tg[l->tgt], name, sizeof(name));
+      snprintf(text, sizeof(text), "path %s never answered: not used%s%s",
+               name, l->why[0] ? ": " : "", l->why);
+      warn(s, text);
+    }
+  }
   s->res->seconds = (double)(now() - s->t0) / 1e9;
   if (s->done)
     s->done(s, s->done_ud);
@@ -574,16 +586,19 @@ static uint64_t link_qmax(struct sender *s, const struct slink *l) {
   return q < LINKQ_MIN ? LINKQ_MIN : q > UNSENT_MAX ? UNSENT_MAX : q;
 }
 
-/* 1 if link |l| can take a chunk now: up, not marked in |tried| (its
- * stream limit was hit in this round), not Failed while another link is
- * usable (|any_usable|), and its unsent bytes within link_qmax(). */
+/* 1 if link |l| can take a chunk of |len| bytes now: up, not marked in
+ * |tried| (its stream limit was hit in this round), not Failed while
+ * another link is usable (|any_usable|), and its unsent bytes with the
+ * chunk within link_qmax() (an empty queue takes any chunk). */
 static int link_open_for(struct sender *s, const struct slink *l,
-                         unsigned tried, int any_usable) {
+                         unsigned tried, int any_usable, uint64_t len) {
+  uint64_t unsent;
   if (!l->c || !l->hello_ok || (tried & (1u << l->idx)))
     return 0;
   if (any_usable && !link_usable(s, l))
     return 0; /* a Failed path gets nothing while another works */
-  return XP(conn_unsent, l->c) <= link_qmax(s, l);
+  unsent = XP(conn_unsent, l->c);
+  return unsent == 0 || unsent + len <= link_qmax(s, l);
 }
 
 static unsigned stripe_slot(const struct sfile *f, uint64_t stripe) {
@@ -628,7 +643,7 @@ static struct slink *pick_link(struct sender *s, const struct sjob *j,
   for (unsigned i = 0; i < s->nlinks; i++) {
     struct slink *l = &s->links[i];
     uint64_t key;
-    if (!link_open_for(s, l, tried, any_usable))
+    if (!link_open_for(s, l, tried, any_usable, j->hdr_len + j->len))
       continue;
     key = XP(conn_unsent, l->c);
     if (key < best_key) {
@@ -652,7 +667,7 @@ static struct slink *pick_link(struct sender *s, const struct sjob *j,
   }
   if (rv == 0 && id < s->nlinks) {
     struct slink *l = &s->links[id];
-    if (link_open_for(s, l, tried, any_usable))
+    if (link_open_for(s, l, tried, any_usable, j->hdr_len + j->len))
       return l;
     if (s->o->priority == SFTD_PRIO_CRITICAL && !j->parity && l->c &&
         l->hello_ok && !(tried & (1u << id)))
@@ -1303,32 +1318,6 @@ static void pump(struct sender *s) {
   for (unsigned i = 0; i < s->nlinks && !s->closing; i++) {
     struct slink *l = &s->links[i];
     uint64_t at;
-    if (!s->ever_up && i > 0 && i < s->ntg && !l->c && !l->raced &&
-        l->reopen_at == UINT64_MAX && s->links[0].tgt == 0) {
-      /* First contact with several paths: while the first has not
-       * answered, try the next ones too, one more every RACE_NS (an
-       * unreachable first address would otherwise hold the transfer for
-       * the whole handshake timeout). The first to answer HELLO leads. */
-      uint64_t due = s->t0 + i * RACE_NS;
-      if (t >= due) {
-        char text[400];
-        const struct target *a = &s->tg[s->links[i - 1].tgt],
-                            *b = &s->tg[l->tgt];
-        snprintf(text, sizeof(text),
-                 "path %s:%u: no answer within %llu ms: trying path %s:%u "
-                 "as well",
-                 a->numeric, a->port,
-                 (unsigned long long)((t - s->t0) / 1000000u), b->numeric,
-                 b->port);
-        warn(s, text);
-        l->raced = 1;
-        if (link_open(s, l))
-          l->c = NULL; /* tried again once a link is up */
-        l->reopen_at = UINT64_MAX;
-      } else if (due < next) {
-        next = due;
-      }
-    }
     if (l->c && !l->connected && l->fallback_at) {
       if (t >= l->fallback_at)
         fall_back(l, "no QUIC handshake completed");
@@ -1660,20 +1649,25 @@ int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
     return -1;
   s = l->s;
   sftd_fp_format(fp, text);
-  if (s->ever_up) {
-    /* A reconnect must reach the same receiver as the first connection. */
+  if (s->fp_seen) {
+    /* Every other connection (another path, a reconnect) must reach the
+     * receiver the first verified connection reached. */
+    char name[SFTD_PATH_ADDR_MAX];
     if (strcmp(text, s->res->peer_fp_text) == 0)
       return 0;
+    path_label(&s->tg[l->tgt], name, sizeof(name));
     finish(s, SFT_ERR_AUTH,
-           "the receiver at %s now presents %s, not %s as when the session "
-           "started: refusing to continue",
-           s->host, text, s->res->peer_fp_text);
+           "the receiver at %s presents %s, not %s as the session's first "
+           "connection verified: refusing to continue",
+           name, text, s->res->peer_fp_text);
     return -1;
   }
   memcpy(s->res->peer_fp_text, text, sizeof(text));
   if (s->o->peer_fp) {
-    if (memcmp(fp, s->o->peer_fp, SFTQ_FP_LEN) == 0)
+    if (memcmp(fp, s->o->peer_fp, SFTQ_FP_LEN) == 0) {
+      s->fp_seen = 1;
       return 0;
+    }
     {
       char want[SFTD_FP_TEXT_MAX];
       sftd_fp_format(s->o->peer_fp, want);
@@ -1708,6 +1702,7 @@ int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
       return -1;
     }
   }
+  s->fp_seen = 1;
   return 0;
 }
 
@@ -1858,8 +1853,8 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
   }
   if (!s->ever_up && !s->closing && reason != SFT_ERR_AUTH &&
       links_live(s) > 1) {
-    /* Another path's first contact is under way (the race in pump()):
-     * this one is skipped for now and tried again once a link is up. */
+    /* Another path's first contact is under way: this one is skipped for
+     * now and tried again once a link is up. */
     char text[400];
     snprintf(text, sizeof(text), "path %s:%u skipped: %s",
              s->tg[l->tgt].numeric, s->tg[l->tgt].port, why);
@@ -2409,11 +2404,19 @@ int send_session_start(uv_loop_t *loop, sftq_ctx *q, sftt_ctx *t,
              o->port, sft_strerror(rv));
     goto fail;
   }
-  for (unsigned i = 1; i < s->nlinks; i++)
-    s->links[i].reopen_at = UINT64_MAX; /* opened by link_up */
-  if (s->ntg > 1) /* the first-contact race (pump re-arms for the rest) */
-    uv_timer_start(&s->timer, on_timer, RACE_NS / 1000000u, 0);
-  else if (s->links[0].fallback_at)
+  /* Every path at once (an unreachable one must not hold the others for
+   * its handshake timeout; the first connection verified fixes the
+   * receiver's identity for the rest: send_cb_verify). Extra connections
+   * on the same paths wait for a link to be up. */
+  for (unsigned i = 1; i < s->nlinks; i++) {
+    struct slink *l = &s->links[i];
+    l->reopen_at = UINT64_MAX; /* opened by link_up */
+    if (i < s->ntg && link_open(s, l) != 0) {
+      l->c = NULL;
+      l->reopen_at = UINT64_MAX;
+    }
+  }
+  if (s->links[0].fallback_at)
     uv_timer_start(&s->timer, on_timer, SFTD_FALLBACK_MS, 0);
   uv_timer_start(&s->ptimer, progress_tick, 100, 100);
   *out = s;
