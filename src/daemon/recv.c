@@ -1814,8 +1814,12 @@ static void progress_tick(uv_timer_t *t) {
         ev.p.chunks_done += xs.chunks_done;
       }
     }
-    for (struct rlink *l = ss->links; l; l = l->next)
+    for (struct rlink *l = ss->links; l; l = l->next) {
       ev.p.links_up++;
+      /* socket buffers follow the bandwidth-delay product */
+      if (l->c && sftq_conn_kind(l->c) == SFTQ_KIND_QUIC)
+        sftq_conn_tune_buffers(l->c, now(), NULL);
+    }
     if (bl && XP(conn_stats, bl->c, &st) == 0) {
       ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
       /* NEED is a backstop (QUIC delivers every chunk stream unless its

@@ -2012,6 +2012,9 @@ static void progress_tick(uv_timer_t *t) {
     if (l->c && l->connected && XP(conn_stats, l->c, &st) == 0) {
       if (l->hello_ok)
         path_feed(s, l, &st);
+      /* socket buffers follow the bandwidth-delay product */
+      if (sftq_conn_kind(l->c) == SFTQ_KIND_QUIC)
+        sftq_conn_tune_buffers(l->c, now(), NULL);
       if (ev.p.rtt_ms == 0 || (double)st.srtt_ns / 1e6 < ev.p.rtt_ms)
         ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
       sent += st.pkts_sent;

@@ -718,6 +718,52 @@ static void test_bulk_throughput(void **state) {
   finish(&loop, srv.ctx, cli.ctx);
 }
 
+/* Socket buffers follow the BDP: they start at the configured size (256
+ * KiB here), stay there while nothing has flowed, grow (1 MiB steps, so to
+ * at least 1 MiB) once data has a delivery rate, and never shrink. */
+static void test_tune_buffers(void **state) {
+  (void)state;
+  const uint64_t total = 8ull << 20;
+  static uint8_t pattern[1 << 20];
+  gen(12345, 0, pattern, sizeof pattern);
+  g_pattern = pattern;
+  g_pattern_len = sizeof pattern;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server", .verify_content = 2}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  scfg.sockbuf = ccfg.sockbuf = 256u << 10;
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  uint64_t sz = 0;
+  assert_int_equal(sftq_conn_tune_buffers(NULL, 1, &sz), SFT_ERR_STATE);
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  assert_int_equal(sftq_conn_tune_buffers(c, uv_hrtime(), &sz), 0);
+  assert_int_equal(sz, 256u << 10); /* nothing carried yet */
+  int64_t sid;
+  assert_int_equal(sftq_stream_open_uni(c, &sid), 0);
+  sftq_iov v[8];
+  for (size_t k = 0; k < 8; k++) v[k] = (sftq_iov){pattern, sizeof pattern};
+  assert_int_equal(sftq_stream_write(c, sid, v, 8, SFTQ_WRITE_FIN), 0);
+  assert_true(run_until(&loop, bulk_done, &srv, 20000));
+  assert_int_equal(srv.rxs[0].got, total);
+  sftq_stats st;
+  assert_int_equal(sftq_conn_stats(c, &st), 0);
+  assert_true(st.delivery_rate > 0 && st.srtt_ns > 0);
+  assert_int_equal(sftq_conn_tune_buffers(c, uv_hrtime(), &sz), 0);
+  assert_true(sz >= (1u << 20) && sz <= SFTQ_SOCKBUF_MAX);
+  assert_int_equal(sz % (1u << 20), 0);
+  uint64_t sz2 = 0;
+  assert_int_equal(sftq_conn_tune_buffers(c, uv_hrtime(), &sz2), 0);
+  assert_true(sz2 >= sz); /* never shrinks */
+  finish(&loop, srv.ctx, cli.ctx);
+}
+
 static void test_idle_timeout(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -1077,6 +1123,7 @@ int main(void) {
       cmocka_unit_test(test_many_uni_streams),
       cmocka_unit_test(test_multi_clients_retry),
       cmocka_unit_test(test_bulk_throughput),
+      cmocka_unit_test(test_tune_buffers),
       cmocka_unit_test(test_idle_timeout),
       cmocka_unit_test(test_keepalive),
       cmocka_unit_test(test_free_with_live_conns),

@@ -94,6 +94,7 @@ struct sftq_conn {
   ngtcp2_cid cids[MAX_CONN_CIDS];
   size_t ncids;
   sftq_stats s;
+  uint64_t tune_at, tune_rx; /* sftq_conn_tune_buffers: last call */
   uint64_t lost_closed;
   sftq_conn *next, *prev, *dnext;
 };
@@ -1710,6 +1711,33 @@ int sftq_conn_stats(sftq_conn *c, sftq_stats *out) {
     if (c->streams.tab[i].sid >= 0)
       lost += ngtcp2_conn_get_stream_loss_count(c->q, c->streams.tab[i].sid);
   out->pkts_lost = lost;
+  return 0;
+}
+
+/* Socket buffers sized for the bandwidth-delay product: twice the bytes
+ * one smoothed RTT carries at the higher of the send delivery rate and the
+ * receive rate since the last call, in 1 MiB steps, never below the
+ * configured size and never above SFTQ_SOCKBUF_MAX; buffers only grow.
+ * A server connection's socket is the shared listening one. */
+int sftq_conn_tune_buffers(sftq_conn *c, uint64_t now, uint64_t *bufsize) {
+  if (!c || !c->q || !c->ep) return SFT_ERR_STATE;
+  ngtcp2_conn_stat cs;
+  ngtcp2_conn_get_conn_stat(c->q, &cs);
+  uint64_t rx = 0;
+  if (c->tune_at && now > c->tune_at && c->s.bytes_recv >= c->tune_rx)
+    rx = (uint64_t)((double)(c->s.bytes_recv - c->tune_rx) * 1e9 /
+                    (double)(now - c->tune_at));
+  c->tune_at = now;
+  c->tune_rx = c->s.bytes_recv;
+  uint64_t rate = cs.delivery_rate_sec > rx ? cs.delivery_rate_sec : rx;
+  double bdp = (double)rate * (double)cs.smoothed_rtt / 1e9;
+  uint64_t want = bdp * 2 > (double)SFTQ_SOCKBUF_MAX ? SFTQ_SOCKBUF_MAX
+                                                      : (uint64_t)(bdp * 2);
+  want = (want + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+  if (want > SFTQ_SOCKBUF_MAX) want = SFTQ_SOCKBUF_MAX;
+  sftq_udp *u = &c->ep->u;
+  if (want > u->bufsize) sftq_udp_set_bufs(u, (uint32_t)want);
+  if (bufsize) *bufsize = u->bufsize;
   return 0;
 }
 

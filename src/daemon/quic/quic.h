@@ -232,6 +232,16 @@ typedef struct sftq_stats {
 
 int sftq_conn_stats(sftq_conn *c, sftq_stats *st);
 
+#define SFTQ_SOCKBUF_MAX (64u << 20)
+/* Grows the connection's socket buffers to twice its bandwidth-delay
+ * product: max(send delivery rate, receive rate since the previous call at
+ * |now| ns) x smoothed RTT, rounded up to 1 MiB, at most SFTQ_SOCKBUF_MAX;
+ * never shrinks them, never below the context's sockbuf. Call it
+ * periodically (the daemon: every progress tick). A server connection's
+ * socket is the listening one, shared. *bufsize (may be NULL) gets the size
+ * now asked for. Errors: SFT_ERR_STATE (no connection state). */
+int sftq_conn_tune_buffers(sftq_conn *c, uint64_t now, uint64_t *bufsize);
+
 /* ---- streams ------------------------------------------------------------- */
 
 /* Opens a local stream (after connected). SFT_ERR_AGAIN when the peer's

@@ -59,7 +59,12 @@ typedef struct sftq_udp {
   bool gro;      /* UDP_GRO enabled */
   bool wildcard; /* bound to 0.0.0.0/:: -> set the source with PKTINFO */
   sftq_addr local; /* getsockname() */
+  uint32_t bufsize; /* SO_RCVBUF/SO_SNDBUF last asked for */
 } sftq_udp;
+
+/* Asks for |want| bytes of receive and send buffer (SO_*BUFFORCE when
+ * privileged, else capped by rmem_max/wmem_max); records it in bufsize. */
+void sftq_udp_set_bufs(sftq_udp *u, uint32_t want);
 
 /* Creates a non-blocking socket bound to |bind_addr| (ephemeral port if 0),
  * connected to |peer| if non-NULL, with big buffers, PKTINFO, GRO. */

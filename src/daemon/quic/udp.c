@@ -51,6 +51,12 @@ static void set_bufs(int fd, uint32_t want) {
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
 }
 
+void sftq_udp_set_bufs(sftq_udp *u, uint32_t want) {
+  if (u->fd < 0) return;
+  set_bufs(u->fd, want);
+  u->bufsize = want;
+}
+
 int sftq_udp_open(sftq_udp *u, const struct sockaddr *bind_addr,
                   socklen_t bind_len, const struct sockaddr *peer,
                   socklen_t peer_len, uint32_t sockbuf, int no_gso,
@@ -62,6 +68,7 @@ int sftq_udp_open(sftq_udp *u, const struct sockaddr *bind_addr,
   if (fd < 0) return SFT_ERR_IO;
   int one = 1;
   set_bufs(fd, sockbuf);
+  u->bufsize = sockbuf;
   if (u->family == AF_INET6) {
     (void)setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
   } else {
