@@ -5,9 +5,11 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netdb.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -569,6 +571,64 @@ int sftd_paths_build(const struct sftd_peer *peers, size_t npeers,
     if (!msg || !msg[0])
       msgf(msg, msgcap, "no path: no peer address");
     return SFT_ERR_NOT_FOUND;
+  }
+  return 0;
+}
+
+/* ---- numeric addresses (the transports' connect/listen) ---- */
+
+int sftd_addr_parse(const char *host, uint16_t port,
+                      struct sockaddr_storage *ss, socklen_t *len) {
+  memset(ss, 0, sizeof *ss);
+  if (!host) return SFT_ERR_INVAL;
+  struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    *len = sizeof *a4;
+    return 0;
+  }
+  if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(port);
+    *len = sizeof *a6;
+    return 0;
+  }
+  return SFT_ERR_INVAL;
+}
+
+int sftd_addr_parse_local(const char *s, struct sockaddr_storage *ss,
+                       socklen_t *len) {
+  char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 4];
+  size_t n = strlen(s);
+  char *p = buf, *zone;
+  int bracket = 0, rv;
+  if (n >= sizeof buf)
+    return SFT_ERR_INVAL;
+  memcpy(buf, s, n + 1);
+  if (p[0] == '[') {
+    if (n < 3 || p[n - 1] != ']')
+      return SFT_ERR_INVAL;
+    p[n - 1] = 0;
+    p++;
+    bracket = 1;
+  }
+  zone = strchr(p, '%');
+  if (zone)
+    *zone++ = 0;
+  if ((rv = sftd_addr_parse(p, 0, ss, len)) != 0)
+    return rv;
+  if ((bracket || zone) && ss->ss_family != AF_INET6)
+    return SFT_ERR_INVAL;
+  if (zone) {
+    unsigned long idx = if_nametoindex(zone);
+    if (!idx && zone[0] >= '1' && zone[0] <= '9' && strlen(zone) <= 9 &&
+        strspn(zone, "0123456789") == strlen(zone))
+      idx = strtoul(zone, NULL, 10);
+    if (!idx)
+      return SFT_ERR_INVAL;
+    ((struct sockaddr_in6 *)ss)->sin6_scope_id = (uint32_t)idx;
   }
   return 0;
 }

@@ -114,4 +114,15 @@ int sftd_paths_build(const struct sftd_peer *peers, size_t npeers,
  * the length, or SFT_ERR_NOSPACE / SFT_ERR_INVAL (unknown family). */
 int sftd_addr_format(const struct sockaddr *sa, char *buf, size_t cap);
 
+/* Numeric |host| (IPv4 or IPv6 literal, no brackets) and |port| into
+ * *ss / *len. Errors: SFT_ERR_INVAL (NULL or not a literal). */
+int sftd_addr_parse(const char *host, uint16_t port,
+                    struct sockaddr_storage *ss, socklen_t *len);
+
+/* A local bind address for the transports' *_connect_via: a numeric IPv4 or
+ * IPv6 literal, IPv6 optionally in brackets and with a "%zone" (interface
+ * name or index: link-local sources); port 0. SFT_ERR_INVAL otherwise. */
+int sftd_addr_parse_local(const char *s, struct sockaddr_storage *ss,
+                          socklen_t *len);
+
 #endif /* SFTD_PATHS_H */

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemon/paths.h"
 #include "daemon/tcp/tcp.h"
 #include "sft/hash.h"
 #include "sft/wire.h"
@@ -1612,65 +1613,7 @@ static void on_lst_closed(uv_handle_t *h) {
   }
 }
 
-static int parse_addr(const char *host, uint16_t port,
-                      struct sockaddr_storage *ss, socklen_t *len) {
-  memset(ss, 0, sizeof *ss);
-  if (!host)
-    return SFT_ERR_INVAL;
-  struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons(port);
-    *len = sizeof *a4;
-    return 0;
-  }
-  if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons(port);
-    *len = sizeof *a6;
-    return 0;
-  }
-  return SFT_ERR_INVAL;
-}
 
-/* A local bind address for *_connect_via: a numeric IPv4 or IPv6 literal,
- * IPv6 optionally in brackets and with a "%zone" (interface name or index:
- * link-local sources); port 0. SFT_ERR_INVAL otherwise. */
-static int parse_local(const char *s, struct sockaddr_storage *ss,
-                       socklen_t *len) {
-  char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 4];
-  size_t n = strlen(s);
-  char *p = buf, *zone;
-  int bracket = 0, rv;
-  if (n >= sizeof buf)
-    return SFT_ERR_INVAL;
-  memcpy(buf, s, n + 1);
-  if (p[0] == '[') {
-    if (n < 3 || p[n - 1] != ']')
-      return SFT_ERR_INVAL;
-    p[n - 1] = 0;
-    p++;
-    bracket = 1;
-  }
-  zone = strchr(p, '%');
-  if (zone)
-    *zone++ = 0;
-  if ((rv = parse_addr(p, 0, ss, len)) != 0)
-    return rv;
-  if ((bracket || zone) && ss->ss_family != AF_INET6)
-    return SFT_ERR_INVAL;
-  if (zone) {
-    unsigned long idx = if_nametoindex(zone);
-    if (!idx && zone[0] >= '1' && zone[0] <= '9' && strlen(zone) <= 9 &&
-        strspn(zone, "0123456789") == strlen(zone))
-      idx = strtoul(zone, NULL, 10);
-    if (!idx)
-      return SFT_ERR_INVAL;
-    ((struct sockaddr_in6 *)ss)->sin6_scope_id = (uint32_t)idx;
-  }
-  return 0;
-}
 
 static int conn_verify_hook(sftt_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
   memcpy(c->peer_fp, fp, SFTQ_FP_LEN);
@@ -1807,7 +1750,7 @@ int sftt_listen(sftt_ctx *ctx, const char *addr, uint16_t port,
     return SFT_ERR_STATE;
   struct sockaddr_storage ss;
   socklen_t len;
-  int rv = parse_addr(addr, port, &ss, &len);
+  int rv = sftd_addr_parse(addr, port, &ss, &len);
   if (rv)
     return rv;
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1871,13 +1814,13 @@ int sftt_connect_via(sftt_ctx *ctx, const char *local, const char *host,
     return SFT_ERR_STATE;
   struct sockaddr_storage peer;
   socklen_t plen;
-  int rv = parse_addr(host, port, &peer, &plen);
+  int rv = sftd_addr_parse(host, port, &peer, &plen);
   if (rv)
     return rv;
   struct sockaddr_storage src;
   socklen_t slen = 0;
   if (local && local[0]) {
-    if ((rv = parse_local(local, &src, &slen)) != 0)
+    if ((rv = sftd_addr_parse_local(local, &src, &slen)) != 0)
       return rv;
     if (src.ss_family != peer.ss_family)
       return SFT_ERR_INVAL;
