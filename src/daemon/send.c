@@ -1106,12 +1106,18 @@ static void path_label(const struct target *tg, char *out, size_t cap) {
     snprintf(out + n, cap - (size_t)n, " via %s", tg->via);
 }
 
-/* Feeds link |l|'s connection statistics to its path record. */
+/* Feeds link |l|'s connection statistics to its path record. Its
+ * delivery rate counts only once it has carried RATE_MIN_BYTES of chunks:
+ * before that it measures the handshake and control messages, and a path
+ * weighted by that tiny figure would never get the chunks that would
+ * measure it (lib/path gives a path without a rate the average share). */
 static void path_feed(struct sender *s, const struct slink *l,
                       const sftq_stats *st) {
   struct sft_path_sample smp = {.srtt_ns = st->srtt_ns,
                                 .rttvar_ns = st->rttvar_ns,
-                                .delivery_rate = st->delivery_rate,
+                                .delivery_rate = l->bytes_sent >= RATE_MIN_BYTES
+                                                     ? st->delivery_rate
+                                                     : 0,
                                 .pkts_sent = st->pkts_sent,
                                 .pkts_lost = st->pkts_lost,
                                 .last_ack_ns = l->progress_at,
@@ -1863,20 +1869,6 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
     sft_path_set_failed(&s->pt, l->idx, now());
     l->reopen_at = UINT64_MAX;
     return;
-  }
-  if (!s->ever_up && !s->closing && l->idx == 0 && l->tgt + 1 < s->ntg &&
-      reason != SFT_ERR_AUTH) {
-    /* That path does not work: try the receiver's next address. */
-    char text[400];
-    struct sftd_event ev = {.type = SFTD_EV_WARN, .text = text};
-    snprintf(text, sizeof(text), "path %s:%u skipped: %s",
-             s->tg[l->tgt].numeric, s->tg[l->tgt].port, why);
-    emit(s, &ev);
-    link_reset(l);
-    l->tgt++;
-    if (link_open(s, l) == 0)
-      return;
-    l->c = NULL;
   }
   if (!s->ever_up && !s->o->persistent && !s->closing) {
     /* The first connection failed: say so now rather than retry. */
