@@ -74,3 +74,42 @@ start_daemon() {
   QPORT=$(sed -n 's/.*receiving on .*:\([0-9]*\) into.*/\1/p' "$T/$n.err")
   GRPC=$(sed -n 's/^grpc //p' "$T/$n.out")
 }
+
+# ---- REST helpers (need API, TOK from start_daemon, and T) ----------------
+# req METHOD PATH [CURL ARGS...]: an authenticated request to $API; sets
+# HTTP (status), body in $T/body, headers (lowercased) in $T/hdr.
+req() {
+  local m=$1 p=$2
+  shift 2
+  HTTP=$(curl -s -o "$T/body" -D "$T/hdr.raw" -w '%{http_code}' -X "$m" \
+    -H "Authorization: Bearer $TOK" "$@" "http://$API$p")
+  tr 'A-Z' 'a-z' <"$T/hdr.raw" | tr -d '\r' >"$T/hdr"
+}
+# post PATH JSON: POST with a JSON body (Content-Type application/json).
+post() { req POST "$1" -H 'Content-Type: application/json' --data-binary "$2"; }
+# jq_ EXPR [FILE]: a Python expression over the JSON body (as j).
+jq_() {
+  python3 -c 'import json,sys
+j = json.load(open(sys.argv[2]))
+v = eval(sys.argv[1])
+print(v if not isinstance(v, (dict, list)) else json.dumps(v))' "$1" "${2:-$T/body}"
+}
+# err_code: the error code of the last answer; hdr NAME: a header of it.
+err_code() { jq_ 'j["error"]["code"]'; }
+hdr() { sed -n "s/^$1: *//p" "$T/hdr" | head -1; }
+# state ID: the transfer's state (or the HTTP status if not 200).
+state() {
+  req GET "/api/transfer/$1"
+  if [ "$HTTP" = 200 ]; then jq_ 'j["state"]'; else echo "$HTTP"; fi
+}
+# wait_state ID SECS STATE...: polls until the state is one of STATE.
+wait_state() {
+  local id=$1 secs=$2 s i
+  shift 2
+  for ((i = 0; i < secs * 20; i++)); do
+    s=$(state "$id")
+    for w in "$@"; do [ "$s" = "$w" ] && return 0; done
+    sleep 0.05
+  done
+  fail "transfer $id: state $s after $secs s, want $* ($(cat "$T/body"))"
+}

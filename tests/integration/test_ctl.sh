@@ -29,26 +29,6 @@ pending() {
 KIB=1024
 
 
-# req METHOD PATH [CURL ARGS...]: an authenticated request to $API; sets
-# HTTP (status), body in $T/body, headers (lowercased) in $T/hdr.
-req() {
-  local m=$1 p=$2
-  shift 2
-  HTTP=$(curl -s -o "$T/body" -D "$T/hdr.raw" -w '%{http_code}' -X "$m" \
-    -H "Authorization: Bearer $TOK" "$@" "http://$API$p")
-  tr 'A-Z' 'a-z' <"$T/hdr.raw" | tr -d '\r' >"$T/hdr"
-}
-# post PATH JSON: POST with a JSON body (Content-Type application/json).
-post() { req POST "$1" -H 'Content-Type: application/json' --data-binary "$2"; }
-# jq_ EXPR [FILE]: a Python expression over the JSON body (as j).
-jq_() {
-  python3 -c 'import json,sys
-j = json.load(open(sys.argv[2]))
-v = eval(sys.argv[1])
-print(v if not isinstance(v, (dict, list)) else json.dumps(v))' "$1" "${2:-$T/body}"
-}
-err_code() { jq_ 'j["error"]["code"]'; }
-hdr() { sed -n "s/^$1: *//p" "$T/hdr" | head -1; }
 
 # send FILE [BWLIMIT]: POST /api/transfer/send to the receiver; sets XID.
 send() {
@@ -57,22 +37,6 @@ send() {
   post /api/transfer/send "$js}"
   [ "$HTTP" = 202 ] || fail "send $1: $HTTP $(cat "$T/body")"
   XID=$(jq_ 'j["id"]')
-}
-# state ID: the transfer's state (or the HTTP status if not 200).
-state() {
-  req GET "/api/transfer/$1"
-  if [ "$HTTP" = 200 ]; then jq_ 'j["state"]'; else echo "$HTTP"; fi
-}
-# wait_state ID SECS STATE...: polls until the state is one of STATE.
-wait_state() {
-  local id=$1 secs=$2 s i
-  shift 2
-  for ((i = 0; i < secs * 20; i++)); do
-    s=$(state "$id")
-    for w in "$@"; do [ "$s" = "$w" ] && return 0; done
-    sleep 0.05
-  done
-  fail "transfer $id: state $s after $secs s, want $*"
 }
 # wait_moving ID: waits until bytes_done > 0 (at most 20 s).
 wait_moving() {

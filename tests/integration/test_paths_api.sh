@@ -45,39 +45,11 @@ fi
 # 3 s here (engine.c's test knob), as test_multipath.sh.
 export SFT_IDLE_TIMEOUT_MS=3000
 
-# ---- helpers (as test_ctl.sh) ------------------------------------------------
-req() {
-  local m=$1 p=$2
-  shift 2
-  HTTP=$(curl -s -o "$T/body" -w '%{http_code}' -X "$m" \
-    -H "Authorization: Bearer $TOK" "$@" "http://$API$p")
-}
-post() { req POST "$1" -H 'Content-Type: application/json' --data-binary "$2"; }
-jq_() {
-  python3 -c 'import json,sys
-j = json.load(open(sys.argv[2]))
-v = eval(sys.argv[1])
-print(v if not isinstance(v, (dict, list)) else json.dumps(v))' "$1" "${2:-$T/body}"
-}
 # send FILE PEER: POST /api/transfer/send; sets XID.
 send() {
   post /api/transfer/send "{\"paths\":[\"$1\"],\"peer\":\"$2\"}"
   [ "$HTTP" = 202 ] || fail "send $1 to $2: $HTTP $(cat "$T/body")"
   XID=$(jq_ 'j["id"]')
-}
-state() {
-  req GET "/api/transfer/$1"
-  if [ "$HTTP" = 200 ]; then jq_ 'j["state"]'; else echo "$HTTP"; fi
-}
-wait_state() {
-  local id=$1 secs=$2 s i
-  shift 2
-  for ((i = 0; i < secs * 20; i++)); do
-    s=$(state "$id")
-    for w in "$@"; do [ "$s" = "$w" ] && return 0; done
-    sleep 0.05
-  done
-  fail "transfer $id: state $s after $secs s, want $* ($(cat "$T/body"))"
 }
 # wait_bytes ID N: waits (at most 20 s) until bytes_done >= N.
 wait_bytes() {

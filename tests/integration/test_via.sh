@@ -21,33 +21,6 @@
 CASES=${SFT_VIA_CASES:-"1 2 3 4"}
 MIB=1048576
 
-req() {
-  local m=$1 p=$2
-  shift 2
-  HTTP=$(curl -s -o "$T/body" -w '%{http_code}' -X "$m" \
-    -H "Authorization: Bearer $TOK" "$@" "http://$API$p")
-}
-post() { req POST "$1" -H 'Content-Type: application/json' --data-binary "$2"; }
-jq_() {
-  python3 -c 'import json,sys
-j = json.load(open(sys.argv[2]))
-v = eval(sys.argv[1])
-print(v if not isinstance(v, (dict, list)) else json.dumps(v))' "$1" "${2:-$T/body}"
-}
-state() {
-  req GET "/api/transfer/$1"
-  if [ "$HTTP" = 200 ]; then jq_ 'j["state"]'; else echo "$HTTP"; fi
-}
-wait_state() {
-  local id=$1 secs=$2 s i
-  shift 2
-  for ((i = 0; i < secs * 20; i++)); do
-    s=$(state "$id")
-    for w in "$@"; do [ "$s" = "$w" ] && return 0; done
-    sleep 0.05
-  done
-  fail "transfer $id: state $s after $secs s, want $* ($(cat "$T/body"))"
-}
 # stored_via FILE: the "via" of the stored request whose paths hold FILE
 # ("-" when the request has none, "none" when there is no such request).
 stored_via() {
