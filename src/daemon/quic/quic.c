@@ -1677,8 +1677,8 @@ int sftq_conn_tune_buffers(sftq_conn *c, uint64_t now, uint64_t *bufsize) {
   double bdp = (double)rate * (double)cs.smoothed_rtt / 1e9;
   uint64_t want = bdp * 2 > (double)SFTQ_SOCKBUF_MAX ? SFTQ_SOCKBUF_MAX
                                                       : (uint64_t)(bdp * 2);
+  /* SFTQ_SOCKBUF_MAX is a MiB multiple: rounding up stays within it */
   want = (want + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
-  if (want > SFTQ_SOCKBUF_MAX) want = SFTQ_SOCKBUF_MAX;
   sftq_udp *u = &c->ep->u;
   if (want > u->bufsize) sftq_udp_set_bufs(u, (uint32_t)want);
   if (bufsize) *bufsize = u->bufsize;
