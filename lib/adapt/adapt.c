@@ -88,11 +88,11 @@ uint32_t sft_adapt_conns(uint64_t srtt_ns, uint32_t loss_ppm,
   uwide x = (uwide)srtt_ns * loss_ppm;
   uwide unit = (uwide)1000000000000ull;
   uint32_t n;
-  if (x < 2 * unit)
+  if (x < 8 * unit)
     n = 1;
-  else if (x < 5 * unit)
+  else if (x < 12 * unit)
     n = 2;
-  else if (x < 10 * unit)
+  else if (x < 16 * unit)
     n = 3;
   else
     n = 4;
@@ -193,7 +193,13 @@ static void rules(const struct sft_adapt *a, double worse, uint64_t out[]) {
   }
   out[F_CHUNK] = sft_adapt_chunk_size(to_u64(rtt), lppm, to_u64(lo / worse));
   out[F_PARITY] = sft_adapt_parity(a->cfg.k, a->cfg.m, lppm);
-  out[F_CONNS] = sft_adapt_conns(to_u64(rtt), lppm, a->cfg.max_conns);
+  {
+    double ll = a->lloss * worse;
+    uint32_t llppm = (uint32_t)((ll > 1.0 ? 1.0 : ll) * SFT_ADAPT_PPM + 0.5);
+    out[F_CONNS] = a->nloss < SFT_ADAPT_CONNS_MIN_SAMPLES
+                       ? a->cur.conns
+                       : sft_adapt_conns(to_u64(rtt), llppm, a->cfg.max_conns);
+  }
   out[F_WINDOW] = sft_adapt_window(to_u64(rtt), to_u64(hi));
   out[F_SOCKBUF] = sft_adapt_sockbuf(to_u64(rtt), to_u64(hi));
 }
@@ -216,6 +222,8 @@ int sft_adapt_update(struct sft_adapt *a, const struct sft_adapt_sample *s,
   double loss = (double)s->loss_ppm / SFT_ADAPT_PPM;
   int first = a->updates == 0;
   a->loss = first ? loss : ewma(a->loss, loss);
+  a->nloss++;
+  a->lloss += (loss - a->lloss) / (double)(a->nloss < 16 ? a->nloss : 16);
   if (s->srtt_ns) {
     a->rtt_ns =
         a->have_rtt ? ewma(a->rtt_ns, (double)s->srtt_ns) : (double)s->srtt_ns;

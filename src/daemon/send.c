@@ -107,7 +107,9 @@ struct slink {
   sftq_conn *c; /* NULL while down */
   struct ctrl ctl;
   int connected, hello_ok;
-  uint64_t fallback_at; /* auto: give up on QUIC at this time (0: no) */
+  uint64_t fallback_at; /* auto: start TCP+TLS at this time (0: no) */
+  sftq_conn *qwait;     /* the QUIC attempt, still running while the
+                           TCP+TLS one started at fallback_at races it */
   int tcp;              /* fell back to TCP+TLS: reconnect over TCP */
   unsigned attempts;    /* consecutive failed (re)connects */
   uint64_t reopen_at;   /* down: reconnect at this time (0: never) */
@@ -178,7 +180,8 @@ struct sender {
   uint64_t chunks_lost;          /* chunk streams lost with a link or reset */
   uint64_t tick_csent, tick_clost;
   double chunk_loss;    /* EWMA of lost / sent chunks */
-  double pkt_loss;      /* EWMA of lost / sent packets */
+  double pkt_loss;      /* long-run lost / sent packets (adapt_tick) */
+  uint64_t npkt_loss;   /* samples in pkt_loss */
   uint32_t m_pro;       /* proactive parity per stripe now */
   struct sft_rate rate; /* this transfer's bandwidth limit */
   uint64_t rate_wait;   /* a chunk waits for tokens until then; 0 none */
@@ -198,6 +201,7 @@ static void share_forget(struct sender *s);
 static void on_timer(uv_timer_t *t) {
   pump(t->data);
 }
+static void conn_abandon(sftq_conn *c);
 static void finish(struct sender *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -282,9 +286,12 @@ static void finish(struct sender *s, int err, const char *fmt, ...) {
     return;
   s->closing = 1;
   share_forget(s);
-  for (unsigned i = 0; i < s->nlinks; i++)
+  for (unsigned i = 0; i < s->nlinks; i++) {
+    conn_abandon(s->links[i].qwait);
+    s->links[i].qwait = NULL;
     if (s->links[i].c)
       XPV(conn_close, s->links[i].c, err ? (uint64_t)-err : 0);
+  }
   uv_timer_stop(&s->timer);
   uv_timer_stop(&s->ptimer);
   if (!links_live(s))
@@ -409,6 +416,7 @@ static int send_offer(struct sender *s, struct sfile *f) {
  * first connection, before a delivery-rate sample), only the first file is
  * offered: the others get a chunk size chosen from a measured rate. */
 #define RATE_WAIT_NS 1500000000ull
+#define PARITY_PKT_LOSS 0.2 /* proactive parity from packet loss */
 #define RATE_MIN_BYTES (256u * 1024) /* carried before a rate counts */
 
 static void offer_more(struct sender *s) {
@@ -1023,9 +1031,11 @@ static int link_open(struct sender *s, struct slink *l) {
   return 0;
 }
 
-/* No QUIC handshake completed (UDP blocked or lost): abandon the QUIC
- * connection (its callbacks are ignored from now on: its user is cleared)
- * and run the same protocol over TCP+TLS to the same port number. */
+/* No QUIC handshake completed yet (UDP blocked, or a slow handshake on a
+ * very lossy link): start the same protocol over TCP+TLS to the same port
+ * number, and let the QUIC attempt go on (l->qwait). The first handshake to
+ * complete carries the link (race_won); if one attempt fails, the other
+ * goes on alone. If QUIC itself failed, |l->c| is NULL here. */
 static void fall_back(struct slink *l, const char *why) {
   struct sender *s = l->s;
   sftq_conn *old = l->c;
@@ -1035,18 +1045,24 @@ static void fall_back(struct slink *l, const char *why) {
   snprintf(text, sizeof(text), "%s with %s:%u within %u ms: trying TCP+TLS",
            why, s->host, s->o->port, SFTD_FALLBACK_MS);
   emit(s, &ev);
-  if (old) {
-    XP(conn_set_user, old, NULL);
-    XPV(conn_close, old, 0);
-  }
+  conn_abandon(l->qwait);
+  l->qwait = NULL;
   l->tcp = 1;
   s->res->fell_back = 1;
   rv = link_open(s, l);
   if (rv) {
     l->c = NULL;
+    if (old) { /* QUIC goes on alone */
+      l->c = old;
+      l->tcp = 0;
+      s->res->fell_back = 0;
+      return;
+    }
     finish(s, rv, "cannot connect over TCP to %s:%u: %s", s->host, s->o->port,
            sft_strerror(rv));
+    return;
   }
+  l->qwait = old;
 }
 
 /* Is a loss with this reason worth reconnecting for? Authentication,
@@ -1319,14 +1335,25 @@ static void pump(struct sender *s) {
   if (s->ending_at) {
     if (t >= s->ending_at)
       finish(s, 0, NULL);
+    else /* woken early: libuv times timers from its cached loop time,
+            which lags ours; without this the session waited for the idle
+            timeout (30 s) when the receiver's answer to our FIN was lost */
+      uv_timer_start(&s->timer, on_timer,
+                     (s->ending_at - t + 999999) / 1000000, 0);
     return;
   }
   for (unsigned i = 0; i < s->nlinks && !s->closing; i++) {
     struct slink *l = &s->links[i];
     uint64_t at;
     if (l->c && !l->connected && l->fallback_at) {
-      if (t >= l->fallback_at)
-        fall_back(l, "no QUIC handshake completed");
+      if (t >= l->fallback_at) {
+        sftq_stats st;
+        if (XP(conn_stats, l->c, &st) == 0 && st.pkts_recv > 0)
+          l->fallback_at = 0; /* UDP works: a slow handshake (a very lossy
+                                 link), which QUIC finishes on its own */
+        else
+          fall_back(l, "no QUIC handshake completed");
+      }
       else if (l->fallback_at < next)
         next = l->fallback_at;
     } else if (!l->c && l->reopen_at) {
@@ -1644,7 +1671,31 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
  * up for TCP, or a link already reset). */
 static struct slink *link_of(sftq_conn *c) {
   struct slink *l = XP(conn_user, c);
-  return l && l->c == c ? l : NULL;
+  return l && (l->c == c || (c && l->qwait == c)) ? l : NULL;
+}
+
+/* Closes |c| and ignores its callbacks from now on. */
+static void conn_abandon(sftq_conn *c) {
+  if (!c)
+    return;
+  XP(conn_set_user, c, NULL);
+  XPV(conn_close, c, 0);
+}
+
+/* The fallback race is decided: |winner| (the link's TCP+TLS connection or
+ * its waiting QUIC attempt) carries the link, the other is abandoned. */
+static void race_won(struct slink *l, sftq_conn *winner) {
+  if (!l->qwait)
+    return;
+  if (winner == l->qwait) {
+    conn_abandon(l->c);
+    l->c = l->qwait;
+    l->tcp = 0;
+    l->s->res->fell_back = 0;
+  } else {
+    conn_abandon(l->qwait);
+  }
+  l->qwait = NULL;
 }
 
 int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
@@ -1720,6 +1771,7 @@ void send_cb_connected(sftq_conn *c) {
   if (!l)
     return;
   s = l->s;
+  race_won(l, c);
   l->fallback_at = 0;
   l->connected = 1;
   if (s->tofu_new) {
@@ -1823,8 +1875,21 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
   struct sender *s;
   char why[300];
   if (!l)
-    return; /* an abandoned QUIC attempt */
+    return; /* an abandoned attempt */
   s = l->s;
+  if (c == l->qwait) { /* QUIC lost the race by failing: TCP goes on */
+    l->qwait = NULL;
+    return;
+  }
+  if (l->qwait && !l->connected) {
+    /* TCP+TLS failed (nothing listens on TCP, or it is blocked too): the
+     * QUIC attempt goes on alone until its own handshake timeout. */
+    l->c = l->qwait;
+    l->qwait = NULL;
+    l->tcp = 0;
+    s->res->fell_back = 0;
+    return;
+  }
   if (!l->connected && l->fallback_at && !s->closing &&
       sftq_conn_kind(c) == SFTQ_KIND_QUIC && reason != SFT_ERR_AUTH) {
     /* QUIC failed before its handshake completed (e.g. ICMP port
@@ -1892,9 +1957,13 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
  *
  * Parity: QUIC already repairs packet loss inside each chunk stream, so
  * parity is sized from CHUNK loss (streams lost with a link, reset, or
- * stalled), plus one shard per stripe when packet loss is high (>= 5 %):
- * there a stripe's last chunks are often late, and a rebuild completes it
- * without waiting (the late copy is then cancelled). */
+ * stalled), plus one shard per stripe when the long-run packet loss is
+ * very high (>= PARITY_PKT_LOSS): there a stripe's last chunks are often
+ * late, and a rebuild completes it without waiting (the late copy is then
+ * cancelled). Below that, congestion control fills the link and every
+ * parity byte is a data byte less: at 5-10 % loss on a 100 Mbit/s link the
+ * old 5 % threshold cost 10-12 % of the goodput (bench/lossy.sh,
+ * docs/internals/adapt.md). */
 static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
                        uint64_t srtt_ns) {
   struct sft_adapt_sample smp = {.srtt_ns = srtt_ns};
@@ -1914,7 +1983,11 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
   if (!ds || !s->ever_up)
     return;
   smp.loss_ppm = (uint32_t)(dl * 1000000 / ds);
-  s->pkt_loss = 0.8 * s->pkt_loss + 0.2 * ((double)dl / (double)ds);
+  /* mean of the samples, then an EWMA of weight 1/16 (as lib/adapt's
+   * connections rule): BBR's start-up overshoot is not a lossy link */
+  s->npkt_loss++;
+  s->pkt_loss += ((double)dl / (double)ds - s->pkt_loss) /
+                 (double)(s->npkt_loss < 16 ? s->npkt_loss : 16);
   {
     /* The delivery rate means something only once data has flowed: before
      * that it measures the handshake and control messages. */
@@ -1940,7 +2013,8 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
   }
   sft_adapt_get(&s->adapt, &d);
   pro = m ? sft_adapt_parity(k, m, (uint32_t)(s->chunk_loss * 1e6)) : 0;
-  if (m && s->pkt_loss >= 0.05 && pro < 1)
+  if (m && s->npkt_loss >= SFT_ADAPT_CONNS_MIN_SAMPLES &&
+      s->pkt_loss >= PARITY_PKT_LOSS && pro < 1)
     pro = 1;
   if (pro > m)
     pro = m;

@@ -111,13 +111,15 @@ static void test_parity(void **state) {
 
 static void test_conns_and_windows(void **state) {
   (void)state;
-  assert_int_equal(sft_adapt_conns(50 * MS, 10000, 4), 1);  /* x 0.5 */
-  assert_int_equal(sft_adapt_conns(20 * MS, 99999, 4), 1);  /* x 1.99 */
-  assert_int_equal(sft_adapt_conns(200 * MS, 10000, 4), 2); /* x 2 */
-  assert_int_equal(sft_adapt_conns(50 * MS, 50000, 4), 2);  /* x 2.5 */
-  assert_int_equal(sft_adapt_conns(50 * MS, 100000, 4), 3); /* x 5 */
-  assert_int_equal(sft_adapt_conns(200 * MS, 50000, 4), 4); /* x 10 */
-  assert_int_equal(sft_adapt_conns(200 * MS, 300000, 4), 4);
+  assert_int_equal(sft_adapt_conns(50 * MS, 10000, 4), 1);   /* x 0.5 */
+  assert_int_equal(sft_adapt_conns(50 * MS, 100000, 4), 1);  /* x 5 */
+  assert_int_equal(sft_adapt_conns(80 * MS, 99999, 4), 1);   /* x 7.99 */
+  assert_int_equal(sft_adapt_conns(80 * MS, 100000, 4), 2);  /* x 8 */
+  assert_int_equal(sft_adapt_conns(200 * MS, 50000, 4), 2);  /* x 10 */
+  assert_int_equal(sft_adapt_conns(40 * MS, 300000, 4), 3);  /* x 12 */
+  assert_int_equal(sft_adapt_conns(50 * MS, 300000, 4), 3);  /* x 15 */
+  assert_int_equal(sft_adapt_conns(80 * MS, 200000, 4), 4);  /* x 16 */
+  assert_int_equal(sft_adapt_conns(200 * MS, 300000, 4), 4); /* x 60 */
   assert_int_equal(sft_adapt_conns(200 * MS, 300000, 2), 2); /* capped */
   assert_int_equal(sft_adapt_conns(200 * MS, 300000, 0), 1);
   assert_int_equal(sft_adapt_conns(0, 300000, 4), 1); /* RTT unknown */
@@ -321,7 +323,7 @@ static void test_rate_drives_chunk(void **state) {
   sft_adapt_get(&a, &d);
   assert_int_equal(d.conns, 1);
   s.loss_ppm = 100000; /* 200 ms x 10 % = 20 */
-  run(&a, &s, &now, 2 * SEC, 0, NULL);
+  run(&a, &s, &now, 4 * SEC, 0, NULL);
   sft_adapt_get(&a, &d);
   assert_int_equal(d.conns, 4);
   s.loss_ppm = 0;
@@ -330,6 +332,35 @@ static void test_rate_drives_chunk(void **state) {
   assert_true(tc - t0 >= 3 * SEC);
   sft_adapt_get(&a, &d);
   assert_int_equal(d.conns, 1);
+
+  /* Start-up overshoot into a drop-tail queue on a clean 50 ms link: a
+   * burst of heavy loss, then ~1 %. The long-run loss keeps 1 connection
+   * (the per-sample EWMA alone would have asked for 3 at once). */
+  assert_int_equal(sft_adapt_init(&a, NULL), 0);
+  s.srtt_ns = 50 * MS;
+  now = 0;
+  s.loss_ppm = 400000;
+  run(&a, &s, &now, 300 * MS, 0, NULL);
+  s.loss_ppm = 10000;
+  assert_int_equal(run(&a, &s, &now, 10 * SEC, SFT_ADAPT_CHANGED_CONNS, NULL),
+                   0);
+  sft_adapt_get(&a, &d);
+  assert_int_equal(d.conns, 1);
+
+  /* A lossy link from the first sample (50 ms, 30 %, x 15): 1 connection
+   * until SFT_ADAPT_CONNS_MIN_SAMPLES samples, then 3. */
+  assert_int_equal(sft_adapt_init(&a, NULL), 0);
+  now = 0;
+  s.loss_ppm = 300000;
+  for (int i = 1; i < SFT_ADAPT_CONNS_MIN_SAMPLES; i++) {
+    assert_true(sft_adapt_update(&a, &s, now) >= 0);
+    now += 100 * MS;
+    sft_adapt_get(&a, &d);
+    assert_int_equal(d.conns, 1);
+  }
+  assert_true(sft_adapt_update(&a, &s, now) >= 0);
+  sft_adapt_get(&a, &d);
+  assert_int_equal(d.conns, 3);
 }
 
 int main(void) {

@@ -16,11 +16,15 @@
  *               (independent chunk losses at the given rate: packet loss
  *               is the proxy); m if none is. 10+3: 0.5-1 % -> 1,
  *               2-3 % -> 2, 5 % -> 3, above ~7 % capped at 3.
- *  connections  x = RTT (ms) * loss (fraction): 1 if x < 2, 2 if x < 5,
- *               3 if x < 10, else 4; capped at max_conns. (ngtcp2's
- *               BBR holds ~90 % at 50 ms/5 % (x 2.5) but 15-19 % at
- *               200 ms/5 % (x 10): each connection's controller backs off
- *               alone, so striping keeps the link full.)
+ *  connections  x = RTT (ms) * loss (fraction): 1 if x < 8, 2 if x < 12,
+ *               3 if x < 16, else 4; capped at max_conns. Measured on the
+ *               100 Mbit/s, 50 ms TUN link (bench/lossy.sh, docs/internals/
+ *               adapt.md): one BBR2 connection carries 83 Mbit/s at 10 %
+ *               (x 5) where 3 striped ones carried 42-81 (they overflow the
+ *               drop-tail queue together), and collapses at 30 % (x 15)
+ *               where 4 carry 19-25. The loss is the LONG-RUN average
+ *               (below), so BBR's start-up overshoot into a drop-tail
+ *               queue does not count as a lossy link.
  *  window       flow-control window = 4 x BDP rounded up to a power of two,
  *               clamped to [16 MiB, 256 MiB]; socket buffer = 2 x BDP,
  *               power of two, clamped to [1 MiB, 64 MiB]. BDP = RTT x rate,
@@ -32,7 +36,11 @@
  * sized from).
  *
  * State machine (sft_adapt_update): inputs are smoothed (EWMA, 1/4 weight
- * to the new sample; the first sample is taken as is, and the first update
+ * to the new sample; the first sample is taken as is). The connections rule
+ * reads a slower loss average instead: the mean of the samples so far, then
+ * an EWMA of weight 1/16 from the 16th on, and it keeps 1 connection until
+ * SFT_ADAPT_CONNS_MIN_SAMPLES samples (1 s at the daemon's 100 ms tick)
+ * have been seen. The first update
  * replaces the placeholder initial decision outright). A decision moves in
  * the SAFER direction (smaller chunk, more parity, more connections, larger
  * window) as soon as the smoothed inputs call for it. It RELAXES only if the
@@ -96,12 +104,17 @@ struct sft_adapt {
   struct sft_adapt_config cfg;
   struct sft_adapt_decision cur;
   double rtt_ns, loss, drate, lrate; /* smoothed; loss a fraction */
+  double lloss;   /* long-run loss (fraction) for the connections rule */
+  uint64_t nloss; /* samples in lloss */
   int have_rtt, have_drate, have_lrate;
   /* Pending relaxation per field: target value and since when. */
   uint64_t pend_val[5], pend_since[5];
   int pend[5];
   uint64_t updates;
 };
+
+/* Samples before the connections rule may add a connection. */
+#define SFT_ADAPT_CONNS_MIN_SAMPLES 10
 
 /* Defaults: k 10, m 3, max_conns 4, hold 3 s, initial as above. */
 void sft_adapt_config_default(struct sft_adapt_config *cfg);
