@@ -280,6 +280,13 @@ int sft_adapt_update(struct sft_adapt *a, const struct sft_adapt_sample *s,
   return changed;
 }
 
+int sft_adapt_long_loss(const struct sft_adapt *a, double *loss) {
+  if (!a || a->nloss < SFT_ADAPT_CONNS_MIN_SAMPLES)
+    return 0;
+  *loss = a->lloss;
+  return 1;
+}
+
 void sft_adapt_get(const struct sft_adapt *a, struct sft_adapt_decision *d) {
   if (a && d)
     *d = a->cur;

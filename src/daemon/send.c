@@ -180,8 +180,6 @@ struct sender {
   uint64_t chunks_lost;          /* chunk streams lost with a link or reset */
   uint64_t tick_csent, tick_clost;
   double chunk_loss;    /* EWMA of lost / sent chunks */
-  double pkt_loss;      /* long-run lost / sent packets (adapt_tick) */
-  uint64_t npkt_loss;   /* samples in pkt_loss */
   uint32_t m_pro;       /* proactive parity per stripe now */
   struct sft_rate rate; /* this transfer's bandwidth limit */
   uint64_t rate_wait;   /* a chunk waits for tokens until then; 0 none */
@@ -202,6 +200,7 @@ static void on_timer(uv_timer_t *t) {
   pump(t->data);
 }
 static void conn_abandon(sftq_conn *c);
+static void keep_quic(struct slink *l, sftq_conn *q);
 static void finish(struct sender *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -1052,10 +1051,8 @@ static void fall_back(struct slink *l, const char *why) {
   rv = link_open(s, l);
   if (rv) {
     l->c = NULL;
-    if (old) { /* QUIC goes on alone */
-      l->c = old;
-      l->tcp = 0;
-      s->res->fell_back = 0;
+    if (old) {
+      keep_quic(l, old);
       return;
     }
     finish(s, rv, "cannot connect over TCP to %s:%u: %s", s->host, s->o->port,
@@ -1674,6 +1671,14 @@ static struct slink *link_of(sftq_conn *c) {
   return l && (l->c == c || (c && l->qwait == c)) ? l : NULL;
 }
 
+/* The link goes on with the QUIC attempt |q| alone (no TCP+TLS). */
+static void keep_quic(struct slink *l, sftq_conn *q) {
+  l->c = q;
+  l->qwait = NULL;
+  l->tcp = 0;
+  l->s->res->fell_back = 0;
+}
+
 /* Closes |c| and ignores its callbacks from now on. */
 static void conn_abandon(sftq_conn *c) {
   if (!c)
@@ -1689,13 +1694,11 @@ static void race_won(struct slink *l, sftq_conn *winner) {
     return;
   if (winner == l->qwait) {
     conn_abandon(l->c);
-    l->c = l->qwait;
-    l->tcp = 0;
-    l->s->res->fell_back = 0;
+    keep_quic(l, winner);
   } else {
     conn_abandon(l->qwait);
+    l->qwait = NULL;
   }
-  l->qwait = NULL;
 }
 
 int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
@@ -1884,10 +1887,7 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
   if (l->qwait && !l->connected) {
     /* TCP+TLS failed (nothing listens on TCP, or it is blocked too): the
      * QUIC attempt goes on alone until its own handshake timeout. */
-    l->c = l->qwait;
-    l->qwait = NULL;
-    l->tcp = 0;
-    s->res->fell_back = 0;
+    keep_quic(l, l->qwait);
     return;
   }
   if (!l->connected && l->fallback_at && !s->closing &&
@@ -1972,6 +1972,7 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
   uint64_t cs = s->res->chunks_sent - s->tick_csent;
   uint64_t cl = s->chunks_lost - s->tick_clost;
   uint32_t k = s->adapt.cfg.k, m = s->adapt.cfg.m, pro;
+  double ll;
   if (sent < s->tick_sent || lost < s->tick_lost)
     ds = dl = 0; /* a link was replaced: counters restarted */
   s->tick_sent = sent;
@@ -1983,11 +1984,6 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
   if (!ds || !s->ever_up)
     return;
   smp.loss_ppm = (uint32_t)(dl * 1000000 / ds);
-  /* mean of the samples, then an EWMA of weight 1/16 (as lib/adapt's
-   * connections rule): BBR's start-up overshoot is not a lossy link */
-  s->npkt_loss++;
-  s->pkt_loss += ((double)dl / (double)ds - s->pkt_loss) /
-                 (double)(s->npkt_loss < 16 ? s->npkt_loss : 16);
   {
     /* The delivery rate means something only once data has flowed: before
      * that it measures the handshake and control messages. */
@@ -2013,8 +2009,10 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
   }
   sft_adapt_get(&s->adapt, &d);
   pro = m ? sft_adapt_parity(k, m, (uint32_t)(s->chunk_loss * 1e6)) : 0;
-  if (m && s->npkt_loss >= SFT_ADAPT_CONNS_MIN_SAMPLES &&
-      s->pkt_loss >= PARITY_PKT_LOSS && pro < 1)
+  /* lib/adapt's long-run packet loss: BBR's start-up overshoot into a
+   * drop-tail queue is not a lossy link */
+  if (m && pro < 1 && sft_adapt_long_loss(&s->adapt, &ll) &&
+      ll >= PARITY_PKT_LOSS)
     pro = 1;
   if (pro > m)
     pro = m;

@@ -352,15 +352,20 @@ static void test_rate_drives_chunk(void **state) {
   assert_int_equal(sft_adapt_init(&a, NULL), 0);
   now = 0;
   s.loss_ppm = 300000;
+  double ll = -1.0;
   for (int i = 1; i < SFT_ADAPT_CONNS_MIN_SAMPLES; i++) {
     assert_true(sft_adapt_update(&a, &s, now) >= 0);
     now += 100 * MS;
     sft_adapt_get(&a, &d);
     assert_int_equal(d.conns, 1);
+    assert_int_equal(sft_adapt_long_loss(&a, &ll), 0);
   }
   assert_true(sft_adapt_update(&a, &s, now) >= 0);
   sft_adapt_get(&a, &d);
   assert_int_equal(d.conns, 3);
+  assert_int_equal(sft_adapt_long_loss(&a, &ll), 1);
+  assert_true(ll > 0.2999 && ll < 0.3001);
+  assert_int_equal(sft_adapt_long_loss(NULL, &ll), 0);
 }
 
 int main(void) {

@@ -129,6 +129,10 @@ int sft_adapt_init(struct sft_adapt *a, const struct sft_adapt_config *cfg);
 int sft_adapt_update(struct sft_adapt *a, const struct sft_adapt_sample *s,
                      uint64_t now);
 
+/* The long-run loss (fraction, the connections rule's input) into |*loss|:
+ * 1, or 0 while fewer than SFT_ADAPT_CONNS_MIN_SAMPLES samples were seen. */
+int sft_adapt_long_loss(const struct sft_adapt *a, double *loss);
+
 /* Current decision (never fails for a valid |a|). */
 void sft_adapt_get(const struct sft_adapt *a, struct sft_adapt_decision *d);
 
