@@ -113,3 +113,19 @@ wait_state() {
   done
   fail "transfer $id: state $s after $secs s, want $* ($(cat "$T/body"))"
 }
+
+# run_cases CASE...: case_<name> for each, timed; then the daemon $DPID is
+# stopped with SIGTERM and must exit 0.
+run_cases() {
+  local c t0
+  for c in "$@"; do
+    declare -F "case_$c" >/dev/null || fail "unknown case '$c'"
+    t0=$(date +%s)
+    "case_$c"
+    echo "     ($c took $(($(date +%s) - t0)) s)"
+  done
+  kill -TERM "$DPID"
+  wait_exit "$DPID"
+  [ "$RC" = 0 ] || { tail "$T/d.err" >&2; fail "daemon exit $RC after SIGTERM"; }
+  ok "SIGTERM: daemon exit 0"
+}

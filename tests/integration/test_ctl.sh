@@ -242,13 +242,5 @@ case_5() {
   ok "5: after transfers: chunk_transfer_duration_seconds_count $dur, chunk_size_bytes_count $sz$(command -v promtool >/dev/null && echo ', promtool ok')"
 }
 
-for c in $CASES; do
-  declare -F "case_$c" >/dev/null || fail "unknown case '$c'"
-  t0=$(date +%s)
-  "case_$c"
-  echo "     ($c took $(($(date +%s) - t0)) s)"
-done
-kill -TERM "$DPID"
-wait_exit "$DPID"
-[ "$RC" = 0 ] || { tail "$T/d.err" >&2; fail "daemon exit $RC after SIGTERM"; }
-ok "SIGTERM: daemon exit 0"
+# shellcheck disable=SC2086 # CASES is a word list
+run_cases $CASES

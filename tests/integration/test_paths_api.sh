@@ -303,13 +303,5 @@ case_7() {
   ok "7: paused 2 s: $((b2 - b1)) bytes on the wire toward the receiver (< 20 KB); resumed: identical copy"
 }
 
-for c in $CASES; do
-  declare -F "case_$c" >/dev/null || fail "unknown case '$c'"
-  t0=$(date +%s)
-  "case_$c"
-  echo "     ($c took $(($(date +%s) - t0)) s)"
-done
-kill -TERM "$DPID"
-wait_exit "$DPID"
-[ "$RC" = 0 ] || { tail "$T/d.err" >&2; fail "daemon exit $RC after SIGTERM"; }
-ok "SIGTERM: daemon exit 0"
+# shellcheck disable=SC2086 # CASES is a word list
+run_cases $CASES
