@@ -626,6 +626,12 @@ static void make_settings(sftq_ctx *ctx, ngtcp2_settings *s,
   s->max_window = cfg->max_window;
   s->max_stream_window = cfg->max_stream_window;
   s->handshake_timeout = cfg->handshake_timeout_ms * NGTCP2_MILLISECONDS;
+  /* RFC 9002's 333 ms default makes the first PTO about 1 s: one lost
+   * Initial or Handshake packet delayed the transfer's start by 1 s (at 10 %
+   * loss 1 run in 3 took 1.2 s to connect instead of 0.18 s). 100 ms (as
+   * Chromium uses) costs at most a spurious small retransmission on a path
+   * slower than that. */
+  s->initial_rtt = SFTQ_INITIAL_RTT_MS * NGTCP2_MILLISECONDS;
   ngtcp2_transport_params_default(p);
   p->initial_max_streams_bidi = cfg->max_streams_bidi;
   p->initial_max_streams_uni = cfg->max_streams_uni;
@@ -945,7 +951,14 @@ static void conn_write(sftq_conn *c) {
   if (c->ep->blocked) return; /* re-marked when the socket drains */
 
   ngtcp2_tstamp ts = now_ns();
+  /* |mtu| is the path's current size (1200 until PMTUD raises it); packets
+   * are written into |room| bytes, the configured maximum, because ngtcp2
+   * writes a PMTUD probe only when it fits in the buffer it is given (with
+   * |mtu| the probes never went out and every packet stayed at 1200 bytes:
+   * 7.4 % of the link in headers instead of 6.2 % at 1444). */
   size_t mtu = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->q);
+  size_t room = ngtcp2_conn_get_max_tx_udp_payload_size(c->q);
+  if (room < mtu) room = mtu;
   size_t maxpk = ngtcp2_conn_get_send_quantum(c->q) / mtu;
   if (maxpk > SFTQ_MAX_GSO_SEGS) maxpk = SFTQ_MAX_GSO_SEGS;
   if (maxpk > SFTQ_GSO_MAX_BYTES / mtu) maxpk = SFTQ_GSO_MAX_BYTES / mtu;
@@ -971,7 +984,7 @@ static void conn_write(sftq_conn *c) {
     }
     ngtcp2_ssize nd = -1;
     ngtcp2_ssize nw = ngtcp2_conn_writev_stream(c->q, &ps.path, &pi, buf + off,
-                                                mtu, &nd, flags, sid, v, nv, ts);
+                                                room, &nd, flags, sid, v, nv, ts);
     if (nw < 0) {
       if (nw == NGTCP2_ERR_WRITE_MORE) {
         stream_advance(c, st, (size_t)nd, flags & NGTCP2_WRITE_STREAM_FLAG_FIN,
@@ -1011,7 +1024,7 @@ static void conn_write(sftq_conn *c) {
     off += n;
     npk++;
     total++;
-    if (n < segsz || npk >= maxpk || off + mtu > SFTQ_GSO_MAX_BYTES) {
+    if (n < segsz || npk >= maxpk || off + room > SFTQ_GSO_MAX_BYTES) {
       int rv = ep_send(c->ep, &c->local, remote, buf, off, segsz, &c->s);
       off = 0;
       npk = 0;
@@ -1674,6 +1687,9 @@ int sftq_conn_tune_buffers(sftq_conn *c, uint64_t now, uint64_t *bufsize) {
   c->tune_at = now;
   c->tune_rx = c->s.bytes_recv;
   uint64_t rate = cs.delivery_rate_sec > rx ? cs.delivery_rate_sec : rx;
+  /* No stream data yet: the rate is that of the handshake and the PMTUD
+   * probes, which says nothing about the path's bandwidth. */
+  if (!c->s.stream_bytes_sent && !c->s.stream_bytes_recv) rate = 0;
   double bdp = (double)rate * (double)cs.smoothed_rtt / 1e9;
   uint64_t want = bdp * 2 > (double)SFTQ_SOCKBUF_MAX ? SFTQ_SOCKBUF_MAX
                                                       : (uint64_t)(bdp * 2);

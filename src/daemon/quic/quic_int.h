@@ -12,6 +12,7 @@
 #include "daemon/quic/quic.h"
 
 #define SFTQ_CIDLEN 18          /* every CID we issue */
+#define SFTQ_INITIAL_RTT_MS 100 /* RTT assumed before the first sample */
 #define SFTQ_MAX_GSO_SEGS 64    /* kernel 6.1 limit */
 #define SFTQ_GSO_MAX_BYTES 65000 /* one UDP_SEGMENT super-datagram */
 #define SFTQ_RXBUF 65536        /* one GRO read */
