@@ -196,9 +196,11 @@ static void rules(const struct sft_adapt *a, double worse, uint64_t out[]) {
   {
     double ll = a->lloss * worse;
     uint32_t llppm = (uint32_t)((ll > 1.0 ? 1.0 : ll) * SFT_ADAPT_PPM + 0.5);
+    /* the path's own RTT, not the queue our connections build */
+    double base = a->min_rtt ? (double)a->min_rtt * worse : rtt;
     out[F_CONNS] = a->nloss < SFT_ADAPT_CONNS_MIN_SAMPLES
                        ? a->cur.conns
-                       : sft_adapt_conns(to_u64(rtt), llppm, a->cfg.max_conns);
+                       : sft_adapt_conns(to_u64(base), llppm, a->cfg.max_conns);
   }
   out[F_WINDOW] = sft_adapt_window(to_u64(rtt), to_u64(hi));
   out[F_SOCKBUF] = sft_adapt_sockbuf(to_u64(rtt), to_u64(hi));
@@ -229,6 +231,8 @@ int sft_adapt_update(struct sft_adapt *a, const struct sft_adapt_sample *s,
         a->have_rtt ? ewma(a->rtt_ns, (double)s->srtt_ns) : (double)s->srtt_ns;
     a->have_rtt = 1;
   }
+  if (s->min_rtt_ns && (!a->min_rtt || s->min_rtt_ns < a->min_rtt))
+    a->min_rtt = s->min_rtt_ns;
   if (s->delivery_rate) {
     a->drate = a->have_drate ? ewma(a->drate, (double)s->delivery_rate)
                              : (double)s->delivery_rate;

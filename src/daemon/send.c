@@ -1965,8 +1965,8 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
  * old 5 % threshold cost 10-12 % of the goodput (bench/lossy.sh,
  * docs/internals/adapt.md). */
 static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
-                       uint64_t srtt_ns) {
-  struct sft_adapt_sample smp = {.srtt_ns = srtt_ns};
+                       uint64_t srtt_ns, uint64_t min_rtt_ns) {
+  struct sft_adapt_sample smp = {.srtt_ns = srtt_ns, .min_rtt_ns = min_rtt_ns};
   struct sft_adapt_decision d;
   uint64_t ds = sent - s->tick_sent, dl = lost - s->tick_lost;
   uint64_t cs = s->res->chunks_sent - s->tick_csent;
@@ -2041,7 +2041,7 @@ static void progress_tick(uv_timer_t *t) {
   struct sender *s = t->data;
   struct sftd_event ev = {.type = SFTD_EV_PROGRESS};
   sftq_stats st;
-  uint64_t sent = 0, lost = 0;
+  uint64_t sent = 0, lost = 0, min_rtt = 0;
   for (size_t i = 0; i < s->nfiles; i++) {
     struct sfile *f = &s->files[i];
     ev.p.bytes_total += f->man.size;
@@ -2081,6 +2081,8 @@ static void progress_tick(uv_timer_t *t) {
         sftq_conn_tune_buffers(l->c, now(), NULL);
       if (ev.p.rtt_ms == 0 || (double)st.srtt_ns / 1e6 < ev.p.rtt_ms)
         ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
+      if (st.min_rtt_ns && (!min_rtt || st.min_rtt_ns < min_rtt))
+        min_rtt = st.min_rtt_ns;
       sent += st.pkts_sent;
       lost += st.pkts_lost;
       ps->rtt_ms = (double)st.srtt_ns / 1e6;
@@ -2102,7 +2104,7 @@ static void progress_tick(uv_timer_t *t) {
   if (sent)
     ev.p.loss = (double)lost / (double)sent;
   ev.p.parity_sent = s->res->parity_sent;
-  adapt_tick(s, sent, lost, (uint64_t)(ev.p.rtt_ms * 1e6));
+  adapt_tick(s, sent, lost, (uint64_t)(ev.p.rtt_ms * 1e6), min_rtt);
   if (s->nlinks > 1 && s->ctl && !s->closing)
     flush_sendq(s); /* links drained since: refill their shallow queues */
   if (!s->rate_known && s->ctl && !s->closing)

@@ -366,6 +366,37 @@ static void test_rate_drives_chunk(void **state) {
   assert_int_equal(sft_adapt_long_loss(&a, &ll), 1);
   assert_true(ll > 0.2999 && ll < 0.3001);
   assert_int_equal(sft_adapt_long_loss(NULL, &ll), 0);
+
+  /* 10 % loss on a 50 ms path whose queue one connection keeps full (srtt
+   * 90 ms): x is 5 from the path's own RTT (min_rtt), not 9 from srtt, so
+   * 1 connection stays; without a min_rtt, srtt decides (2). */
+  assert_int_equal(sft_adapt_init(&a, NULL), 0);
+  now = 0;
+  s.srtt_ns = 90 * MS;
+  s.min_rtt_ns = 50 * MS;
+  s.loss_ppm = 100000;
+  assert_int_equal(run(&a, &s, &now, 10 * SEC, SFT_ADAPT_CHANGED_CONNS, NULL),
+                   0);
+  sft_adapt_get(&a, &d);
+  assert_int_equal(d.conns, 1);
+  /* a later, higher min_rtt sample does not raise the base */
+  s.min_rtt_ns = 200 * MS;
+  assert_int_equal(run(&a, &s, &now, 2 * SEC, SFT_ADAPT_CHANGED_CONNS, NULL),
+                   0);
+  assert_int_equal(sft_adapt_init(&a, NULL), 0);
+  now = 0;
+  s.min_rtt_ns = 0;
+  run(&a, &s, &now, 2 * SEC, 0, NULL);
+  sft_adapt_get(&a, &d);
+  assert_int_equal(d.conns, 2);
+  /* and 30 % on the same path still gets 3 (x 15) */
+  assert_int_equal(sft_adapt_init(&a, NULL), 0);
+  now = 0;
+  s.min_rtt_ns = 50 * MS;
+  s.loss_ppm = 300000;
+  run(&a, &s, &now, 2 * SEC, 0, NULL);
+  sft_adapt_get(&a, &d);
+  assert_int_equal(d.conns, 3);
 }
 
 int main(void) {
