@@ -1596,7 +1596,13 @@ void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
     XP(stream_consume, c, sid, len);
     rv = ctrl_feed(&l->ctl, data, len, on_frame, l);
     if (!rv && fin && l->ss && !sess_unfinished(l->ss)) {
-      /* The sender ended the session: every file is finished. */
+      /* The sender ended the session: every file is finished. Close every
+       * connection of it, not only this one: the sender's CONNECTION_CLOSE
+       * on the others can be lost, and they would then hold the session
+       * (and a --once receiver) until their idle timeout. */
+      for (struct rlink *o = l->ss->links; o; o = o->next)
+        if (o->c && o != l)
+          XPV(conn_close, o->c, 0);
       XPV(conn_close, c, 0);
       return;
     }

@@ -171,6 +171,9 @@ struct hx {
   struct ctrl ctl;
   int connected, closed, close_reason;
   uint64_t close_app;
+  /* an optional second connection (link) of the same session */
+  sftq_conn *c2;
+  int c2_connected, c2_closed;
   int ctl_bad; /* the receiver sent a frame we could not parse */
   struct rmsg *msgs;
   size_t nmsgs, capmsgs;
@@ -287,15 +290,19 @@ static int cl_frame(void *ud, const struct sft_frame *f) {
 
 static void cl_connected(sftq_conn *c, void *ud) {
   struct hx *h = ud;
-  (void)c;
+  if (h->c2 && c == h->c2) {
+    h->c2_connected = 1;
+    return;
+  }
   h->connected = 1;
 }
 
 static void cl_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
                            size_t len, int fin, void *ud) {
   struct hx *h = ud;
-  (void)c;
   (void)fin;
+  if (c != h->c) /* the second link's answers are not parsed */
+    return;
   if (sid == h->ctl.sid && ctrl_feed(&h->ctl, data, len, cl_frame, h))
     h->ctl_bad = 1;
 }
@@ -303,7 +310,11 @@ static void cl_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
 static void cl_closed(sftq_conn *c, int reason, uint64_t app_error,
                       void *ud) {
   struct hx *h = ud;
-  (void)c;
+  if (h->c2 && c == h->c2) {
+    h->c2_closed = 1;
+    h->c2 = NULL;
+    return;
+  }
   h->closed = 1;
   h->close_reason = reason;
   h->close_app = app_error;
@@ -2011,6 +2022,109 @@ static void test_fec_parity_flood_bounded(void **state) {
   hx_cleanup(&h);
 }
 
+/* ---- 6. end of session ------------------------------------------------------ */
+
+static int p_c2_connected(struct hx *h, const void *a) {
+  (void)a;
+  return h->c2_connected || h->c2_closed;
+}
+static int p_c2_closed(struct hx *h, const void *a) {
+  (void)a;
+  return h->c2_closed;
+}
+
+/* A session over two connections: every file done, then the sender ends the
+ * control stream (FIN) on the first. The session is over, so the receiver
+ * closes both connections at once and a --once receiver exits: it must not
+ * wait for the sender's CONNECTION_CLOSE on the second one, which a lossy
+ * link can lose (session 6: a --once receiver with 4 connections exited
+ * 40 s after the sender at 10 % loss, the idle timeout). */
+static void test_fin_ends_every_link(void **state) {
+  static struct hx h;
+  struct ffile f;
+  struct ftrack t;
+  struct sft_msg_hello m;
+  uint8_t buf[512];
+  size_t n = 0;
+  int64_t sid2 = -1;
+  uint64_t t0;
+  int st = 0;
+  pid_t w = 0;
+  (void)state;
+  ff_init(&f, 0, 3 * (uint64_t)FCS, FCS, 10, 3, 77);
+  hx_init(&h, 0);
+  hx_begin(&h, 0, 1);
+  hx_connect(&h, 1);
+  hx_hello(&h);
+  /* the second link: its own connection, control stream and HELLO */
+  assert_int_equal(sftq_connect(h.q, "127.0.0.1", h.port, &h, &h.c2), 0);
+  assert_true(hx_run(&h, p_c2_connected, NULL, 10000));
+  assert_true(h.c2_connected);
+  assert_int_equal(sftq_stream_open_bidi(h.c2, &sid2), 0);
+  memset(&m, 0, sizeof(m));
+  m.version_current = SFT_PROTO_VERSION_CURRENT;
+  m.version_min = SFT_PROTO_VERSION_MIN;
+  memset(m.session_id, 0x5a, sizeof(m.session_id)); /* hx_hello's session */
+  m.role = SFT_ROLE_SENDER;
+  m.agent_len = (size_t)snprintf(m.agent, sizeof(m.agent), "hostile/2");
+  assert_int_equal(sft_msg_hello_encode(buf, sizeof(buf), &m, &n), 0);
+  {
+    sftq_iov iov = {buf, n};
+    assert_int_equal(sftq_stream_write(h.c2, sid2, &iov, 1, SFTQ_WRITE_COPY),
+                     0);
+  }
+  /* one file, complete and echoed */
+  ff_offer(&h, &f, "done1");
+  ft_init(&t, &f);
+  for (uint64_t i = 0; i < f.count; i++)
+    ff_send_data(&h, &f, i);
+  hx_run(&h, p_ft_all_acked, &t, 10000);
+  assert_int_equal(t.nacked, f.count);
+  {
+    size_t at;
+    hx_complete(&h, f.id, f.root);
+    wait_msg(&h, SFT_MSG_COMPLETE, f.id, &at);
+  }
+  assert_false(h.closed);
+  assert_false(h.c2_closed);
+  /* end the session on link 1 only */
+  t0 = mono_ms();
+  hx_send_raw(&h, h.ctl.sid, NULL, 0, 1);
+  hx_run(&h, p_c2_closed, NULL, 5000);
+  if (!h.c2_closed)
+    fail_msg("the second connection was still open %llu ms after the "
+             "session ended", (unsigned long long)(mono_ms() - t0));
+  hx_run(&h, p_closed, NULL, 5000);
+  assert_true(h.closed);
+  /* --once: the receiver exits by itself, cleanly */
+  while ((w = waitpid(h.pid, &st, WNOHANG)) == 0 && mono_ms() < t0 + 5000) {
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+  }
+  if (w != h.pid)
+    fail_msg("the --once receiver had not exited %llu ms after the session "
+             "ended", (unsigned long long)(mono_ms() - t0));
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  print_message("session end over 2 links: both closed and the receiver "
+                "exited %llu ms after the FIN\n",
+                (unsigned long long)(mono_ms() - t0));
+  h.pid = -1;
+  g_child = -1;
+  hx_finish(&h);
+  {
+    char p[400];
+    uint8_t *back = malloc(f.size + 1);
+    assert_non_null(back);
+    snprintf(p, sizeof(p), "%s/done1", h.dl);
+    assert_int_equal(read_file(p, back, f.size + 1), (ssize_t)f.size);
+    assert_memory_equal(back, f.data, f.size);
+    free(back);
+  }
+  ft_free(&t);
+  ff_free(&f);
+  hx_cleanup(&h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_hostile_names_refused, teardown),
@@ -2026,6 +2140,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_fec_bad_parity_ignored, teardown),
       cmocka_unit_test_teardown(test_fec_need_for_gap, teardown),
       cmocka_unit_test_teardown(test_fec_parity_flood_bounded, teardown),
+      cmocka_unit_test_teardown(test_fin_ends_every_link, teardown),
   };
   signal(SIGPIPE, SIG_IGN);
   return cmocka_run_group_tests(tests, NULL, NULL);
