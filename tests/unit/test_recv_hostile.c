@@ -174,6 +174,7 @@ struct hx {
   /* an optional second connection (link) of the same session */
   sftq_conn *c2;
   int c2_connected, c2_closed;
+  size_t c2_rx; /* bytes the receiver sent on it (its HELLO answer) */
   int ctl_bad; /* the receiver sent a frame we could not parse */
   struct rmsg *msgs;
   size_t nmsgs, capmsgs;
@@ -301,8 +302,10 @@ static void cl_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
                            size_t len, int fin, void *ud) {
   struct hx *h = ud;
   (void)fin;
-  if (c != h->c) /* the second link's answers are not parsed */
+  if (c != h->c) { /* the second link's answers are counted, not parsed */
+    h->c2_rx += len;
     return;
+  }
   if (sid == h->ctl.sid && ctrl_feed(&h->ctl, data, len, cl_frame, h))
     h->ctl_bad = 1;
 }
@@ -2028,6 +2031,10 @@ static int p_c2_connected(struct hx *h, const void *a) {
   (void)a;
   return h->c2_connected || h->c2_closed;
 }
+static int p_c2_answered(struct hx *h, const void *a) {
+  (void)a;
+  return h->c2_rx > 0 || h->c2_closed;
+}
 static int p_c2_closed(struct hx *h, const void *a) {
   (void)a;
   return h->c2_closed;
@@ -2073,6 +2080,9 @@ static void test_fin_ends_every_link(void **state) {
     assert_int_equal(sftq_stream_write(h.c2, sid2, &iov, 1, SFTQ_WRITE_COPY),
                      0);
   }
+  /* the receiver answered: the link is attached to the session */
+  assert_true(hx_run(&h, p_c2_answered, NULL, 10000));
+  assert_false(h.c2_closed);
   /* one file, complete and echoed */
   ff_offer(&h, &f, "done1");
   ft_init(&t, &f);

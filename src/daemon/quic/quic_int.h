@@ -11,7 +11,11 @@
 
 #include "daemon/quic/quic.h"
 
-#define SFTQ_CIDLEN 18          /* every CID we issue */
+/* Every CID we issue: 8 random bytes (64 bits; QUIC's minimum for a
+ * client's first DCID). Each 1-RTT packet carries the peer's CID, so 18
+ * bytes (ngtcp2's examples) cost 10 bytes per 1444-byte packet, 0.7 % of
+ * the link. The CID map's hash is seeded per context. */
+#define SFTQ_CIDLEN 8
 #define SFTQ_INITIAL_RTT_MS 100 /* RTT assumed before the first sample */
 #define SFTQ_MAX_GSO_SEGS 64    /* kernel 6.1 limit */
 #define SFTQ_GSO_MAX_BYTES 65000 /* one UDP_SEGMENT super-datagram */
