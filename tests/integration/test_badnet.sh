@@ -15,8 +15,12 @@
 #   e  reordering and duplication: both happened, the copy is identical
 #   f  UDP silently dropped, TCP open on the same port number: the sender
 #      falls back to TCP+TLS after its 3 s handshake deadline and completes
-#   (g, a stripe whose m chunks the proxy drops is rebuilt from parity, needs
-#   FEC on the wire: not written yet.)
+#   g  UDP silent for the first 4 s, nothing on TCP: the sender starts its
+#      TCP attempt at 3 s, which is refused, and goes on with its QUIC
+#      attempt, which completes once UDP passes (session 5's race: before
+#      it, the QUIC attempt was abandoned at 3 s)
+#   (the stripe whose m chunks the proxy drops is test_recv_hostile's
+#   test_fec_rebuild_from_parity and the tests beside it)
 # The netsim proxy carries UDP only, so cases a-e force --transport quic (a
 # fallback to TCP would bypass the impairments).
 #
@@ -32,7 +36,7 @@
 #      packets are lost); with ONE connection ngtcp2 0.12's BBR2 window
 #      collapses to 4 packets and 2 MiB can take minutes.
 PENDING=${SFT_BADNET_PENDING-"a"}
-CASES=${SFT_BADNET_CASES:-"a b c d e f"}
+CASES=${SFT_BADNET_CASES:-"a b c d e f g"}
 CASE_TIMEOUT=${SFT_BADNET_TIMEOUT:-60}
 RECV_GRACE=40 # s a receiver may take to exit after its sender (idle timeout 30 s)
 NETSIM=${SFT_BUILD_DIR:?}/sft-netsim
@@ -256,6 +260,25 @@ case_f() {
   grep -Eq '^connections [1-9]' "$T/f.fwd.out" || fail "f: nothing connected over TCP"
   [ "$ms" -ge 2900 ] || fail "f: fell back after $ms ms, before the 3 s deadline"
   ok "f: UDP blocked: fell back to TCP+TLS, $((BIG / MIB)) MiB identical in $ms ms ($(pstat f up.pkts_in) QUIC datagrams dropped)"
+}
+
+# g: UDP to the proxy is dropped for its first 4 s (an outage from its
+# start), and nothing listens on TCP at the proxy's port number (refused).
+# The TCP attempt made at 3 s fails; the QUIC attempt, still running,
+# completes after the outage (its Initial is resent on PTO) and carries the
+# transfer: exit 0, copy identical, datagrams delivered by the proxy, no
+# reconnect.
+case_g() {
+  xfer g "outage=4s@0s" "$((2 * MIB))"
+  expect_ok g
+  grep -q '"event":"fallback".*trying TCP+TLS' "$T/g.s.out" ||
+    fail "g: no TCP attempt at 3 s: $(grep -v progress "$T/g.s.out")"
+  [ "$(pstat g up.drop_outage)" -gt 0 ] || fail "g: the outage dropped nothing"
+  [ "$(pstat g sent_up)" -gt 0 ] || fail "g: nothing went over UDP after the outage"
+  grep -q '"event":"summary".*"reconnects":0' "$T/g.s.out" ||
+    fail "g: the link reconnected: $(grep '"event":"summary"' "$T/g.s.out")"
+  [ "$MS" -ge 3900 ] || fail "g: done in $MS ms, inside the 4 s outage"
+  ok "g: UDP silent 4 s, TCP refused: the QUIC attempt went on and carried 2 MiB in $MS ms ($(pstat g up.drop_outage) datagrams dropped in the outage)"
 }
 
 # Runs each case in a subshell (a failure ends that case only); reports
