@@ -603,8 +603,10 @@ static int multi_done(void *p) {
   return s[NCLI]->fins >= NCLI * 10;
 }
 
-static void test_multi_clients_retry(void **state) {
-  (void)state;
+/* NCLI clients connect at once and each sends 10 streams. |retry| and
+ * |load| configure the server's Retry policy; |want_retried| is how many
+ * clients must have taken a Retry. */
+static void multi_clients(int retry, uint32_t load, int want_retried) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   side srv = {.name = "server", .verify_content = 1};
@@ -612,7 +614,8 @@ static void test_multi_clients_retry(void **state) {
   sender sd[NCLI];
   sftq_config scfg, ccfg;
   base_cfg(&scfg, &srv, g_scert, g_skey);
-  scfg.retry = 1; /* address validation even on loopback */
+  scfg.retry = retry;
+  scfg.retry_load = load;
   uint16_t port = start_server(&loop, &srv, &scfg);
   side *all[NCLI + 1];
   for (int i = 0; i < NCLI; i++) {
@@ -645,6 +648,14 @@ static void test_multi_clients_retry(void **state) {
   assert_int_equal(srv.nrx, NCLI * 10); /* keyed by (conn, stream id) */
   for (int i = 0; i < srv.nrx; i++) assert_int_equal(srv.rxs[i].bad, 0);
   assert_int_equal(srv.bytes, (uint64_t)NCLI * 10 * (256 << 10));
+  int retried = 0;
+  for (int i = 0; i < NCLI; i++) {
+    sftq_stats st;
+    assert_int_equal(sftq_conn_stats(sd[i].c, &st), 0);
+    assert_true(st.retries <= 1);
+    retried += (int)st.retries;
+  }
+  assert_int_equal(retried, want_retried);
   for (int i = 0; i < NCLI; i++) sftq_ctx_free(cli[i].ctx);
   sftq_ctx_free(srv.ctx);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -654,6 +665,24 @@ static void test_multi_clients_retry(void **state) {
     assert_int_equal(cli[i].reason, SFT_ERR_CANCELLED);
     for (int j = 0; j < sd[i].opened; j++) free(sd[i].bufs[j]);
   }
+}
+
+/* Retry always (retry 1, even on loopback): every client takes one. */
+static void test_multi_clients_retry(void **state) {
+  (void)state;
+  multi_clients(1, 0, NCLI);
+}
+
+/* Retry under load (retry 3: the policy of non-loopback listeners), 2
+ * handshakes: the clients' Initials arrive together, the first two are
+ * accepted at once and every later one gets a Retry while those two are
+ * still in their handshakes. With the default load (16) no client takes
+ * one: a lone client does not pay Retry's round trip. */
+static void test_retry_under_load(void **state) {
+  (void)state;
+  multi_clients(3, 2, NCLI - 2);
+  multi_clients(3, 0, 0);
+  multi_clients(0, 0, 0); /* loopback default: never */
 }
 
 static int bulk_done(void *p) {
@@ -1131,6 +1160,7 @@ int main(void) {
       cmocka_unit_test(test_bidi_echo),
       cmocka_unit_test(test_many_uni_streams),
       cmocka_unit_test(test_multi_clients_retry),
+      cmocka_unit_test(test_retry_under_load),
       cmocka_unit_test(test_bulk_throughput),
       cmocka_unit_test(test_tune_buffers),
       cmocka_unit_test(test_idle_timeout),

@@ -61,7 +61,8 @@ struct sftq_ep {
   sftq_ctx *ctx;
   sftq_udp u;
   uv_poll_t poll;
-  bool listening, retry, closing, blocked;
+  bool listening, closing, blocked;
+  enum { RETRY_NEVER, RETRY_ALWAYS, RETRY_LOAD } retry;
   uint8_t *pend;
   size_t pendlen, pendseg;
   sftq_addr pend_local, pend_remote;
@@ -580,13 +581,19 @@ int sftq_conn_verify_hook(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
   return rv;
 }
 
+static int recv_retry_cb(ngtcp2_conn *q, const ngtcp2_pkt_hd *hd, void *ud) {
+  sftq_conn *c = ud;
+  c->s.retries++;
+  return ngtcp2_crypto_recv_retry_cb(q, hd, ud);
+}
+
 static void make_callbacks(ngtcp2_callbacks *cb, bool server) {
   memset(cb, 0, sizeof *cb);
   if (server) {
     cb->recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
   } else {
     cb->client_initial = ngtcp2_crypto_client_initial_cb;
-    cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+    cb->recv_retry = recv_retry_cb;
   }
   cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
   cb->encrypt = ngtcp2_crypto_encrypt_cb;
@@ -1218,6 +1225,14 @@ static void conn_read(sftq_conn *c, const uint8_t *pkt, size_t len,
   conn_mark(c);
 }
 
+/* Server connections whose handshake is in progress (the Retry load). */
+static uint32_t handshakes(const sftq_ctx *ctx) {
+  uint32_t n = 0;
+  for (const sftq_conn *c = ctx->conns; c; c = c->next)
+    if (c->server && !c->connected && c->st == C_LIVE) n++;
+  return n;
+}
+
 static void server_accept(sftq_ep *ep, const uint8_t *pkt, size_t len,
                           const sftq_addr *local, const sftq_addr *remote) {
   sftq_ctx *ctx = ep->ctx;
@@ -1231,11 +1246,14 @@ static void server_accept(sftq_ep *ep, const uint8_t *pkt, size_t len,
   if (ctx->nserver >= ctx->cfg.max_conns) return;
   ngtcp2_cid ocid;
   bool have_ocid = false;
-  if (ep->retry) {
-    if (hd.token.len == 0 || hd.token.base[0] != NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY) {
-      send_retry(ep, &hd, len, local, remote);
-      return;
-    }
+  bool token = hd.token.len > 0 &&
+               hd.token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY;
+  if (ep->retry != RETRY_NEVER && !token &&
+      (ep->retry == RETRY_ALWAYS || handshakes(ctx) >= ctx->cfg.retry_load)) {
+    send_retry(ep, &hd, len, local, remote);
+    return;
+  }
+  if (ep->retry != RETRY_NEVER && token) {
     if (ngtcp2_crypto_verify_retry_token(
             &ocid, hd.token.base, hd.token.len, ctx->secret,
             sizeof ctx->secret, hd.version,
@@ -1438,6 +1456,7 @@ int sftq_ctx_new(sftq_ctx **out, uv_loop_t *loop, const sftq_config *cfg) {
   if (!c->idle_timeout_ms) c->idle_timeout_ms = 30000;
   if (!c->keepalive_ms) c->keepalive_ms = c->idle_timeout_ms / 3;
   if (!c->handshake_timeout_ms) c->handshake_timeout_ms = 10000;
+  if (!c->retry_load) c->retry_load = SFTQ_RETRY_LOAD;
   if (!c->max_window) c->max_window = 64u << 20;
   if (!c->max_stream_window) c->max_stream_window = 64u << 20;
   if (!c->initial_max_data) c->initial_max_data = 16u << 20;
@@ -1539,9 +1558,16 @@ int sftq_listen(sftq_ctx *ctx, const char *addr, uint16_t port,
   if ((rv = ep_open(ctx, (struct sockaddr *)&ss, len, NULL, 0, &ep)) != 0)
     return rv;
   ep->listening = true;
+  /* Retry costs every client a round trip (and on a lossy link one more
+   * flight that can be lost), so by default it is asked for only while
+   * many handshakes are in progress: the state that spoofed Initials could
+   * exhaust. ngtcp2's 3x amplification limit holds either way. */
   int r = ctx->cfg.retry;
-  ep->retry = r == 1 || ((r == 0 || r == -1) &&
-                         !sftq_addr_is_loopback((struct sockaddr *)&ss));
+  ep->retry = r == 1   ? RETRY_ALWAYS
+              : r == 3 ? RETRY_LOAD
+              : r == 2 ? RETRY_NEVER
+              : sftq_addr_is_loopback((struct sockaddr *)&ss) ? RETRY_NEVER
+                                                               : RETRY_LOAD;
   if (bound_port) {
     const struct sockaddr *la = (const struct sockaddr *)&ep->u.local.ss;
     *bound_port = ntohs(la->sa_family == AF_INET

@@ -143,8 +143,13 @@ typedef struct sftq_config {
   uint32_t max_streams_uni;   /* peer may open this many at once; 0 -> 1024 */
   uint32_t max_streams_bidi;  /* 0 -> 16 */
   uint32_t max_conns;         /* server connections per ctx; 0 -> 1024 */
-  int retry;        /* address validation by Retry: -1/0 default = on unless
-                       the listen address is loopback; 1 on; 2 off */
+  int retry;        /* address validation by Retry: -1/0 default = under
+                       load (below) unless the listen address is loopback
+                       (then off); 1 always; 2 off; 3 under load whatever
+                       the address (tests) */
+  uint32_t retry_load; /* "under load": an Initial without a token gets a
+                          Retry while this many server handshakes are in
+                          progress; 0 -> 16 */
   int no_gso;       /* 1: never use UDP_SEGMENT */
   int no_gro;       /* 1: never use UDP_GRO */
   uint32_t sockbuf; /* SO_RCVBUF/SO_SNDBUF wish, 0 -> 8 MiB */
@@ -228,6 +233,7 @@ typedef struct sftq_stats {
   uint64_t pto_count;
   uint64_t gso_batches; /* sendmsg calls that carried more than 1 packet */
   size_t max_udp_payload;
+  uint32_t retries; /* Retry packets taken (client side) */
 } sftq_stats;
 
 int sftq_conn_stats(sftq_conn *c, sftq_stats *st);
