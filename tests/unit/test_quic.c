@@ -3,12 +3,12 @@
  * negotiation, idle timeout, teardown. Everything runs on 127.0.0.1 in one
  * process on one uv loop; every test ends with uv_loop_close() == 0. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "fdcount.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
@@ -997,19 +997,6 @@ static void test_stateless_reset_and_vn(void **state) {
   sftq_ctx_free(srv.ctx);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(uv_loop_close(&loop), 0);
-}
-
-/* Number of open file descriptors (failed connects must not leak one). */
-/* Open descriptors of this process, counted in-process (no popen: its pipe
- * and child were two more moving parts). */
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  assert_non_null(d);
-  int n = 0;
-  for (struct dirent *e; (e = readdir(d));)
-    n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
 }
 
 static uint16_t sa_port(const struct sockaddr_storage *ss) {

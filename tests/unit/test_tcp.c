@@ -7,12 +7,12 @@
  * uv_loop_close() == 0. */
 #define _GNU_SOURCE
 /* clang-format off: cmocka needs these first */
-#include <dirent.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include "fdcount.h"
 /* clang-format on */
 #include <arpa/inet.h>
 #include <ftw.h>
@@ -878,19 +878,6 @@ static void test_bad_config(void **state) {
   cfg.key_path = NULL;
   assert_int_equal(sftt_ctx_new(&ctx, &loop, &cfg), SFT_ERR_INVAL);
   assert_int_equal(uv_loop_close(&loop), 0);
-}
-
-/* Number of open file descriptors (failed connects must not leak one). */
-/* Open descriptors of this process, counted in-process (no popen: its pipe
- * and child were two more moving parts). */
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  assert_non_null(d);
-  int n = 0;
-  for (struct dirent *e; (e = readdir(d));)
-    n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
 }
 
 /* One connection from |local| to |host|:|port|: the server must see
