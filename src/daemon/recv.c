@@ -76,13 +76,13 @@ struct rlink {
   sftq_conn *c;       /* NULL once closed */
   struct ctrl ctl;
   int hello_ok;
-  int fail_code;          /* the ERROR sent; close once it is delivered */
-  int ending;             /* our FIN answered the sender's: close once it
-                             is delivered (or at fail_deadline) */
-  uint64_t fail_deadline; /* ...or at this time, whichever comes first */
-  uint64_t last_rx;       /* last chunk bytes received on it */
-  uint32_t jobs;          /* chunk jobs that return credit to it */
-  struct rchunk *chunks;  /* its chunk streams still being received */
+  int fail_code;         /* the ERROR sent; close once it is delivered */
+  int ending;            /* our FIN answered the sender's: close once it
+                            is delivered */
+  uint64_t close_at;     /* either: close at this time if not yet */
+  uint64_t last_rx;      /* last chunk bytes received on it */
+  uint32_t jobs;         /* chunk jobs that return credit to it */
+  struct rchunk *chunks; /* its chunk streams still being received */
   uint8_t fp[SFTQ_FP_LEN];
   char peer[SFTD_FP_TEXT_MAX];
 };
@@ -212,7 +212,7 @@ static void link_fail(struct rlink *l, int err, const char *text) {
   if (l->ctl.sid >= 0 &&
       ctrl_send_error(&l->ctl, err, SFT_FILE_ID_ALL, "%s", text) == 0 &&
       XP(stream_write, l->c, l->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
-    l->fail_deadline = now() + 2000000000ull;
+    l->close_at = now() + 2000000000ull;
     return;
   }
   XPV(conn_close, l->c, (uint64_t)-err);
@@ -1217,13 +1217,13 @@ static void pump_file(struct receiver *r, struct rfile *f, uint64_t t,
 }
 
 static void link_deadline(struct rlink *l, uint64_t t, uint64_t *next) {
-  if (!l->c || !l->fail_deadline)
+  if (!l->c || !l->close_at)
     return;
-  if (l->fail_deadline <= t) {
-    l->fail_deadline = 0;
+  if (l->close_at <= t) {
+    l->close_at = 0;
     XPV(conn_close, l->c, (uint64_t)-l->fail_code);
-  } else if (l->fail_deadline < *next) {
-    *next = l->fail_deadline;
+  } else if (l->close_at < *next) {
+    *next = l->close_at;
   }
 }
 
@@ -1623,7 +1623,7 @@ void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
         if (wait > 2000000000ull)
           wait = 2000000000ull;
         l->ending = 1;
-        l->fail_deadline = now() + wait;
+        l->close_at = now() + wait;
         pump(r);
         return;
       }

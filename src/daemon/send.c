@@ -415,7 +415,7 @@ static int send_offer(struct sender *s, struct sfile *f) {
  * first connection, before a delivery-rate sample), only the first file is
  * offered: the others get a chunk size chosen from a measured rate. */
 #define RATE_WAIT_NS 1500000000ull
-#define PARITY_PKT_LOSS 0.2 /* proactive parity from packet loss */
+#define PARITY_PKT_LOSS 0.2          /* proactive parity from packet loss */
 #define RATE_MIN_BYTES (256u * 1024) /* carried before a rate counts */
 
 static void offer_more(struct sender *s) {
@@ -1335,8 +1335,8 @@ static void pump(struct sender *s) {
     else /* woken early: libuv times timers from its cached loop time,
             which lags ours; without this the session waited for the idle
             timeout (30 s) when the receiver's answer to our FIN was lost */
-      uv_timer_start(&s->timer, on_timer,
-                     (s->ending_at - t + 999999) / 1000000, 0);
+      uv_timer_start(&s->timer, on_timer, (s->ending_at - t + 999999) / 1000000,
+                     0);
     return;
   }
   for (unsigned i = 0; i < s->nlinks && !s->closing; i++) {
@@ -1350,8 +1350,7 @@ static void pump(struct sender *s) {
                                  link), which QUIC finishes on its own */
         else
           fall_back(l, "no QUIC handshake completed");
-      }
-      else if (l->fallback_at < next)
+      } else if (l->fallback_at < next)
         next = l->fallback_at;
     } else if (!l->c && l->reopen_at) {
       if (t >= l->reopen_at) {

@@ -110,9 +110,9 @@ struct sft_adapt {
   struct sft_adapt_config cfg;
   struct sft_adapt_decision cur;
   double rtt_ns, loss, drate, lrate; /* smoothed; loss a fraction */
-  double lloss;   /* long-run loss (fraction) for the connections rule */
+  double lloss;     /* long-run loss (fraction) for the connections rule */
   uint64_t min_rtt; /* lowest min_rtt_ns fed, 0 = none yet */
-  uint64_t nloss; /* samples in lloss */
+  uint64_t nloss;   /* samples in lloss */
   int have_rtt, have_drate, have_lrate;
   /* Pending relaxation per field: target value and since when. */
   uint64_t pend_val[5], pend_since[5];
