@@ -14,6 +14,7 @@
 
 #include "apiclient.h"
 #include "cli.h"
+#include "daemon/config.h"
 #include "daemon/paths.h"
 #include "daemon/sftd.h"
 #include "progress.h"
@@ -128,6 +129,20 @@ static int parse_transport(const char *s, int *out) {
   return 0;
 }
 
+static int parse_packet_fec(const char *s, int *out) {
+  if (!strcmp(s, "auto"))
+    *out = SFTD_PFEC_AUTO;
+  else if (!strcmp(s, "on"))
+    *out = SFTD_PFEC_ON;
+  else if (!strcmp(s, "off"))
+    *out = SFTD_PFEC_OFF;
+  else {
+    cli_error("--packet-fec must be auto, on or off, not '%s'", s);
+    return -1;
+  }
+  return 0;
+}
+
 /* ---- event rendering --------------------------------------------------------
  */
 
@@ -158,6 +173,8 @@ static void on_event(const struct sftd_event *ev, void *ud) {
         .chunks_total = ev->p.chunks_total,
         .chunks_rebuilt = ev->p.chunks_rebuilt,
         .parity_sent = ev->p.parity_sent,
+        .pkt_parity_sent = ev->p.pkt_parity_sent,
+        .pkts_rebuilt = ev->p.pkts_rebuilt,
         .links_up = ev->p.links_up,
         .files_done = ev->p.files_done,
         .files_total = ev->p.files_total,
@@ -304,11 +321,13 @@ static void summary(struct ui *u, const struct sftd_result *res,
              ",\"seconds\":%.3f,\"rate_bps\":%.0f,\"chunks_sent\":%" PRIu64
              ",\"chunks_resent\":%" PRIu64 ",\"reconnects\":%" PRIu64
              ",\"parity_sent\":%" PRIu64 ",\"chunks_rebuilt\":%" PRIu64
+             ",\"pkt_parity_sent\":%" PRIu64 ",\"pkts_rebuilt\":%" PRIu64
              ",\"error\":%s",
              res->err ? "false" : "true", res->files_ok, res->files_failed,
              res->files_refused, res->bytes, res->seconds, rate * 8,
              res->chunks_sent, res->chunks_resent, res->reconnects,
-             res->parity_sent, res->chunks_rebuilt,
+             res->parity_sent, res->chunks_rebuilt, res->pkt_parity_sent,
+             res->pkts_rebuilt,
              json_quote(q, sizeof(q), res->err ? res->why : ""));
     progress_event(&u->pr, "summary", fields);
     return;
@@ -321,6 +340,10 @@ static void summary(struct ui *u, const struct sftd_result *res,
     printf("; %" PRIu64 " parity chunks sent", res->parity_sent);
   if (res->chunks_rebuilt)
     printf("; %" PRIu64 " chunks rebuilt from parity", res->chunks_rebuilt);
+  if (res->pkt_parity_sent)
+    printf("; %" PRIu64 " parity packets sent", res->pkt_parity_sent);
+  if (res->pkts_rebuilt)
+    printf("; %" PRIu64 " packets rebuilt from parity", res->pkts_rebuilt);
   if (res->reconnects)
     printf("; %" PRIu64 " reconnect(s)", res->reconnects);
   printf("\n");
@@ -377,6 +400,9 @@ static void send_usage(FILE *f) {
           "  --chunk-size SIZE  e.g. 256K, 1M (default 1M)\n"
           "  --cc NAME          congestion controller: bbr2 (default), bbr, "
           "cubic, reno\n"
+          "  --packet-fec MODE  parity packets under QUIC: auto (default: on "
+          "while\n"
+          "                     packet loss is high), on (always), off\n"
           "  --bwlimit RATE     at most RATE bits/s (k, M, G: powers of 1000; "
           "e.g. 50M)\n"
           "  --transport T      quic, tcp, or auto (default: QUIC, TCP+TLS "
@@ -414,6 +440,7 @@ int cmd_send_main(int argc, char **argv) {
       {"priority", required_argument, 0, 'P'},
       {"chunk-size", required_argument, 0, 'c'},
       {"cc", required_argument, 0, 'C'},
+      {"packet-fec", required_argument, 0, 'Q'},
       {"json", no_argument, 0, 'j'},
       {"data-dir", required_argument, 0, 'd'},
       {"no-daemon", no_argument, 0, 'N'},
@@ -484,6 +511,10 @@ int cmd_send_main(int argc, char **argv) {
     }
     case 'C':
       o.cc = optarg;
+      break;
+    case 'Q':
+      if (parse_packet_fec(optarg, &o.packet_fec))
+        return SFT_EXIT_USAGE;
       break;
     case 'j':
       json = 1;
@@ -661,24 +692,28 @@ static void recv_usage(FILE *f) {
              "default)\n"
              "  --cc NAME          congestion controller (bbr2, bbr, cubic, "
              "reno)\n"
+             "  --packet-fec MODE  parity packets under QUIC: auto (default), "
+             "on, off\n"
              "  --json             one JSON event per line on stdout\n"
              "  --data-dir DIR     node identity and trust files\n");
 }
 
 int cmd_recv_main(int argc, char **argv) {
-  static const struct option opts[] = {{"dir", required_argument, 0, 'D'},
-                                       {"listen", required_argument, 0, 'l'},
-                                       {"once", no_argument, 0, 'o'},
-                                       {"accept-any", no_argument, 0, 'a'},
-                                       {"overwrite", no_argument, 0, 'w'},
-                                       {"max-size", required_argument, 0, 'm'},
-                                       {"transport", required_argument, 0, 'T'},
-                                       {"cc", required_argument, 0, 'C'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {"data-dir", required_argument, 0, 'd'},
-                                       {"linger", required_argument, 0, 'L'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+  static const struct option opts[] = {
+      {"dir", required_argument, 0, 'D'},
+      {"listen", required_argument, 0, 'l'},
+      {"once", no_argument, 0, 'o'},
+      {"accept-any", no_argument, 0, 'a'},
+      {"overwrite", no_argument, 0, 'w'},
+      {"max-size", required_argument, 0, 'm'},
+      {"transport", required_argument, 0, 'T'},
+      {"cc", required_argument, 0, 'C'},
+      {"packet-fec", required_argument, 0, 'Q'},
+      {"json", no_argument, 0, 'j'},
+      {"data-dir", required_argument, 0, 'd'},
+      {"linger", required_argument, 0, 'L'},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   struct sftd_recv_opts o;
   struct sftd_node node;
   struct sftd_result res;
@@ -721,6 +756,10 @@ int cmd_recv_main(int argc, char **argv) {
     }
     case 'C':
       o.cc = optarg;
+      break;
+    case 'Q':
+      if (parse_packet_fec(optarg, &o.packet_fec))
+        return SFT_EXIT_USAGE;
       break;
     case 'j':
       json = 1;

@@ -121,7 +121,7 @@ void progress_event(struct progress *p, const char *event, const char *fields) {
 void progress_update(struct progress *p, const struct progress_snapshot *s,
                      uint64_t now_ns, int force) {
   double dt, pct, eta;
-  char done[32], total[32], rate[32], etab[32], extra[96], name[64];
+  char done[32], total[32], rate[32], etab[32], extra[160], name[64];
 
   if (!force && now_ns - p->last_draw_ns < 100000000u)
     return;
@@ -151,13 +151,14 @@ void progress_update(struct progress *p, const struct progress_snapshot *s,
             "{\"event\":\"progress\",\"name\":%s,\"bytes_done\":%" PRIu64
             ",\"bytes_total\":%" PRIu64 ",\"chunks_done\":%" PRIu64
             ",\"chunks_total\":%" PRIu64 ",\"chunks_rebuilt\":%" PRIu64
-            ",\"parity_sent\":%" PRIu64 ",\"links_up\":%" PRIu64
+            ",\"parity_sent\":%" PRIu64 ",\"pkt_parity_sent\":%" PRIu64
+            ",\"pkts_rebuilt\":%" PRIu64 ",\"links_up\":%" PRIu64
             ",\"files_done\":%" PRIu64 ",\"files_total\":%" PRIu64
             ",\"rate_bps\":%.0f,\"eta_s\":%.1f%s}\n",
             json_quote(q, sizeof(q), s->name ? s->name : ""), s->bytes_done,
             s->bytes_total, s->chunks_done, s->chunks_total, s->chunks_rebuilt,
-            s->parity_sent, s->links_up, s->files_done, s->files_total,
-            p->rate_bps * 8, eta, pj);
+            s->parity_sent, s->pkt_parity_sent, s->pkts_rebuilt, s->links_up,
+            s->files_done, s->files_total, p->rate_bps * 8, eta, pj);
     fflush(p->out);
     return;
   }
@@ -177,6 +178,16 @@ void progress_update(struct progress *p, const struct progress_snapshot *s,
              s->chunks_rebuilt);
   else if (s->parity_sent)
     snprintf(extra, sizeof(extra), "  parity %" PRIu64, s->parity_sent);
+  if (s->pkts_rebuilt || s->pkt_parity_sent) {
+    /* packet FEC: what the receiver rebuilt, or what the sender sent */
+    size_t n = strlen(extra);
+    if (s->pkts_rebuilt)
+      snprintf(extra + n, sizeof(extra) - n, "  pkts-rebuilt %" PRIu64,
+               s->pkts_rebuilt);
+    else
+      snprintf(extra + n, sizeof(extra) - n, "  pkt-parity %" PRIu64,
+               s->pkt_parity_sent);
+  }
   if (s->links_up > 1) {
     size_t n = strlen(extra);
     snprintf(extra + n, sizeof(extra) - n, "  conns %" PRIu64, s->links_up);

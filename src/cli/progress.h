@@ -21,6 +21,8 @@ struct progress_snapshot {
   uint64_t chunks_done, chunks_total;
   uint64_t chunks_rebuilt; /* data chunks rebuilt from parity (receiver) */
   uint64_t parity_sent;    /* parity chunks sent (sender) */
+  uint64_t pkt_parity_sent; /* parity packets sent, packet FEC (sender) */
+  uint64_t pkts_rebuilt;    /* packets rebuilt from them (receiver) */
   uint64_t links_up;       /* connections carrying the transfer */
   uint64_t files_done, files_total;
   double rtt_ms, loss;     /* loss in [0,1]; negative = unknown */

@@ -51,6 +51,7 @@ struct key {
 static const char *const hash_names[] = {"blake3", "sha256", NULL};
 static const char *const cc_names[] = {"bbr2", "bbr", "cubic", "reno", NULL};
 static const char *const transport_names[] = {"auto", "quic", "tcp", NULL};
+static const char *const pfec_names[] = {"auto", "on", "off", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug",
                                           NULL};
 
@@ -83,6 +84,8 @@ static const struct key keys[] = {
      0, cc_names, "bbr2", "must be bbr2, bbr, cubic or reno"},
     {"network", "transport", K_ENUM, OFF(transport), 0, 0, 0, 0,
      transport_names, "auto", "must be auto, quic or tcp"},
+    {"network", "packet_fec", K_ENUM, OFF(packet_fec), 0, 0, 0, 0, pfec_names,
+     "auto", "must be auto, on or off"},
     {"network", "idle_timeout", K_DUR, OFF(idle_timeout_ms), 1000, 3600000, 0,
      0, NULL, "30s", "must be 1s..1h (units ms, s, m, h)"},
     {"api", "api_bind_addr", K_ADDR, OFF(api_bind_addr), 0, 0, 0, 0, NULL,
@@ -124,6 +127,7 @@ _Static_assert(SFTD_CFG_PATH_VALUE_MAX + sizeof("database_path = ") - 1 <=
 _Static_assert(sizeof(enum sftd_cc) == sizeof(int) &&
                    sizeof(enum sftd_hash_alg) == sizeof(int) &&
                    sizeof(enum sftd_transport) == sizeof(int) &&
+                   sizeof(enum sftd_pfec_mode) == sizeof(int) &&
                    sizeof(enum sftd_log_level) == sizeof(int),
                "enum size");
 

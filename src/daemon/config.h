@@ -53,7 +53,7 @@
 #define SFTD_CFG_HOST_MAX 254       /* host part, with NUL */
 #define SFTD_CFG_ORIGINS_MAX 1024   /* cors_origins text, with NUL */
 #define SFTD_CFG_ORIGIN_MAX 96      /* where a setting came from */
-#define SFTD_CFG_NKEYS 24           /* number of settings */
+#define SFTD_CFG_NKEYS 25           /* number of settings */
 #define SFTD_PARITY_AUTO UINT32_MAX /* parity_shards = auto */
 /* Enough for sftd_config_print() of any valid config, with origins. */
 #define SFTD_CFG_PRINT_MAX (5 * SFTD_CFG_PATH_MAX + 8192)
@@ -65,6 +65,8 @@ enum sftd_transport {
   SFTD_TRANSPORT_QUIC,
   SFTD_TRANSPORT_TCP
 };
+/* Packet-level FEC under QUIC (lib/pfec, docs/internals/pfec.md). */
+enum sftd_pfec_mode { SFTD_PFEC_AUTO = 0, SFTD_PFEC_ON, SFTD_PFEC_OFF };
 enum sftd_log_level {
   SFTD_LOG_ERROR = 0,
   SFTD_LOG_WARN,
@@ -93,6 +95,7 @@ struct sftd_config {
   struct sftd_hostport quic_bind_addr;
   enum sftd_cc congestion_control;
   enum sftd_transport transport;
+  enum sftd_pfec_mode packet_fec;
   uint64_t idle_timeout_ms;
   /* [api] */
   struct sftd_hostport api_bind_addr;

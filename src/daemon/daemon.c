@@ -1513,6 +1513,7 @@ int sftd_daemon_run(const struct sftd_daemon_opts *o, char *why,
   qc.copy_limit = 32u << 20;
   qc.idle_timeout_ms = (uint32_t)d->cfg.idle_timeout_ms;
   qc.handshake_timeout_ms = 10000;
+  qc.pfec = engine_pfec(d->cfg.packet_fec);
   {
     static const char *cc[] = {"bbr2", "bbr", "cubic", "reno"};
     rv = engine_quic(&d->e, &d->node, cc[d->cfg.congestion_control], &qc,

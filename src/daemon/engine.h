@@ -9,9 +9,10 @@
 
 #include <uv.h>
 
+#include "daemon/config.h"
 #include "daemon/quic/quic.h"
-#include "daemon/tcp/tcp.h"
 #include "daemon/sftd.h"
+#include "daemon/tcp/tcp.h"
 
 struct receiver;
 
@@ -33,6 +34,12 @@ void engine_init(struct engine *e, void *owner, uv_signal_cb on_signal);
  * configuration and callbacks). On error, fills res->err and res->why. */
 int engine_quic(struct engine *e, const struct sftd_node *node,
                 const char *cc, sftq_config *cfg, struct sftd_result *res);
+
+/* sftq_config.pfec for a packet_fec mode (enum sftd_pfec_mode): auto 0,
+ * on 1, off -1. */
+static inline int engine_pfec(int mode) {
+  return mode == SFTD_PFEC_ON ? 1 : mode == SFTD_PFEC_OFF ? -1 : 0;
+}
 
 /* Stops the signal handlers (the loop then runs down). */
 void engine_stop(struct engine *e);

@@ -76,6 +76,7 @@ struct rlink {
   sftq_conn *c;       /* NULL once closed */
   struct ctrl ctl;
   int hello_ok;
+  uint64_t fec_seen;     /* packets rebuilt from parity, already counted */
   int fail_code;         /* the ERROR sent; close once it is delivered */
   int ending;            /* our FIN answered the sender's: close once it
                             is delivered */
@@ -1849,6 +1850,11 @@ static void progress_tick(uv_timer_t *t) {
       /* socket buffers follow the bandwidth-delay product */
       if (l->c && sftq_conn_kind(l->c) == SFTQ_KIND_QUIC)
         sftq_conn_tune_buffers(l->c, now(), NULL);
+      if (l->c && XP(conn_stats, l->c, &st) == 0 &&
+          st.fec_recovered > l->fec_seen) {
+        r->res->pkts_rebuilt += st.fec_recovered - l->fec_seen;
+        l->fec_seen = st.fec_recovered;
+      }
     }
     if (bl && XP(conn_stats, bl->c, &st) == 0) {
       ev.p.rtt_ms = (double)st.srtt_ns / 1e6;
@@ -1866,6 +1872,7 @@ static void progress_tick(uv_timer_t *t) {
     }
   }
   ev.p.chunks_rebuilt = r->res->chunks_rebuilt;
+  ev.p.pkts_rebuilt = r->res->pkts_rebuilt;
   if (ev.p.files_total)
     emit(r, &ev);
 }
@@ -2000,6 +2007,7 @@ int sftd_recv(const struct sftd_recv_opts *o, struct sftd_result *res) {
   memset(&cfg, 0, sizeof(cfg));
   cfg.manual_rx_credit = 1;
   cfg.copy_limit = 32u << 20;
+  cfg.pfec = engine_pfec(o->packet_fec);
   if (engine_quic(&e, o->node, o->cc, &cfg, res) == 0 &&
       recv_create(&e, o, res, &r) == 0) {
     uv_run(&e.loop, UV_RUN_DEFAULT);

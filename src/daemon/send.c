@@ -102,6 +102,7 @@ struct sjob {
  * with exponential backoff and joins the session again (HELLO ATTACH). */
 struct slink {
   struct sender *s;
+  uint64_t fec_seen; /* its connection's parity packets already counted */
   unsigned idx;
   unsigned tgt; /* index into the sender's targets (path) */
   sftq_conn *c; /* NULL while down */
@@ -1972,6 +1973,7 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
   uint64_t cl = s->chunks_lost - s->tick_clost;
   uint32_t k = s->adapt.cfg.k, m = s->adapt.cfg.m, pro;
   double ll;
+  int pkt_fec = 0; /* a link's packet-FEC shim repairs its packet loss */
   if (sent < s->tick_sent || lost < s->tick_lost)
     ds = dl = 0; /* a link was replaced: counters restarted */
   s->tick_sent = sent;
@@ -1993,6 +1995,8 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
       if (l->c && l->hello_ok && XP(conn_stats, l->c, &st) == 0) {
         rate += st.delivery_rate;
         carried += st.stream_bytes_sent;
+        if (st.fec_active)
+          pkt_fec = 1;
       }
     }
     if (carried >= RATE_MIN_BYTES)
@@ -2010,7 +2014,7 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
   pro = m ? sft_adapt_parity(k, m, (uint32_t)(s->chunk_loss * 1e6)) : 0;
   /* lib/adapt's long-run packet loss: BBR's start-up overshoot into a
    * drop-tail queue is not a lossy link */
-  if (m && pro < 1 && sft_adapt_long_loss(&s->adapt, &ll) &&
+  if (m && pro < 1 && !pkt_fec && sft_adapt_long_loss(&s->adapt, &ll) &&
       ll >= PARITY_PKT_LOSS)
     pro = 1;
   if (pro > m)
@@ -2024,7 +2028,7 @@ static void adapt_tick(struct sender *s, uint64_t sent, uint64_t lost,
   /* More connections when RTT x loss is high: each backs off alone. Not
    * with several paths: those are several connections already, and an
    * extra one would be a second "path" to the same address. */
-  if (!s->o->conns && s->ntg == 1 && d.conns > s->nlinks &&
+  if (!s->o->conns && s->ntg == 1 && d.conns > s->nlinks && !pkt_fec &&
       d.conns <= SFTD_LINKS_MAX) {
     for (unsigned i = s->nlinks; i < d.conns; i++) {
       s->links[i].tcp = s->links[0].tcp;
@@ -2086,6 +2090,12 @@ static void progress_tick(uv_timer_t *t) {
       lost += st.pkts_lost;
       ps->rtt_ms = (double)st.srtt_ns / 1e6;
       ps->rate_bps = 8 * st.delivery_rate;
+      /* packet FEC: parity packets, counted by delta (a new connection
+       * starts from 0) */
+      s->res->pkt_parity_sent += st.fec_parity_sent >= l->fec_seen
+                                     ? st.fec_parity_sent - l->fec_seen
+                                     : st.fec_parity_sent;
+      l->fec_seen = st.fec_parity_sent;
     }
     if (sft_path_get(&s->pt, l->idx, &pi) == 0) {
       /* Not up: failed, except while its very first connection is being
@@ -2103,6 +2113,7 @@ static void progress_tick(uv_timer_t *t) {
   if (sent)
     ev.p.loss = (double)lost / (double)sent;
   ev.p.parity_sent = s->res->parity_sent;
+  ev.p.pkt_parity_sent = s->res->pkt_parity_sent;
   adapt_tick(s, sent, lost, (uint64_t)(ev.p.rtt_ms * 1e6), min_rtt);
   if (s->nlinks > 1 && s->ctl && !s->closing)
     flush_sendq(s); /* links drained since: refill their shallow queues */
@@ -2523,6 +2534,7 @@ int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
   memset(&cfg, 0, sizeof(cfg));
   cfg.handshake_timeout_ms = 10000;
   cfg.copy_limit = 32u << 20;
+  cfg.pfec = engine_pfec(o->packet_fec);
   rv = engine_quic(&e, o->node, o->cc, &cfg, res);
   if (!rv)
     rv = send_session_start(&e.loop, e.q, e.t, o, res, oneshot_done, &e, &s);

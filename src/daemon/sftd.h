@@ -109,6 +109,8 @@ struct sftd_progress {
   uint64_t chunks_rebuilt;
   uint64_t chunks_resent;
   uint64_t parity_sent;
+  uint64_t pkt_parity_sent; /* sender: parity packets (packet FEC) sent */
+  uint64_t pkts_rebuilt;    /* receiver: packets rebuilt from them */
   uint64_t files_done, files_total;
   uint64_t links_up, reconnects;
   double rtt_ms;          /* smoothed RTT, 0 unknown */
@@ -171,6 +173,7 @@ struct sftd_send_opts {
                                 other transfers by priority class, or NULL */
   const char *cc;            /* congestion controller name, NULL: bbr2 */
   int transport;             /* SFTD_TRANSPORT_* */
+  int packet_fec;            /* enum sftd_pfec_mode: packet FEC under QUIC */
   unsigned conns;            /* parallel connections (1..SFTD_LINKS_MAX;
                                 0: 1) */
   int retries;               /* reconnect attempts per connection after a
@@ -210,6 +213,9 @@ struct sftd_result {
   uint64_t chunks_sent, chunks_resent, chunks_skipped;
   uint64_t parity_sent;    /* sender: parity chunks sent */
   uint64_t chunks_rebuilt; /* receiver: data chunks rebuilt from parity */
+  uint64_t pkt_parity_sent; /* sender: parity packets sent under QUIC
+                               (lib/pfec), counted each progress tick */
+  uint64_t pkts_rebuilt;    /* receiver: QUIC packets rebuilt from them */
   double seconds;          /* wall time including connection set-up */
   int fell_back;           /* sent over TCP+TLS after QUIC failed */
   uint64_t reconnects;     /* connections re-established after a loss */
@@ -235,6 +241,7 @@ struct sftd_recv_opts {
   int overwrite;            /* replace existing files */
   uint64_t max_size;        /* refuse files larger than this (0: no limit) */
   int transport;            /* SFTD_TRANSPORT_*: which listeners */
+  int packet_fec;           /* enum sftd_pfec_mode: packet FEC under QUIC */
   struct sftd_store *store; /* the daemon's session store, or NULL: with
                                it, received chunks are committed in
                                batches (<= 100 ms) and ACKed only once

@@ -281,6 +281,43 @@ case_g() {
   ok "g: UDP silent 4 s, TCP refused: the QUIC attempt went on and carried 2 MiB in $MS ms ($(pstat g up.drop_outage) datagrams dropped in the outage)"
 }
 
+# sjson NAME SIDE KEY: a number from NAME's summary event (SIDE s or r).
+sjson() {
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e.get("event") == "summary": print(e.get(sys.argv[2], -1)); break
+else: print(-1)' "$T/$1.$2.out" "$3"
+}
+
+# Case h: packet FEC (lib/pfec) at 30 % loss each way, 50 ms RTT. The
+# policy (auto) must turn it on: the sender sends parity packets and the
+# receiver rebuilds lost packets from them, under QUIC.
+case_h() {
+  xfer h "delay=25ms,loss=30%,seed=3" $((12 * MIB)) --transport quic
+  expect_ok h
+  local par reb
+  par=$(sjson h s pkt_parity_sent)
+  reb=$(sjson h r pkts_rebuilt)
+  [ "$par" -gt 0 ] || { show h; fail "h: no parity packets sent ($par)"; }
+  [ "$reb" -gt 0 ] || { show h; fail "h: no packet rebuilt from parity ($reb)"; }
+  ok "h: 30 % loss, 50 ms RTT: 12 MiB identical in $MS ms; $par parity packets sent, $reb packets rebuilt by the receiver"
+}
+
+# Case i: at 5 % loss packet FEC stays off (QUIC alone does better there:
+# BENCHMARKS.md "Lossy link"), and with --packet-fec off none is sent even
+# at 30 %.
+case_i() {
+  xfer i "delay=25ms,loss=5%,seed=2" $((8 * MIB)) --transport quic
+  expect_ok i
+  [ "$(sjson i s pkt_parity_sent)" = 0 ] || fail "i: parity packets at 5 % loss: $(sjson i s pkt_parity_sent)"
+  xfer i2 "delay=25ms,loss=30%,seed=3" $((4 * MIB)) --transport quic --packet-fec off
+  expect_ok i2
+  [ "$(sjson i2 s pkt_parity_sent)" = 0 ] || fail "i2: parity packets with --packet-fec off"
+  [ "$(sjson i2 r pkts_rebuilt)" = 0 ] || fail "i2: packets rebuilt with --packet-fec off"
+  ok "i: no parity packets at 5 % loss (auto) nor at 30 % with --packet-fec off"
+}
+
 # Runs each case in a subshell (a failure ends that case only); reports
 # pending cases without failing.
 FAILED=

@@ -21,6 +21,7 @@
 #ifndef SFTD_QUIC_H
 #define SFTD_QUIC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -156,6 +157,9 @@ typedef struct sftq_config {
   uint32_t copy_limit; /* bytes of SFTQ_WRITE_COPY data held per connection
                           until acked, 0 -> 4 MiB */
   int manual_rx_credit; /* 1: credit given back by sftq_stream_consume */
+  int pfec; /* packet FEC under QUIC (lib/pfec): 0 auto (on at >= 15 %
+               loss, off below 8 %), 1 whenever the peer speaks it, -1
+               never sent (received parity is always used) */
   const char *alpn;     /* NULL -> SFTQ_ALPN (other values: tests only) */
   sftq_callbacks cb;
   void *user_data;      /* passed to every callback */
@@ -234,6 +238,12 @@ typedef struct sftq_stats {
   uint64_t gso_batches; /* sendmsg calls that carried more than 1 packet */
   size_t max_udp_payload;
   uint32_t retries; /* Retry packets taken (client side) */
+  /* packet FEC shim (lib/pfec, docs/internals/pfec.md) */
+  bool fec_active;            /* this end wraps its packets now */
+  double fec_loss;            /* raw loss it measured (fraction) */
+  uint64_t fec_parity_sent;   /* PARITY datagrams sent */
+  uint64_t fec_recovered;     /* packets rebuilt from received parity */
+  uint64_t fec_blocks_failed; /* received blocks parity could not repair */
 } sftq_stats;
 
 int sftq_conn_stats(sftq_conn *c, sftq_stats *st);
