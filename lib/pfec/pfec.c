@@ -65,8 +65,10 @@ struct sft_pfec {
   bool want, close_now;
   bool win_init;
   uint64_t win_start, win_sent, win_lost;
-  unsigned hot;
+  unsigned hot;       /* windows in a row at >= on_loss */
+  unsigned hot_clean; /* ... of which the last ones with srtt near min */
   double hot_sum;
+  double want_loss; /* first_loss() when the run wanted the shim */
   bool have_base;
   uint32_t base_blk, base_rcv, base_cum, base_failed;
   double extra;     /* margin added after the peer reported failed blocks */
@@ -177,11 +179,15 @@ int sft_pfec_new(struct sft_pfec **out, const struct sft_pfec_opts *opts) {
   if (opts)
     o = *opts;
   if (!o.on_loss)
-    o.on_loss = 0.15;
+    o.on_loss = 0.14;
   if (!o.on_windows)
-    o.on_windows = 3;
+    o.on_windows = 2;
+  if (!o.on_windows_any)
+    o.on_windows_any = 6;
+  if (!o.clean_rtt)
+    o.clean_rtt = 1.3;
   if (!o.window_ns)
-    o.window_ns = 200 * MS;
+    o.window_ns = 100 * MS;
   if (!o.window_min)
     o.window_min = 50;
   if (!o.off_loss)
@@ -202,7 +208,7 @@ int sft_pfec_new(struct sft_pfec **out, const struct sft_pfec_opts *opts) {
     o.report_ns = 20 * MS;
   if (!o.probe_ns)
     o.probe_ns = 100 * MS;
-  if (!(o.on_loss > 0 && o.on_loss < 1) ||
+  if (!(o.on_loss > 0 && o.on_loss < 1) || !(o.clean_rtt >= 1) ||
       !(o.off_loss > 0 && o.off_loss < 1) ||
       !(o.fail_target > 0 && o.fail_target < 1) ||
       !(o.margin >= 0 && o.margin < 1) || o.max_k > SFT_PFEC_MAX_K ||
@@ -281,24 +287,39 @@ static double loss_quantile(struct sft_pfec *pf, double l) {
   return v[(unsigned)(SMP_RANK * (n - 1) + 0.5)];
 }
 
+/* The loss to size the first blocks' parity for, until REPORTs come: the
+ * mean of the windows that turned the shim on, x 1.5 (a window counts the
+ * losses declared in it against the packets sent in it, and losses are
+ * declared about an RTT after the send: while the rate grows a window
+ * reads low; at 30 % loss the first windows read 0.14-0.22), at least
+ * on_loss, at most 0.5. */
+static double first_loss(const struct sft_pfec *pf) {
+  double l = pf->hot ? 1.5 * pf->hot_sum / pf->hot : pf->o.on_loss;
+  if (l < pf->o.on_loss)
+    l = pf->o.on_loss;
+  return l > 0.5 ? 0.5 : l;
+}
+
 /* On when the policy wants it and the peer has shown it speaks the shim
  * (by any shim datagram: its PROBE, REPORT, DATA or PARITY). */
 static void maybe_activate(struct sft_pfec *pf) {
   if (pf->want && pf->st.peer_ok && !pf->st.active && pf->o.force >= 0)
-    activate(pf, pf->hot ? pf->hot_sum / pf->hot : pf->o.on_loss);
+    activate(pf, pf->want_loss ? pf->want_loss : pf->o.on_loss);
 }
 
 static void deactivate(struct sft_pfec *pf) {
   pf->st.active = false;
   pf->want = false;
   pf->hot = 0;
+  pf->hot_clean = 0;
   pf->hot_sum = 0;
+  pf->want_loss = 0;
   pf->win_init = false;
   pf->close_now = pf->open;
 }
 
 void sft_pfec_observe(struct sft_pfec *pf, uint64_t now, uint64_t sent,
-                      uint64_t lost) {
+                      uint64_t lost, uint64_t srtt_ns, uint64_t min_rtt_ns) {
   if (pf->st.active || pf->o.force != 0)
     return;
   if (!pf->win_init) {
@@ -316,15 +337,25 @@ void sft_pfec_observe(struct sft_pfec *pf, uint64_t now, uint64_t sent,
     dl = ds;
   if (ds >= pf->o.window_min) {
     double l = (double)dl / (double)ds;
+    /* The queue is short when srtt is close to the lowest RTT: loss then
+     * is the link's, not an overflow of our own making. */
+    bool clean = min_rtt_ns && srtt_ns &&
+                 (double)srtt_ns <= pf->o.clean_rtt * (double)min_rtt_ns;
     if (l >= pf->o.on_loss) {
       pf->hot++;
       pf->hot_sum += l;
+      pf->hot_clean = clean ? pf->hot_clean + 1 : 0;
     } else {
       pf->hot = 0;
       pf->hot_sum = 0;
+      pf->hot_clean = 0;
     }
-    if (pf->hot >= pf->o.on_windows)
+    if (pf->hot_clean >= pf->o.on_windows || pf->hot >= pf->o.on_windows_any)
       pf->want = true;
+    /* the run that wanted it (it grows until the peer answers; a cool
+     * window after it does not undo it) */
+    if (pf->want && pf->hot)
+      pf->want_loss = first_loss(pf);
   }
   pf->win_start = now;
   pf->win_sent = sent;

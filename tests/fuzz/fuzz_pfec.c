@@ -11,6 +11,9 @@
  *   bits 4-5  0: datagram to the receiver; 1: datagram to the sender;
  *             2: the sender wraps the bytes as a QUIC packet (if on);
  *             3: flush the sender's block, observe counters from the bytes
+ *                (body[0] more sent, body[1] % (1 + body[0]) more lost;
+ *                min RTT body[2] ms, srtt body[3] ms, 0 = unknown; when
+ *                absent, both 20 ms: the queue short)
  *   bit 6     drop the wrapped DATA (op 2)
  *   bit 7     drop every other PARITY of a block that closes now
  * and bit 15 of len (the length is the other 15 bits): skip the
@@ -21,7 +24,10 @@
  * Control datagrams: one sent at |now| had sft_pfec_deadline() <= now just
  * before; no PROBE once the peer answered, none with force -1, PROBEs at
  * least probe_ns (100 ms) apart, and at most 5 from the receiver (never
- * observed, so its policy never wants the shim: only the early ones). */
+ * observed, so its policy never wants the shim: only the early ones).
+ *
+ * When the sender turns on, its loss estimate (what the first blocks'
+ * parity is sized for, until REPORT samples) is within [on_loss, 0.5]. */
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +38,7 @@
 
 #define MS 1000000ull
 #define MAX_RECORDS 2000
+#define ON_LOSS 0.14 /* default on_loss */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -144,6 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct sft_pfec *s = NULL, *r = NULL;
   uint64_t now = 1000 * MS, sent = 0, lost = 0;
   unsigned records = 0, inblk = 0;
+  int was_on = 0;
   struct prober sp = {0, UINT_MAX, 0, 0}, rp = {0, 5, 0, 0};
   static uint8_t buf[SFT_PFEC_DATA_HDR + SFT_PFEC_MAX_PKT];
   static uint8_t ref[sizeof(buf)];
@@ -214,12 +222,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           abort();
       }
       break;
-    case 3:
+    case 3: {
+      uint64_t min_rtt = len > 2 ? (uint64_t)body[2] * MS : 20 * MS;
+      uint64_t srtt = len > 3 ? (uint64_t)body[3] * MS : min_rtt;
       parity(s, r, UINT64_MAX, op & 0x80, &inblk);
       sent += len > 0 ? body[0] : 0;
       lost += len > 1 ? body[1] % (1 + (len > 0 ? body[0] : 0)) : 0;
-      sft_pfec_observe(s, now, sent, lost);
+      sft_pfec_observe(s, now, sent, lost, srtt, min_rtt);
       break;
+    }
     }
     if (!burst)
       parity(s, r, now, op & 0x80, &inblk);
@@ -243,6 +254,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       sft_pfec_get_stats(s, &st);
       if (st.loss < 0 || st.loss > 1)
         abort();
+      /* just turned on: at most one REPORT came since (it only sets the
+       * base of the next sample), so the estimate is the first loss */
+      if (st.active && !was_on &&
+          !(st.loss >= ON_LOSS - 1e-12 && st.loss <= 0.5 + 1e-12))
+        abort();
+      was_on = st.active;
     }
   }
   /* the end: everything held comes out */

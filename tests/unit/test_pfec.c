@@ -27,6 +27,9 @@
 #define HDR SFT_PFEC_DATA_HDR
 #define NO_BLOCK 0xffffffu
 #define HOLD (25 * MS) /* default hold_ns */
+#define WIN (100 * MS) /* default window_ns */
+#define ON_LOSS 0.14   /* default on_loss */
+#define RTT (40 * MS)  /* a path's lowest RTT in the policy tests */
 
 /* Room for the largest possible parity burst. */
 static uint8_t g_par[SFT_PFEC_MAX_N * SFT_PFEC_MAX_DGRAM];
@@ -139,7 +142,7 @@ static struct sft_pfec_stats stats(const struct sft_pfec *pf) {
 }
 
 /* The options most back-to-back tests use: always on once the peer
- * answered, blocks of 10, and parity for 35 % loss (on_loss 0.15 until a
+ * answered, blocks of 10, and parity for 34 % loss (on_loss 0.14 until a
  * sample, plus a margin of 0.2: m = 12 for k = 10 at fail_target 0.02). */
 static struct sft_pfec_opts opts_fec(void) {
   struct sft_pfec_opts o;
@@ -740,7 +743,7 @@ static void test_wire_format(void **state) {
     unsigned m = (unsigned)(tr.n - 10);
     assert_true(m >= sft_pfec_parity_for(10, 0.2, 0.005));
     /* on_loss + margin at the default fail_target */
-    assert_int_equal(m, sft_pfec_parity_for(10, 0.15 + 0.2, 0.02));
+    assert_int_equal(m, sft_pfec_parity_for(10, ON_LOSS + 0.2, 0.02));
     assert_true(10 + m <= SFT_PFEC_MAX_N);
     for (unsigned j = 0; j < m; j++) {
       const uint8_t *d = tr.v[10 + j].b;
@@ -2303,14 +2306,16 @@ static void test_report_counts_late_parity(void **state) {
 /* ---- policy: a simulated connection ----------------------------------------
  */
 
-/* One packet a millisecond; the QUIC counters show |obs_loss|, the link
- * drops |path_loss| of the DATA and PARITY; control datagrams pass both
- * ways while |link| is set (R's REPORTs always pass). R is a policy-default
- * object that never observes, so the only PROBEs it sends are its early
- * ones (counted in |r_probes|). */
+/* One packet a millisecond (100 in a default 100 ms window); the QUIC
+ * counters show |obs_loss| and the RTTs |srtt| and |min_rtt| (both RTT by
+ * default: the queue short), the link drops |path_loss| of the DATA and
+ * PARITY; control datagrams pass both ways while |link| is set (R's
+ * REPORTs always pass). R is a policy-default object that never observes,
+ * so the only PROBEs it sends are its early ones (counted in |r_probes|). */
 struct sim {
   struct sft_pfec *s, *r;
   uint64_t now, qsent, qlost;
+  uint64_t srtt, min_rtt;
   double obs_loss, path_loss, acc;
   uint64_t rng;
   int link; /* S's control datagrams reach R, R's PROBEs reach S */
@@ -2335,7 +2340,8 @@ static void sim_init(struct sim *sm, const struct sft_pfec_opts *so,
   sm->link = 1;
   sm->min_probe_gap = UINT64_MAX;
   sm->off_loss = so->off_loss ? so->off_loss : 0.08;
-  sft_pfec_observe(sm->s, sm->now, 0, 0);
+  sm->srtt = sm->min_rtt = RTT;
+  sft_pfec_observe(sm->s, sm->now, 0, 0, sm->srtt, sm->min_rtt);
 }
 
 static void sim_free(struct sim *sm) {
@@ -2388,7 +2394,7 @@ static void sim_step(struct sim *sm) {
     sm->qlost++;
     sm->acc -= 1.0;
   }
-  sft_pfec_observe(sm->s, sm->now, sm->qsent, sm->qlost);
+  sft_pfec_observe(sm->s, sm->now, sm->qsent, sm->qlost, sm->srtt, sm->min_rtt);
   n = ctl(sm->s, sm->now, c);
   if (n) {
     if (c[0] == SFT_PFEC_T_PROBE) {
@@ -2493,41 +2499,68 @@ static struct sft_pfec_opts opts_policy(void) {
   return o;
 }
 
+/* The loss the first blocks' parity is sized for (until a REPORT sample),
+ * for windows of mean loss |mean| that turned the shim on: 1.5 x the mean,
+ * at least on_loss, at most 0.5 (pfec.c first_loss()). */
+static double first_loss_of(double mean, double on_loss) {
+  double l = 1.5 * mean;
+  if (l < on_loss)
+    l = on_loss;
+  return l > 0.5 ? 0.5 : l;
+}
+
+/* Loss in the QUIC counters with the queue short (srtt = min RTT): not on
+ * after one 100 ms window, on at the end of the second (the peer answered
+ * the first PROBE at once). The first block's parity is for 1.5 x the two
+ * windows' mean loss (0.45 at 30 %, 0.24 at 16 %, clamped to 0.5 at 40 %)
+ * plus the default margin (0.01), at the default failure target (0.02);
+ * then it stays on. */
 static void test_policy_turns_on(void **state) {
-  static const double loss[] = {0.3, 0.16};
+  static const double loss[] = {0.3, 0.16, 0.4};
   (void)state;
-  for (size_t i = 0; i < 2; i++) {
+  for (size_t i = 0; i < sizeof(loss) / sizeof(loss[0]); i++) {
     struct sft_pfec_opts o = opts_policy();
     struct sim sm;
     struct sft_pfec_stats st;
+    double l1, l2, want;
+    uint64_t lost1;
     sim_init(&sm, &o, 1);
     sm.obs_loss = loss[i];
-    /* two windows are not enough */
-    sim_run(&sm, 2 * 200 * MS - 10 * MS);
+    /* one window is not enough */
+    sim_run(&sm, WIN);
+    assert_int_equal(sm.qsent, 100);
+    lost1 = sm.qlost;
+    l1 = (double)lost1 / 100;
+    assert_true(l1 >= ON_LOSS);
     assert_false(sm.ever_active);
-    while (!sm.on_at && sm.now < T0 + 2 * SEC)
-      sim_step(&sm);
-    if (!sm.on_at)
-      fail_msg("loss %.2f: not on after 2 s", loss[i]);
-    assert_true(sm.on_at >= T0 + 2 * 200 * MS);
-    assert_true(sm.on_at <= T0 + 5 * 200 * MS);
+    assert_true(stats(sm.s).peer_ok);
+    sim_run(&sm, WIN - MS);
+    assert_false(sm.ever_active);
+    sim_step(&sm);
+    if (sm.on_at != T0 + 2 * WIN)
+      fail_msg("loss %.2f: on at +%.0f ms, want at the end of the second "
+               "window (+200 ms)",
+               loss[i], sm.on_at ? (double)(sm.on_at - T0) / MS : -1.0);
     assert_true(sm.probes >= 1);
+    l2 = (double)(sm.qlost - lost1) / 100;
+    want = first_loss_of((l1 + l2) / 2, ON_LOSS);
     st = stats(sm.s);
     assert_true(st.peer_ok);
-    assert_true(st.loss > loss[i] - 0.05 && st.loss < loss[i] + 0.05);
-    /* the first block's parity reflects the loss: the window loss that
-     * turned it on plus the default margin (0.01), at the default failure
-     * target (0.02) */
+    if (fabs(st.loss - want) > 1e-9)
+      fail_msg("loss %.2f: windows %.3f, %.3f: first loss %.6f, want 1.5 x "
+               "their mean in [0.14, 0.5] = %.6f",
+               loss[i], l1, l2, st.loss, want);
     sim_run(&sm, 12 * MS);
     {
       struct plan pl;
       unsigned m;
+      double l = first_loss_of(loss[i], ON_LOSS);
       analyse(&sm.tr, &pl);
       assert_true(pl.nb >= 1 && pl.b[0].m > 0);
       assert_true(pl.b[0].m >=
-                  sft_pfec_parity_for(pl.b[0].k, loss[i] - 0.05, 0.02));
+                  sft_pfec_parity_for(pl.b[0].k, l - 0.03 + 0.01, 0.02));
       assert_true(pl.b[0].m <=
-                  sft_pfec_parity_for(pl.b[0].k, loss[i] + 0.15, 0.02));
+                  sft_pfec_parity_for(pl.b[0].k, l + 0.03 + 0.01, 0.02));
       m = sft_pfec_parity_for(pl.b[0].k, st.loss + 0.01, 0.02);
       if (pl.b[0].m != (m ? m : 1))
         fail_msg("loss %.2f: first block k %u has m %u, want %u (estimate "
@@ -2543,10 +2576,12 @@ static void test_policy_turns_on(void **state) {
 }
 
 /* The policy wants the shim but the peer never answers (control
- * datagrams lost both ways): the 5 early PROBEs from the first call, none
- * while the policy does not want the shim yet, then PROBEs every probe_ns
- * from the moment it does (3 windows of 200 ms at 30 %), never on; once
- * the peer answers, on. */
+ * datagrams lost both ways): the 5 early PROBEs from the first call, then
+ * PROBEs every probe_ns while the policy wants the shim, never on; once
+ * the peer answers, on. With srtt at 2 x the minimum it takes 6 windows
+ * of 100 ms at 30 % (on_windows_any), so there is a gap between the early
+ * PROBEs and the wanted ones; with the queue short, 2 windows, and the
+ * wanted PROBEs follow the early ones without a gap. */
 static void test_policy_waits_for_peer(void **state) {
   struct sft_pfec_opts o = opts_policy();
   struct sim sm;
@@ -2554,6 +2589,7 @@ static void test_policy_waits_for_peer(void **state) {
   sim_init(&sm, &o, 2);
   sm.link = 0;
   sm.obs_loss = 0.3;
+  sm.srtt = 2 * sm.min_rtt;
   sim_run(&sm, 590 * MS);
   assert_int_equal(sm.probes, 5);
   assert_int_equal(sm.first_probe, T0 + MS); /* the first call */
@@ -2564,7 +2600,7 @@ static void test_policy_waits_for_peer(void **state) {
   assert_true(sft_pfec_deadline(sm.s) == UINT64_MAX);
   while (sm.probes == 5 && sm.now < T0 + 2 * SEC)
     sim_step(&sm);
-  assert_int_equal(sm.now, T0 + 3 * 200 * MS); /* wanted from here on */
+  assert_int_equal(sm.now, T0 + 6 * WIN); /* wanted from here on */
   assert_true(sft_pfec_deadline(sm.s) == sm.now + 100 * MS);
   sim_run(&sm, 900 * MS);
   assert_int_equal(sm.now, T0 + 1500 * MS);
@@ -2577,7 +2613,31 @@ static void test_policy_waits_for_peer(void **state) {
   sm.link = 1;
   sim_run(&sm, 250 * MS);
   assert_true(sft_pfec_active(sm.s));
+  assert_int_equal(sm.on_at, T0 + 1600 * MS);
   assert_int_equal(sm.probes, 5 + 11); /* the one at 1600 ms was answered */
+  sim_finish(&sm, 1);
+  sim_free(&sm);
+
+  /* the queue short: wanted at 200 ms, PROBEs every 100 ms throughout */
+  sim_init(&sm, &o, 2);
+  sm.link = 0;
+  sm.obs_loss = 0.3;
+  sim_run(&sm, 590 * MS);
+  assert_int_equal(sm.probes, 6); /* 1, 101, ..., 501 ms */
+  assert_int_equal(sm.first_probe, T0 + MS);
+  assert_int_equal(sm.last_probe, T0 + 501 * MS);
+  assert_int_equal(sm.min_probe_gap, 100 * MS);
+  assert_true(sft_pfec_deadline(sm.s) == sm.last_probe + 100 * MS);
+  sim_run(&sm, 910 * MS);
+  assert_int_equal(sm.probes, 15); /* ..., 1401 ms */
+  assert_int_equal(sm.min_probe_gap, 100 * MS);
+  assert_false(sm.ever_active);
+  assert_false(stats(sm.s).peer_ok);
+  sm.link = 1;
+  sim_run(&sm, 250 * MS);
+  assert_true(sft_pfec_active(sm.s));
+  assert_int_equal(sm.on_at, T0 + 1501 * MS); /* that PROBE answered */
+  assert_int_equal(sm.probes, 16);
   sim_finish(&sm, 1);
   sim_free(&sm);
 }
@@ -2588,7 +2648,7 @@ static void test_policy_waits_for_peer(void **state) {
  * there from the start, the first PROBE is answered at once and is the
  * only one; answered after the second, the third is the last. */
 static void test_policy_low_loss_never(void **state) {
-  static const double loss[] = {0.0, 0.05, 0.14};
+  static const double loss[] = {0.0, 0.05, 0.13}; /* 0.13: 13 of 100 */
   (void)state;
   for (size_t i = 0; i < 3; i++) {
     struct sft_pfec_opts o = opts_policy();
@@ -2609,7 +2669,7 @@ static void test_policy_low_loss_never(void **state) {
     assert_int_equal(sm.probes, 5);
     if (sm.ever_active)
       fail_msg("loss %.2f turned the shim on", loss[i]);
-    assert_true(stats(sm.s).loss < 0.15);
+    assert_true(stats(sm.s).loss < ON_LOSS);
     sim_free(&sm);
 
     /* the peer answers the first PROBE */
@@ -2640,23 +2700,34 @@ static void test_policy_low_loss_never(void **state) {
   }
 }
 
-/* A start-up overshoot: one window of 100 % loss, then clean (and bad
- * windows that never come 3 in a row) must not turn it on. */
+/* Hot windows that never make a run long enough must not turn it on:
+ * one window of 100 % loss then clean, every other window at 100 %, with
+ * the queue short (2 needed); five windows in a row at 100 % twice with
+ * srtt at 2 x the minimum (6 needed); runs of five at 100 % whose srtt
+ * alternates short and long (never 2 short ones in a row). */
 static void test_policy_burst_never(void **state) {
   (void)state;
-  for (int variant = 0; variant < 3; variant++) {
+  for (int variant = 0; variant < 4; variant++) {
     struct sft_pfec_opts o = opts_policy();
     struct sim sm;
     sim_init(&sm, &o, 4);
     answer(sm.s, sm.r, sm.now);
     for (unsigned ms = 0; ms < 3000; ms++) {
+      unsigned w = ms / 100; /* the window this packet counts in */
       int bad;
-      if (variant == 0)
-        bad = ms < 190; /* one burst */
-      else if (variant == 1)
-        bad = (ms / 200) % 2 == 0; /* every other window */
-      else
-        bad = ms < 380 || (ms >= 1000 && ms < 1380); /* two, twice */
+      sm.srtt = sm.min_rtt;
+      if (variant == 0) {
+        bad = w == 0; /* one burst */
+      } else if (variant == 1) {
+        bad = w % 2 == 0; /* every other window */
+      } else if (variant == 2) {
+        bad = w < 5 || (w >= 10 && w < 15); /* five, twice */
+        sm.srtt = 2 * sm.min_rtt;
+      } else {
+        bad = w % 6 != 5; /* five, one clean, five, ... */
+        if (w % 2)
+          sm.srtt = 2 * sm.min_rtt;
+      }
       sm.obs_loss = bad ? 1.0 : 0.0;
       sim_step(&sm);
     }
@@ -2767,6 +2838,21 @@ static void test_clean_link_turns_off(void **state) {
   assert_int_equal(stats(sm.s).peer_failed, 0);
   sim_run(&sm, 700 * MS); /* stays off: the QUIC counters show no loss */
   assert_false(sft_pfec_active(sm.s));
+  /* The counters show 30 % again: the policy starts afresh and turns it
+   * on after two hot windows (the first may be the one in progress). */
+  {
+    uint64_t t = sm.now;
+    sm.obs_loss = 0.3;
+    while (!sft_pfec_active(sm.s) && sm.now < t + SEC)
+      sim_step(&sm);
+    if (!sft_pfec_active(sm.s) || sm.now < t + WIN || sm.now > t + 3 * WIN)
+      fail_msg("on again %.0f ms after the loss came back, want 100-300",
+               (double)(sm.now - t) / MS);
+    st = stats(sm.s);
+    assert_true(st.loss >= ON_LOSS && st.loss <= 0.5);
+    sim_run(&sm, 100 * MS);
+    assert_true(sft_pfec_active(sm.s));
+  }
   sim_finish(&sm, 1);
   assert_int_equal(stats(sm.r).blocks_failed, 0);
   sim_free(&sm);
@@ -2800,19 +2886,451 @@ static void test_stays_on_under_loss(void **state) {
   sim_free(&sm);
 }
 
+/* ---- policy: windows fed by hand ---------------------------------------- */
+
+/* A sender |s| whose windows the test writes itself: |now| and the QUIC
+ * counters |sent| and |lost| move by whole windows. Answered by |r| (so it
+ * is on as soon as the policy wants the shim) unless told otherwise. */
+struct pol {
+  struct sft_pfec *s, *r;
+  uint64_t now, sent, lost, win;
+};
+
+static void pol_init(struct pol *p, const struct sft_pfec_opts *o,
+                     int answered) {
+  memset(p, 0, sizeof(*p));
+  p->s = mk(o);
+  p->r = mk(NULL);
+  p->now = T0;
+  p->win = o && o->window_ns ? o->window_ns : WIN;
+  if (answered)
+    answer(p->s, p->r, p->now);
+  assert_false(sft_pfec_active(p->s));
+  sft_pfec_observe(p->s, p->now, 0, 0, RTT, RTT); /* opens the first */
+}
+
+/* One window: |n| packets sent, |nl| of them declared lost, srtt and min
+ * RTT |srtt| and |min| (a call halfway through, with half the counts, and
+ * one just before the window ends change nothing). On after it? */
+static bool pol_win(struct pol *p, uint64_t n, uint64_t nl, uint64_t srtt,
+                    uint64_t min) {
+  bool was = sft_pfec_active(p->s);
+  sft_pfec_observe(p->s, p->now + p->win / 2, p->sent + n / 2, p->lost + nl / 2,
+                   srtt, min);
+  sft_pfec_observe(p->s, p->now + p->win - 1, p->sent + n, p->lost + nl, srtt,
+                   min);
+  assert_int_equal(sft_pfec_active(p->s), was);
+  p->now += p->win;
+  p->sent += n;
+  p->lost += nl;
+  sft_pfec_observe(p->s, p->now, p->sent, p->lost, srtt, min);
+  return sft_pfec_active(p->s);
+}
+
+/* |k| windows of 100 packets at |pc| % loss; on after the last? */
+static bool pol_wins(struct pol *p, unsigned k, uint64_t pc, uint64_t srtt,
+                     uint64_t min) {
+  bool on = false;
+  for (unsigned i = 0; i < k; i++) {
+    on = pol_win(p, 100, pc, srtt, min);
+    if (on && i + 1 < k)
+      fail_msg("on after window %u of %u (%llu %% loss, srtt %.1f ms, min "
+               "%.1f ms)",
+               i + 1, k, (unsigned long long)pc, (double)srtt / MS,
+               (double)min / MS);
+  }
+  return on;
+}
+
+static void pol_free(struct pol *p) {
+  sft_pfec_del(p->s);
+  sft_pfec_del(p->r);
+}
+
+/* The policy wants the shim before the peer has answered; the peer's own
+ * PROBE is then the first shim datagram that arrives. It proves the peer
+ * speaks the shim, so the sender must turn on at once (a first version
+ * turned on only on a REPORT, and a connection whose peer's PROBE came
+ * first never did). A cool window between the run that wanted it and the
+ * answer does not lower the loss the first blocks are sized for. */
+static void test_policy_on_by_peer_probe(void **state) {
+  struct pol p;
+  uint8_t b[64];
+  size_t n = 0;
+  (void)state;
+  pol_init(&p, NULL, 0);
+  assert_false(pol_win(&p, 100, 30, RTT, RTT));
+  assert_false(pol_win(&p, 100, 30, RTT, RTT)); /* wanted, nobody answered */
+  assert_false(pol_win(&p, 100, 0, RTT, RTT));  /* a cool window */
+  assert_false(sft_pfec_active(p.s));
+  /* the receiver's early PROBE reaches the sender */
+  assert_int_equal(sft_pfec_control(p.r, p.now, b, sizeof(b), &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(b[0], SFT_PFEC_T_PROBE);
+  assert_int_equal(sft_pfec_input(p.s, p.now, b, n), 0);
+  assert_true(stats(p.s).peer_ok);
+  assert_true(sft_pfec_active(p.s));
+  /* 1.5 x the mean of the two 30 % windows, not on_loss */
+  if (fabs(stats(p.s).loss - 0.45) > 1e-9)
+    fail_msg("first loss %.3f, want 0.45", stats(p.s).loss);
+  pol_free(&p);
+}
+
+/* (a) Two windows in a row at >= on_loss (0.14) with the queue short
+ * (srtt <= clean_rtt 1.3 x min RTT) turn it on: at 30 % with srtt = min,
+ * at exactly 14 %, at srtt exactly 1.3 x min; a window 100 ms long
+ * (default window_ns): calls less than 100 ms after the window opened do
+ * not close it. Not in a row, or at 13 %, or just above 1.3 x min: not. */
+static void test_policy_clean_two_windows(void **state) {
+  struct pol p;
+  (void)state;
+  pol_init(&p, NULL, 1);
+  assert_false(pol_win(&p, 100, 30, RTT, RTT));
+  assert_true(pol_win(&p, 100, 30, RTT, RTT));
+  assert_true(stats(p.s).active);
+  assert_true(fabs(stats(p.s).loss - 0.45) < 1e-9);
+  pol_free(&p);
+
+  /* exactly on_loss; a window of 13 % neither counts nor belongs to a run */
+  pol_init(&p, NULL, 1);
+  assert_false(pol_win(&p, 100, 13, RTT, RTT));
+  assert_false(pol_win(&p, 100, 14, RTT, RTT));
+  assert_false(pol_win(&p, 100, 13, RTT, RTT));
+  assert_false(pol_win(&p, 100, 14, RTT, RTT));
+  assert_true(pol_win(&p, 200, 28, RTT, RTT));
+  pol_free(&p);
+
+  /* hot, cool, hot: not in a row */
+  pol_init(&p, NULL, 1);
+  assert_false(pol_win(&p, 100, 50, RTT, RTT));
+  assert_false(pol_win(&p, 100, 10, RTT, RTT));
+  assert_false(pol_win(&p, 100, 50, RTT, RTT));
+  assert_true(pol_win(&p, 100, 50, RTT, RTT));
+  pol_free(&p);
+
+  /* srtt exactly clean_rtt x min (130 ms over 100) is short; 131 is not */
+  pol_init(&p, NULL, 1);
+  assert_true(pol_wins(&p, 2, 30, 130 * MS, 100 * MS));
+  pol_free(&p);
+  pol_init(&p, NULL, 1);
+  assert_false(pol_wins(&p, 5, 30, 131 * MS, 100 * MS));
+  pol_free(&p);
+
+  /* the window is 100 ms: calls at +99 ms do not close it */
+  pol_init(&p, NULL, 1);
+  sft_pfec_observe(p.s, T0 + 99 * MS, 100, 30, RTT, RTT);
+  sft_pfec_observe(p.s, T0 + 198 * MS, 200, 60, RTT, RTT); /* one window */
+  sft_pfec_observe(p.s, T0 + 297 * MS, 300, 90, RTT, RTT);
+  assert_false(sft_pfec_active(p.s));
+  sft_pfec_observe(p.s, T0 + 298 * MS, 300, 90, RTT, RTT); /* the second */
+  assert_true(sft_pfec_active(p.s));
+  pol_free(&p);
+
+  /* the peer not there yet: wanted (PROBEs go on past the early ones),
+   * on as soon as it answers */
+  pol_init(&p, NULL, 0);
+  assert_false(pol_wins(&p, 2, 30, RTT, RTT));
+  assert_false(stats(p.s).peer_ok);
+  {
+    uint8_t b[64];
+    unsigned n = 0;
+    for (uint64_t t = p.now; t < p.now + SEC; t += MS)
+      n += ctl(p.s, t, b) ? 1 : 0;
+    assert_int_equal(n, 10); /* every probe_ns, none left unsent */
+    assert_true(sft_pfec_deadline(p.s) != UINT64_MAX);
+  }
+  answer(p.s, p.r, p.now + SEC);
+  assert_true(sft_pfec_active(p.s));
+  assert_true(fabs(stats(p.s).loss - 0.45) < 1e-9);
+  pol_free(&p);
+}
+
+/* (b) BBR's start-up overshoot as measured at 0 % loss on a 50 ms
+ * drop-tail queue: four 100 ms windows in a row at 19, 12.5, 14 and 27 %
+ * with srtt at 1.93, 1.94, 1.94 and 1.09 x the minimum, then clean. Never
+ * on, whether the peer answered before or after. The same losses with
+ * srtt = min in every window do turn it on (at the fourth: 0.14 and 0.27
+ * in a row), so it is the RTT that keeps it off. */
+static void test_policy_bbr_startup_never(void **state) {
+  static const uint64_t lost[] = {190, 125, 140, 270}; /* of 1000 */
+  static const double ratio[] = {1.93, 1.94, 1.94, 1.09};
+  const uint64_t min = 50 * MS;
+  (void)state;
+  for (int answered = 1; answered >= 0; answered--) {
+    struct pol p;
+    pol_init(&p, NULL, answered);
+    for (size_t i = 0; i < 4; i++)
+      if (pol_win(&p, 1000, lost[i], (uint64_t)(ratio[i] * (double)min), min))
+        fail_msg("overshoot window %zu (loss %.3f, srtt %.2f x min) turned "
+                 "the shim on",
+                 i + 1, lost[i] / 1000.0, ratio[i]);
+    for (unsigned i = 0; i < 30; i++)
+      assert_false(pol_win(&p, 1000, 0, min + min / 20, min));
+    if (!answered) {
+      answer(p.s, p.r, p.now);
+      assert_false(sft_pfec_active(p.s));
+      assert_false(pol_win(&p, 1000, 0, min, min));
+    }
+    /* answered and not wanted: nothing to send, nothing due */
+    {
+      uint8_t b[64];
+      assert_true(sft_pfec_deadline(p.s) == UINT64_MAX);
+      assert_int_equal(ctl(p.s, p.now + SEC, b), 0);
+    }
+    pol_free(&p);
+  }
+  {
+    struct pol p;
+    pol_init(&p, NULL, 1);
+    assert_false(pol_win(&p, 1000, lost[0], min, min));
+    assert_false(pol_win(&p, 1000, lost[1], min, min));
+    assert_false(pol_win(&p, 1000, lost[2], min, min));
+    assert_true(pol_win(&p, 1000, lost[3], min, min));
+    pol_free(&p);
+  }
+}
+
+/* (c) Whatever the RTT: six windows in a row at >= 14 % with srtt at
+ * 2 x the minimum turn it on, five do not; the same with the RTT unknown
+ * (0). A cool window breaks the run; two short-queue windows at the end of
+ * a run are enough; short-queue windows that are never two in a row are
+ * not, until the run is six long. */
+static void test_policy_any_rtt_six_windows(void **state) {
+  static const uint64_t rtts[][2] = {
+      {2 * RTT, RTT}, {0, RTT}, {2 * RTT, 0}, {0, 0}, {10 * RTT, RTT}};
+  struct pol p;
+  (void)state;
+  for (size_t v = 0; v < sizeof(rtts) / sizeof(rtts[0]); v++) {
+    pol_init(&p, NULL, 1);
+    if (pol_wins(&p, 5, 30, rtts[v][0], rtts[v][1]))
+      fail_msg("srtt %llu min %llu: on after 5 windows",
+               (unsigned long long)rtts[v][0], (unsigned long long)rtts[v][1]);
+    if (!pol_win(&p, 100, 30, rtts[v][0], rtts[v][1]))
+      fail_msg("srtt %llu min %llu: not on after 6 windows",
+               (unsigned long long)rtts[v][0], (unsigned long long)rtts[v][1]);
+    assert_true(fabs(stats(p.s).loss - 0.45) < 1e-9);
+    pol_free(&p);
+  }
+
+  /* five, a cool one, five: not; the sixth of the second run: on */
+  pol_init(&p, NULL, 1);
+  assert_false(pol_wins(&p, 5, 30, 2 * RTT, RTT));
+  assert_false(pol_win(&p, 100, 13, 2 * RTT, RTT));
+  assert_false(pol_wins(&p, 5, 30, 2 * RTT, RTT));
+  assert_true(pol_win(&p, 100, 30, 2 * RTT, RTT));
+  pol_free(&p);
+
+  /* long, long, long, short, short: on at the fifth */
+  pol_init(&p, NULL, 1);
+  assert_false(pol_wins(&p, 3, 30, 2 * RTT, RTT));
+  assert_false(pol_win(&p, 100, 30, RTT, RTT));
+  assert_true(pol_win(&p, 100, 30, RTT, RTT));
+  pol_free(&p);
+
+  /* short, long, short, long, short: not; a sixth (long): on */
+  pol_init(&p, NULL, 1);
+  for (unsigned i = 0; i < 5; i++)
+    assert_false(pol_win(&p, 100, 30, i % 2 ? 2 * RTT : RTT, RTT));
+  assert_true(pol_win(&p, 100, 30, 2 * RTT, RTT));
+  pol_free(&p);
+}
+
+/* (d) A window with fewer than window_min (50) packets neither counts nor
+ * breaks a run, whatever its loss (none, all); one of exactly 50 counts. */
+static void test_policy_small_window(void **state) {
+  struct pol p;
+  (void)state;
+  /* short queue: hot, small, hot: on */
+  for (uint64_t nl = 0; nl <= 49; nl += 49) {
+    pol_init(&p, NULL, 1);
+    assert_false(pol_win(&p, 100, 30, RTT, RTT));
+    assert_false(pol_win(&p, 49, nl, RTT, RTT));
+    assert_false(pol_win(&p, 0, 0, RTT, RTT)); /* idle */
+    assert_true(pol_win(&p, 100, 30, RTT, RTT));
+    /* the mean of the two that counted */
+    assert_true(fabs(stats(p.s).loss - 0.45) < 1e-9);
+    pol_free(&p);
+  }
+  /* small windows all lost do not make a run */
+  pol_init(&p, NULL, 1);
+  for (unsigned i = 0; i < 10; i++)
+    assert_false(pol_win(&p, 49, 49, RTT, RTT));
+  assert_false(pol_win(&p, 100, 30, RTT, RTT));
+  assert_false(pol_win(&p, 49, 49, RTT, RTT));
+  assert_true(pol_win(&p, 50, 50, RTT, RTT)); /* 50 counts: 2 in a row */
+  pol_free(&p);
+  /* any RTT: five hot, small ones between, the sixth: on */
+  for (uint64_t nl = 0; nl <= 49; nl += 49) {
+    pol_init(&p, NULL, 1);
+    assert_false(pol_wins(&p, 3, 30, 2 * RTT, RTT));
+    assert_false(pol_win(&p, 49, nl, 2 * RTT, RTT));
+    assert_false(pol_wins(&p, 2, 30, 2 * RTT, RTT));
+    assert_false(pol_win(&p, 10, nl ? 10 : 0, 2 * RTT, RTT));
+    assert_true(pol_win(&p, 100, 30, 2 * RTT, RTT));
+    pol_free(&p);
+  }
+}
+
+/* (e) The first blocks' parity, until a REPORT sample: for the loss
+ * 1.5 x the mean of the windows that turned it on, at least on_loss, at
+ * most 0.5, plus margin, at fail_target: m = parity_for(k, first_loss +
+ * margin, fail_target), here for a block of 100 (max_k 128). */
+static void test_policy_first_parity(void **state) {
+  static const struct {
+    uint64_t pc[6];
+    unsigned n;
+    uint64_t srtt;
+    double margin, fail, want; /* 0: the defaults 0.01, 0.02 */
+  } c[] = {
+      {{30, 20}, 2, RTT, 0, 0, 0.375},
+      {{40, 40}, 2, RTT, 0, 0, 0.5}, /* 0.6 clamped */
+      {{14, 14}, 2, RTT, 0, 0, 0.21},
+      {{14, 20, 30, 25, 15, 16}, 6, 2 * RTT, 0, 0, 0.3},
+      {{90, 100}, 2, RTT, 0, 0, 0.5},
+      {{30, 20}, 2, RTT, 0.05, 0.005, 0.375},
+  };
+  (void)state;
+  /* the 1.5 tells itself from the plain mean at k = 100 */
+  assert_true(sft_pfec_parity_for(100, 0.375 + 0.01, 0.02) !=
+              sft_pfec_parity_for(100, 0.25 + 0.01, 0.02));
+  for (size_t v = 0; v < sizeof(c) / sizeof(c[0]); v++) {
+    struct sft_pfec_opts o;
+    struct pol p;
+    struct blobs sent = {0}, tr = {0};
+    struct plan pl;
+    double margin = c[v].margin ? c[v].margin : 0.01;
+    double fail = c[v].fail ? c[v].fail : 0.02;
+    unsigned m;
+    memset(&o, 0, sizeof(o));
+    o.margin = c[v].margin;
+    o.fail_target = c[v].fail;
+    pol_init(&p, &o, 1);
+    for (unsigned i = 0; i < c[v].n; i++)
+      assert_int_equal(pol_win(&p, 100, c[v].pc[i], c[v].srtt, RTT),
+                       i + 1 == c[v].n);
+    if (fabs(stats(p.s).loss - c[v].want) > 1e-9)
+      fail_msg("case %zu: first loss %.6f, want %.6f", v, stats(p.s).loss,
+               c[v].want);
+    send_pkts(p.s, p.now, &sent, &tr, 100, 1);
+    analyse(&tr, &pl);
+    assert_int_equal(pl.nb, 1);
+    assert_int_equal(pl.b[0].k, 100);
+    m = sft_pfec_parity_for(100, c[v].want + margin, fail);
+    assert_true(m >= 1);
+    if (pl.b[0].m != m)
+      fail_msg("case %zu: first block of 100 has %u PARITY, want "
+               "parity_for(100, %.3f + %.3f, %.3f) = %u",
+               v, pl.b[0].m, c[v].want, margin, fail, m);
+    check_parity_rows(&tr, 0, 100, pl.b[0].m);
+    plan_free(&pl);
+    blobs_free(&sent);
+    blobs_free(&tr);
+    pol_free(&p);
+  }
+}
+
+/* The policy knobs are honoured: on_loss 0.2, on_windows 3,
+ * on_windows_any 4, clean_rtt 2 (1.9 x min is short, 2.1 is not),
+ * window_ns 50 ms, window_min 10. */
+static void test_policy_knobs(void **state) {
+  struct sft_pfec_opts o;
+  struct pol p;
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.on_loss = 0.2;
+  o.on_windows = 3;
+  o.on_windows_any = 4;
+  o.clean_rtt = 2.0;
+  o.window_ns = 50 * MS;
+  o.window_min = 10;
+  pol_init(&p, &o, 1);
+  assert_true(pol_wins(&p, 3, 20, RTT * 19 / 10, RTT));
+  assert_true(fabs(stats(p.s).loss - 0.3) < 1e-9);
+  pol_free(&p);
+  pol_init(&p, &o, 1);
+  assert_true(pol_wins(&p, 4, 20, RTT * 21 / 10, RTT));
+  pol_free(&p);
+  pol_init(&p, &o, 1);
+  assert_false(pol_wins(&p, 20, 19, RTT, RTT)); /* below on_loss */
+  pol_free(&p);
+  /* 10 packets make a window; 9 do not */
+  pol_init(&p, &o, 1);
+  assert_false(pol_win(&p, 10, 5, RTT, RTT));
+  assert_false(pol_win(&p, 9, 9, RTT, RTT));
+  assert_false(pol_win(&p, 10, 5, RTT, RTT));
+  assert_true(pol_win(&p, 10, 5, RTT, RTT));
+  pol_free(&p);
+  /* the window is 50 ms: a call at +49 ms does not close it */
+  pol_init(&p, &o, 1);
+  sft_pfec_observe(p.s, T0 + 49 * MS, 100, 30, RTT, RTT);
+  sft_pfec_observe(p.s, T0 + 50 * MS, 100, 30, RTT, RTT);
+  sft_pfec_observe(p.s, T0 + 99 * MS, 200, 60, RTT, RTT);
+  sft_pfec_observe(p.s, T0 + 100 * MS, 200, 60, RTT, RTT);
+  assert_false(sft_pfec_active(p.s));
+  sft_pfec_observe(p.s, T0 + 150 * MS, 300, 90, RTT, RTT);
+  assert_true(sft_pfec_active(p.s));
+  pol_free(&p);
+}
+
+/* (f) clean_rtt below 1 is rejected (srtt is never below the minimum);
+ * 1 and above, and 0 (the default 1.3), are accepted. */
+static void test_new_clean_rtt(void **state) {
+  static const double bad[] = {0.99, 0.5, 1e-9, -1.0};
+  static const double good[] = {0, 1.0, 1.3, 2.5};
+  struct sft_pfec_opts o;
+  struct sft_pfec *pf;
+  (void)state;
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    memset(&o, 0, sizeof(o));
+    o.clean_rtt = bad[i];
+    pf = (struct sft_pfec *)&pf;
+    if (sft_pfec_new(&pf, &o) != SFT_ERR_INVAL)
+      fail_msg("clean_rtt %g accepted", bad[i]);
+    assert_null(pf);
+  }
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    memset(&o, 0, sizeof(o));
+    o.clean_rtt = good[i];
+    pf = NULL;
+    if (sft_pfec_new(&pf, &o) != 0)
+      fail_msg("clean_rtt %g rejected", good[i]);
+    sft_pfec_del(pf);
+  }
+  /* clean_rtt 1: srtt = min is short, anything above is not */
+  {
+    struct pol p;
+    memset(&o, 0, sizeof(o));
+    o.clean_rtt = 1.0;
+    pol_init(&p, &o, 1);
+    assert_true(pol_wins(&p, 2, 30, RTT, RTT));
+    pol_free(&p);
+    pol_init(&p, &o, 1);
+    assert_false(pol_wins(&p, 5, 30, RTT + MS, RTT));
+    pol_free(&p);
+  }
+  /* on_windows_any, any value: accepted */
+  memset(&o, 0, sizeof(o));
+  o.on_windows_any = 1000;
+  pf = mk(&o);
+  sft_pfec_del(pf);
+}
+
 /* max_k = 0 means SFT_PFEC_MAX_K (128): a block closes at its 128th
  * packet (and 64, the former default, is still a valid choice). With the
- * other knobs at their defaults too (force 1: loss on_loss 0.15 until a
- * sample, margin 0.01, fail_target 0.02), m = parity_for(k, 0.16, 0.02),
+ * other knobs at their defaults too (force 1: loss on_loss 0.14 until a
+ * sample, margin 0.01, fail_target 0.02), m = parity_for(k, 0.15, 0.02),
  * which tells them from other values (0.005 or margin 0.02: more). */
 static void test_default_max_k(void **state) {
   static const unsigned maxk[] = {0, SFT_PFEC_MAX_K, 64};
   (void)state;
   assert_int_equal(SFT_PFEC_MAX_K, 128);
-  assert_true(sft_pfec_parity_for(128, 0.16, 0.02) !=
-              sft_pfec_parity_for(128, 0.16, 0.005));
-  assert_true(sft_pfec_parity_for(128, 0.16, 0.02) !=
-              sft_pfec_parity_for(128, 0.17, 0.02));
+  assert_true(sft_pfec_parity_for(128, ON_LOSS + 0.01, 0.02) !=
+              sft_pfec_parity_for(128, ON_LOSS + 0.01, 0.005));
+  assert_true(sft_pfec_parity_for(128, ON_LOSS + 0.01, 0.02) !=
+              sft_pfec_parity_for(128, ON_LOSS + 0.02, 0.02));
+  /* ... and from the former default on_loss 0.15 */
+  assert_true(sft_pfec_parity_for(128, ON_LOSS + 0.01, 0.02) !=
+              sft_pfec_parity_for(128, 0.15 + 0.01, 0.02));
   for (size_t v = 0; v < sizeof(maxk) / sizeof(maxk[0]); v++) {
     struct sft_pfec_opts o;
     struct b2b t;
@@ -2833,9 +3351,9 @@ static void test_default_max_k(void **state) {
       assert_int_equal(t.tr.v[i].b[5], want); /* kplan */
     assert_int_equal(t.tr.v[want].b[0], SFT_PFEC_T_PARITY);
     assert_int_equal(t.tr.v[want].b[5], want); /* k */
-    m = sft_pfec_parity_for(want, 0.15 + 0.01, 0.02);
+    m = sft_pfec_parity_for(want, ON_LOSS + 0.01, 0.02);
     if (t.tr.n - want != m)
-      fail_msg("max_k %u: %u PARITY for k %u, want %u (loss 0.15 + margin "
+      fail_msg("max_k %u: %u PARITY for k %u, want %u (loss 0.14 + margin "
                "0.01, fail_target 0.02)",
                maxk[v], (unsigned)(t.tr.n - want), want, m);
     check_parity_rows(&t.tr, 0, want, (unsigned)(t.tr.n - want));
@@ -2872,14 +3390,14 @@ static void test_early_probes(void **state) {
     pf = mk(&o);
     assert_true(sft_pfec_deadline(pf) == 0);
     if (v == 2)
-      sft_pfec_observe(pf, start - SEC, 0, 0);
+      sft_pfec_observe(pf, start - SEC, 0, 0, RTT, RTT);
     for (uint64_t now = start; now < start + 3 * SEC; now += MS / 4) {
       uint8_t b[64];
       uint64_t d = sft_pfec_deadline(pf);
       size_t len;
       if (v == 2) { /* a clean connection: the policy never wants it */
         sent += 10;
-        sft_pfec_observe(pf, now, sent, 0);
+        sft_pfec_observe(pf, now, sent, 0, RTT, RTT);
         d = sft_pfec_deadline(pf);
       }
       len = ctl(pf, now, b);
@@ -3267,6 +3785,14 @@ int main(void) {
       cmocka_unit_test(test_turns_off_on_clean_reports),
       cmocka_unit_test(test_clean_link_turns_off),
       cmocka_unit_test(test_stays_on_under_loss),
+      cmocka_unit_test(test_policy_on_by_peer_probe),
+      cmocka_unit_test(test_policy_clean_two_windows),
+      cmocka_unit_test(test_policy_bbr_startup_never),
+      cmocka_unit_test(test_policy_any_rtt_six_windows),
+      cmocka_unit_test(test_policy_small_window),
+      cmocka_unit_test(test_policy_first_parity),
+      cmocka_unit_test(test_policy_knobs),
+      cmocka_unit_test(test_new_clean_rtt),
       cmocka_unit_test(test_default_max_k),
       cmocka_unit_test(test_parity_at_least_one),
       cmocka_unit_test(test_deadline_full_block),

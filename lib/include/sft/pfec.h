@@ -87,9 +87,12 @@ static inline bool sft_pfec_is_shim(const uint8_t *pkt, size_t len) {
 
 /* Policy knobs; zero-initialise, then set (0 = the default shown). */
 struct sft_pfec_opts {
-  double on_loss;      /* turn on at this window loss (0.15) ... */
-  unsigned on_windows; /* ... in this many windows in a row (3) */
-  uint64_t window_ns;  /* loss window while off (200 ms) */
+  double on_loss;          /* turn on at this window loss (0.14) ... */
+  unsigned on_windows;     /* ... in this many windows in a row with srtt
+                              <= clean_rtt x min RTT (2) ... */
+  unsigned on_windows_any; /* ... or in this many whatever the RTT (6) */
+  double clean_rtt;    /* "queue short": srtt / min RTT at most this (1.3) */
+  uint64_t window_ns;  /* loss window while off (100 ms) */
   uint32_t window_min; /* packets a window needs to count (50) */
   double off_loss;     /* turn off below this raw loss (0.08) ... */
   uint64_t off_ns;     /* ... for this long (2 s) */
@@ -130,7 +133,8 @@ struct sft_pfec;
 
 /* Creates a shim into |*out| (NULL on failure). |opts| may be NULL.
  * SFT_ERR_INVAL for out NULL or a knob out of range (loss outside [0,1),
- * max_k outside 1..SFT_PFEC_MAX_K), SFT_ERR_NOMEM. */
+ * max_k above SFT_PFEC_MAX_K, clean_rtt below 1, force outside -1..1),
+ * SFT_ERR_NOMEM. */
 int sft_pfec_new(struct sft_pfec **out, const struct sft_pfec_opts *opts);
 /* NULL is a no-op. */
 void sft_pfec_del(struct sft_pfec *pf);
@@ -138,13 +142,18 @@ void sft_pfec_del(struct sft_pfec *pf);
 /* ---- sender ------------------------------------------------------------ */
 
 /* Feeds the sender's policy with the QUIC connection's cumulative packet
- * counters (sent, declared lost) at |now|; call it at least every window
- * while sending. While off it measures loss per window and turns on after
- * on_windows windows at >= on_loss (if the peer has answered; until then
- * sft_pfec_control() has a PROBE to send). While on, the loss comes from
- * the peer's REPORTs and these counters are ignored. */
+ * counters (sent, declared lost), its smoothed and lowest RTT (0 unknown)
+ * at |now|; call it at least every window while sending. While off it
+ * measures loss per window and wants the shim after on_windows windows in
+ * a row at >= on_loss with the queue short (srtt <= clean_rtt x min RTT),
+ * or on_windows_any at >= on_loss whatever the RTT. Measured at 0 % loss on
+ * a 50 ms drop-tail queue, BBR's start-up overshoot gave 4 windows of
+ * 12-27 % loss in a row, with srtt at 1.9 x the minimum in the first 3. It
+ * turns on once the peer has answered (until then sft_pfec_control() has
+ * a PROBE to send). While on, the loss comes from the peer's REPORTs and
+ * these inputs are ignored. */
 void sft_pfec_observe(struct sft_pfec *pf, uint64_t now, uint64_t sent,
-                      uint64_t lost);
+                      uint64_t lost, uint64_t srtt_ns, uint64_t min_rtt_ns);
 
 /* Wrapping now? If so, write each QUIC packet at buf + SFT_PFEC_DATA_HDR
  * and call sft_pfec_wrap(); packets must be at most SFT_PFEC_MAX_PKT. */
@@ -164,8 +173,9 @@ int sft_pfec_wrap(struct sft_pfec *pf, uint64_t now, uint8_t *buf, size_t len);
  * PARITY datagrams back to back into |out| (|cap| bytes), each |*seg|
  * bytes, and returns their number in |*n| (0: nothing due). A closed block
  * gets at least one PARITY, which also tells the receiver its k. m comes
- * from the loss estimate (the window loss that turned the shim on, or
- * on_loss with force 1, until the first REPORT sample) plus margin.
+ * from the loss estimate plus margin: until the first REPORT sample, 1.5 x
+ * the mean loss of the windows that turned the shim on, within [on_loss,
+ * 0.5] (on_loss with force 1).
  * SFT_ERR_NOSPACE when |cap| cannot hold them (the block stays open). */
 int sft_pfec_parity(struct sft_pfec *pf, uint64_t now, uint8_t *out, size_t cap,
                     size_t *seg, size_t *n);

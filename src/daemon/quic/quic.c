@@ -1009,7 +1009,11 @@ static void pf_flush(sftq_conn *c, uint64_t ts, const sftq_addr *remote) {
     return;
   if (ts - c->pf_obs_at >= 50 * NGTCP2_MILLISECONDS) {
     c->pf_obs_at = ts;
-    sft_pfec_observe(c->pf, ts, c->s.pkts_sent, conn_lost(c));
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->q, &cs);
+    sft_pfec_observe(c->pf, ts, c->s.pkts_sent, conn_lost(c),
+                     cs.smoothed_rtt,
+                     cs.min_rtt == UINT64_MAX ? 0 : cs.min_rtt);
   }
   size_t seg = 0, n = 0;
   if (sft_pfec_parity(c->pf, ts, c->ctx->pfbuf, sizeof c->ctx->pfbuf, &seg,
