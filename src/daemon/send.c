@@ -1000,6 +1000,7 @@ static void link_reset(struct slink *l) {
   l->fallback_at = 0;
   l->wire_n = 0;
   l->progress_at = 0;
+  l->fec_seen = 0; /* the next connection counts from 0 */
 }
 
 /* Starts a connection for link |l| (QUIC, or TCP+TLS when asked for or
@@ -2090,8 +2091,8 @@ static void progress_tick(uv_timer_t *t) {
       lost += st.pkts_lost;
       ps->rtt_ms = (double)st.srtt_ns / 1e6;
       ps->rate_bps = 8 * st.delivery_rate;
-      /* packet FEC: parity packets, counted by delta (a new connection
-       * starts from 0) */
+      /* packet FEC: parity packets, counted by delta (link_reset zeroes
+       * fec_seen for a new connection) */
       s->res->pkt_parity_sent += st.fec_parity_sent >= l->fec_seen
                                      ? st.fec_parity_sent - l->fec_seen
                                      : st.fec_parity_sent;

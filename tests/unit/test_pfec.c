@@ -764,6 +764,7 @@ static void test_wire_format(void **state) {
    * number, DATA's kplan above the real k. */
   {
     size_t first = tr.n;
+    double r_prev = stats(s).ratio;
     send_pkts(s, T0, &sent, &tr, 3, 0);
     assert_int_equal(tr.n, first + 3);
     assert_true(parity_out(s, UINT64_MAX, &tr) >= 1);
@@ -778,7 +779,10 @@ static void test_wire_format(void **state) {
       assert_int_equal(tr.v[i].b[4], 3 + (i - first - 3));
     }
     check_parity_rows(&tr, first, 3, (unsigned)(tr.n - first - 3));
-    assert_true(fabs(stats(s).ratio - (double)(tr.n - first - 3) / 3.0) < 1e-9);
+    /* ratio: EWMA (1/4) of each block's m / k */
+    assert_true(
+        fabs(stats(s).ratio -
+             (0.75 * r_prev + 0.25 * (double)(tr.n - first - 3) / 3.0)) < 1e-9);
   }
   /* Nothing open: a flush is a no-op. */
   assert_int_equal(parity_out(s, UINT64_MAX, &tr), 0);
@@ -2002,6 +2006,57 @@ static void test_forged_far_ahead_does_not_wedge(void **state) {
   b2b_free(&t);
 }
 
+/* A forged PARITY (matched by address only) 3 to 4096 blocks ahead is
+ * refused and moves nothing: with the old rule one such datagram at
+ * +4096 retired the open block and left the next 4096 real blocks "late"
+ * (passed on without repair; found in review). 64 in a row far ahead do
+ * not resync either: only a DATA does. The real blocks then repair as
+ * usual. */
+static void test_forged_parity_ahead(void **state) {
+  struct b2b t;
+  struct plan pl;
+  size_t idx[600], n;
+  uint64_t rec, failed;
+  (void)state;
+  b2b_init(&t, 40, 1);
+  analyse(&t.tr, &pl);
+  n = data_idx(&pl.b[0], 0, 5, -1, idx);
+  put_some(&t, t.now, idx, n);
+  assert_int_equal(t.out.n, 5);
+  uint32_t ahead[] = {3, 100, 4096, 5000};
+  for (size_t i = 0; i < 4; i++) {
+    int rc = input_forged(t.r, t.now, SFT_PFEC_T_PARITY, pl.b[0].id + ahead[i],
+                          12, 10, 900 + (uint32_t)i, NULL);
+    if (rc != SFT_ERR_MALFORMED)
+      fail_msg("forged PARITY %u blocks ahead taken (rc %d)", ahead[i], rc);
+    drain(t.r, &t.out);
+  }
+  for (unsigned j = 0; j < 70; j++) {
+    assert_int_equal(input_forged(t.r, t.now, SFT_PFEC_T_PARITY,
+                                  pl.b[0].id + 0x10000 + j, 12, 10, 1000 + j,
+                                  NULL),
+                     SFT_ERR_MALFORMED);
+    drain(t.r, &t.out);
+  }
+  assert_int_equal(t.out.n, 5);
+  assert_int_equal(stats(t.r).dropped, 74);
+  for (size_t b = 0; b < pl.nb; b++)
+    t.tr.v[pl.b[b].first_data + 7].tag = 1;
+  n = 0;
+  for (size_t i = pl.b[0].first_data + 5; i < t.tr.n; i++)
+    if (!t.tr.v[i].tag)
+      idx[n++] = i;
+  put_some(&t, t.now, idx, n);
+  settle(t.r, &t.now, &t.out);
+  expect_out(&t.tr, &t.sent, &t.exp, &rec, &failed);
+  assert_int_equal(stats(t.r).recovered, rec);
+  assert_same(&t.out, &t.exp);
+  assert_int_equal(stats(t.r).blocks_failed, 0);
+  assert_int_equal(stats(t.r).late, 0);
+  plan_free(&pl);
+  b2b_free(&t);
+}
+
 /* Far-ahead datagrams are followed only when 64 come in a row: 63 (then a
  * genuine one) are all refused; when the sender really jumps 65536 blocks,
  * its first 63 datagrams are refused, the 64th is taken and everything
@@ -2045,15 +2100,24 @@ static void test_far_ahead_resync(void **state) {
     put24(t.tr.v[i].b + 1, (get24(t.tr.v[i].b + 1) + jump) & 0xffffff);
   dropped = stats(t.r).dropped;
   nout = t.out.n;
+  size_t refused = 0;
+  bool resynced = false;
   for (size_t i = first_jumped; i < t.tr.n; i++) {
     int rc = input_exact(t.r, t.now, t.tr.v[i].b, t.tr.v[i].len);
-    if (i - first_jumped < 63) {
+    bool par = t.tr.v[i].b[0] == SFT_PFEC_T_PARITY;
+    if (i - first_jumped < 63 || (!resynced && par)) {
+      /* the first 63, and PARITY until a DATA has resynced: only a DATA
+       * (routed by its packet's CID) may move the open block far */
       if (rc != SFT_ERR_MALFORMED)
-        fail_msg("jumped datagram %zu of 63 taken", i - first_jumped);
+        fail_msg("jumped datagram %zu taken before the resync",
+                 i - first_jumped);
       t.tr.v[i].tag = 1; /* as good as lost */
+      refused++;
     } else if (rc != 0) {
       fail_msg("jumped datagram %zu (after 63 refused) not taken: rc %d",
                i - first_jumped, rc);
+    } else {
+      resynced = true;
     }
     drain(t.r, &t.out);
     assert_true(i - first_jumped >= 63 || t.out.n == nout);
@@ -2064,7 +2128,8 @@ static void test_far_ahead_resync(void **state) {
   assert_same(&t.out, &t.exp);
   assert_true(t.out.n >= 30 + 20); /* at least the last two blocks */
   st = stats(t.r);
-  assert_int_equal(st.dropped, dropped + 63);
+  assert_true(resynced);
+  assert_int_equal(st.dropped, dropped + refused);
   assert_int_equal(st.recovered, rec);
   assert_int_equal(st.late, 0);
   /* the block the 64th falls in may fail; wholly skipped ones may count */
@@ -3774,6 +3839,7 @@ int main(void) {
       cmocka_unit_test(test_far_block),
       cmocka_unit_test(test_forged_far_ahead_does_not_wedge),
       cmocka_unit_test(test_far_ahead_resync),
+      cmocka_unit_test(test_forged_parity_ahead),
       cmocka_unit_test(test_data_kplan),
       cmocka_unit_test(test_report_counts),
       cmocka_unit_test(test_report_counts_late_parity),

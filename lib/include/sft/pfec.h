@@ -119,7 +119,7 @@ struct sft_pfec_stats {
   uint64_t data_sent;   /* DATA datagrams sent */
   uint64_t parity_sent; /* PARITY datagrams sent */
   uint64_t blocks_sent;
-  double ratio;           /* m / k of the last block closed */
+  double ratio;           /* m / k of the blocks closed (EWMA, 1/4) */
   uint64_t data_recv;     /* DATA datagrams received */
   uint64_t parity_recv;   /* PARITY datagrams received */
   uint64_t recovered;     /* packets rebuilt from parity */
@@ -192,10 +192,12 @@ unsigned sft_pfec_parity_for(unsigned k, double loss, double fail);
  * DATA and PARITY are stored; packets that may go to QUIC now are queued
  * for sft_pfec_next(). Every DATA and PARITY within reach is counted in
  * the REPORTs, including those of a block already retired (the rest of
- * its parity). Malformed datagrams, and those more than 4096 blocks
- * ahead of or behind the open block (unless 64 in a row are: the sender
- * really moved on), are counted in stats.dropped and ignored (returns
- * SFT_ERR_MALFORMED); never reads past |len|. */
+ * its parity). A PARITY more than 2 blocks ahead of the open one is
+ * dropped (only a DATA, routed by its packet's CID, may move it further).
+ * Malformed datagrams, and those more than 4096 blocks
+ * ahead of or behind the open block (unless 64 in a row are ahead and the
+ * last is a DATA: the sender really moved on), are counted in stats.dropped and
+ * ignored (returns SFT_ERR_MALFORMED); never reads past |len|. */
 int sft_pfec_input(struct sft_pfec *pf, uint64_t now, const uint8_t *dg,
                    size_t len);
 

@@ -643,11 +643,6 @@ static void make_settings(sftq_ctx *ctx, ngtcp2_settings *s,
    * Chromium uses) costs at most a spurious small retransmission on a path
    * slower than that. */
   s->initial_rtt = SFTQ_INITIAL_RTT_MS * NGTCP2_MILLISECONDS;
-  /* Room for the packet-FEC shim under the path MTU: a PARITY datagram is
-   * SFT_PFEC_OVERHEAD bytes longer than the longest packet of its block,
-   * and 1444 (ngtcp2's largest PMTUD probe) + 8 still fits IPv6's 1452. */
-  if (s->max_tx_udp_payload_size > SFTQ_MAX_QUIC_PKT)
-    s->max_tx_udp_payload_size = SFTQ_MAX_QUIC_PKT;
   ngtcp2_transport_params_default(p);
   p->initial_max_streams_bidi = cfg->max_streams_bidi;
   p->initial_max_streams_uni = cfg->max_streams_uni;
@@ -826,7 +821,13 @@ static void arm_timer(sftq_conn *c) {
   if (c->st != C_LIVE) return;
   ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(c->q), now = now_ns();
   if (c->pf) {
+    /* rounded up to the next ms (ngtcp2's below is rounded down): a shim
+     * deadline has no early allowance, and a 0 ms timer before it would
+     * spin until it passes */
     uint64_t fe = sft_pfec_deadline(c->pf);
+    if (fe != UINT64_MAX && fe > now)
+      fe = now + (fe - now + NGTCP2_MILLISECONDS - 1) / NGTCP2_MILLISECONDS *
+                     NGTCP2_MILLISECONDS;
     if (fe < exp)
       exp = fe;
   }
@@ -1057,10 +1058,16 @@ static void conn_write(sftq_conn *c) {
   size_t room = ngtcp2_conn_get_max_tx_udp_payload_size(c->q);
   if (room < mtu) room = mtu;
   /* FEC shim on: each packet is written after room for its DATA header */
+  /* (a PARITY is SFT_PFEC_OVERHEAD bytes longer than its block's longest
+   * packet, so packets leave that much room under the validated path size;
+   * PMTUD probes, which would not fit, wait while the shim is on) */
   bool fec = c->pf && sft_pfec_active(c->pf);
   size_t hdr = fec ? SFT_PFEC_DATA_HDR : 0;
-  if (fec && room > SFT_PFEC_MAX_PKT)
-    room = SFT_PFEC_MAX_PKT;
+  if (fec) {
+    room = mtu > 1200 + SFT_PFEC_OVERHEAD ? mtu - SFT_PFEC_OVERHEAD : 1200;
+    if (room > SFT_PFEC_MAX_PKT)
+      room = SFT_PFEC_MAX_PKT;
+  }
   size_t maxpk = ngtcp2_conn_get_send_quantum(c->q) / mtu;
   if (maxpk > SFTQ_MAX_GSO_SEGS) maxpk = SFTQ_MAX_GSO_SEGS;
   if (maxpk > SFTQ_GSO_MAX_BYTES / mtu) maxpk = SFTQ_GSO_MAX_BYTES / mtu;
@@ -1139,8 +1146,10 @@ static void conn_write(sftq_conn *c) {
     if (npk > 0 && n > segsz) {
       /* Larger than the batch's segment size: send the batch, then start a
        * new one with this packet. */
-      if (ep_send(c->ep, &c->local, remote, buf, off, segsz, &c->s) != 0)
+      if (ep_send(c->ep, &c->local, remote, buf, off, segsz, &c->s) != 0) {
+        off = 0; /* kept by ep_block: not to be sent again below */
         break;
+      }
       memmove(buf, buf + off, n);
       off = 0;
       npk = 0;
@@ -1480,7 +1489,22 @@ static void ep_shim(sftq_ep *ep, const uint8_t *pkt, size_t len,
     for (sftq_conn *x = ctx->conns; x && !c; x = x->next)
       if (x->ep == ep && x->st == C_LIVE && addr_eq(&x->remote, remote))
         c = x;
-  if (!c || c->ep != ep || !c->pf || c->st != C_LIVE)
+  if (pkt[0] == SFT_PFEC_T_DATA && len > SFT_PFEC_DATA_HDR) {
+    const uint8_t *in = pkt + SFT_PFEC_DATA_HDR;
+    size_t inlen = len - SFT_PFEC_DATA_HDR;
+    if (c && c->ep == ep && c->st == C_CLOSING) {
+      conn_read(c, in, inlen, local, remote); /* answers with the close */
+      return;
+    }
+    if (!c && !(in[0] & 0x80) &&
+        ngtcp2_pkt_decode_version_cid(&vc, in, inlen, SFTQ_CIDLEN) == 0) {
+      send_stateless_reset(ep, &vc, inlen, local, remote); /* gone */
+      return;
+    }
+  }
+  /* Nothing from the shim before the handshake has completed (and the
+   * peer is authenticated): it would cost memory and CPU for anyone. */
+  if (!c || c->ep != ep || !c->pf || c->st != C_LIVE || !c->connected)
     return;
   sft_pfec_input(c->pf, now_ns(), pkt, len);
   pf_drain(c, local, remote);

@@ -157,7 +157,7 @@ typedef struct sftq_config {
   uint32_t copy_limit; /* bytes of SFTQ_WRITE_COPY data held per connection
                           until acked, 0 -> 4 MiB */
   int manual_rx_credit; /* 1: credit given back by sftq_stream_consume */
-  int pfec; /* packet FEC under QUIC (lib/pfec): 0 auto (on at >= 15 %
+  int pfec; /* packet FEC under QUIC (lib/pfec): 0 auto (on at >= 14 %
                loss, off below 8 %), 1 whenever the peer speaks it, -1
                never sent (received parity is always used) */
   const char *alpn;     /* NULL -> SFTQ_ALPN (other values: tests only) */

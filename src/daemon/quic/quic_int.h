@@ -17,8 +17,6 @@
  * the link. The CID map's hash is seeded per context. */
 #define SFTQ_CIDLEN 8
 #define SFTQ_INITIAL_RTT_MS 100 /* RTT assumed before the first sample */
-#define SFTQ_MAX_QUIC_PKT                                                      \
-  1444                     /* room for the FEC shim (quic.c make_settings) */
 #define SFTQ_RETRY_LOAD 16 /* handshakes in progress before Retry (default) */
 #define SFTQ_MAX_GSO_SEGS 64    /* kernel 6.1 limit */
 #define SFTQ_GSO_MAX_BYTES 65000 /* one UDP_SEGMENT super-datagram */
