@@ -9,6 +9,7 @@
 #
 # Per loss level (LOSSES, default "0 1 5 10 30") and run (RUNS, default 3):
 #   sft    `sft recv --once --accept-any` in sftB, `sft send --no-daemon` in sftA
+#          (plus SFT_SEND_ARGS, e.g. "--packet-fec on")
 #   rsync  rsync --whole-file (no compression) over ssh to a private sshd in sftB
 #   uftp   uftpd in sftB, uftp in sftA at a fixed UFTP_KBPS (90000 = 90 Mbit/s,
 #          -C none), unicast to 10.77.0.2, closed group of that one client
@@ -186,8 +187,9 @@ measure() {
       sleep 0.05
     done
     grep -q '^listening on' "$W/srv.out" || { cat "$W/srv.err" >&2; return 0; }
+    # shellcheck disable=SC2086 # SFT_SEND_ARGS: extra options, word-split
     set -- timeout -k 5 "$TIMEOUT" ip netns exec "$NS_A" "$SFT" send "$f" "$ADDR_B:5000" \
-      --no-daemon --data-dir "$W/sft-s"
+      --no-daemon --data-dir "$W/sft-s" ${SFT_SEND_ARGS:-}
     ;;
   rsync)
     ip netns exec "$NS_B" /usr/sbin/sshd -D -e -f "$W/ssh/sshd_config" \
