@@ -38,7 +38,6 @@ struct rblk {
   uint32_t blk;
   bool used;
   unsigned k;       /* from PARITY; 0 = not known yet */
-  unsigned kplan;   /* from DATA */
   unsigned top;     /* highest index seen + 1 */
   unsigned dtop;    /* highest data index seen + 1 */
   unsigned rel;     /* next data index to release */
@@ -81,7 +80,6 @@ struct sft_pfec {
   unsigned nsmp, smp_pos;
   uint64_t low_since;
   uint64_t last_probe;
-  bool probed;
   unsigned nprobes;
   unsigned pm_k, pm_q, pm_m; /* parity_for cache */
 
@@ -686,7 +684,7 @@ static void advance(struct sft_pfec *pf) {
 
 static int rx_store(struct sft_pfec *pf, uint64_t now, uint32_t blk,
                     unsigned idx, const uint8_t *p, size_t len, bool parity,
-                    unsigned k, unsigned kplan) {
+                    unsigned k) {
   if (!pf->started) {
     pf->started = true;
     pf->head = blk;
@@ -729,18 +727,11 @@ static int rx_store(struct sft_pfec *pf, uint64_t now, uint32_t blk,
     pf->head = blk; /* skipped whole blocks */
   struct rblk *b = slot(pf, blk);
   if (!b->used || b->blk != blk) {
-    memset(&b->have, 0, sizeof b->have);
+    uint8_t *sh = b->sh; /* the slot's storage stays */
+    memset(b, 0, sizeof *b);
+    b->sh = sh;
     b->blk = blk;
     b->used = true;
-    b->k = 0;
-    b->kplan = 0;
-    b->top = 0;
-    b->dtop = 0;
-    b->rel = 0;
-    b->count = 0;
-    b->L = 0;
-    b->hold_ts = 0;
-    b->bad = false;
   }
   if (parity) {
     /* one k and one shard length per block; no data at or beyond k */
@@ -761,8 +752,6 @@ static int rx_store(struct sft_pfec *pf, uint64_t now, uint32_t blk,
     s[0] = (uint8_t)(len >> 8);
     s[1] = (uint8_t)len;
     memcpy(s + 2, p, len);
-    if (kplan)
-      b->kplan = kplan;
     if (idx + 1 > b->dtop)
       b->dtop = idx + 1;
     pf->st.data_recv++;
@@ -818,7 +807,7 @@ static int input(struct sft_pfec *pf, uint64_t now, const uint8_t *dg,
       return SFT_ERR_NOMEM;
     pf->st.peer_ok = true;
     int rv = rx_store(pf, now, rd24(dg + 1), idx, dg + SFT_PFEC_DATA_HDR,
-                      len - SFT_PFEC_DATA_HDR, false, 0, kplan);
+                      len - SFT_PFEC_DATA_HDR, false, 0);
     return rv ? dropped(pf) : 0;
   }
   case SFT_PFEC_T_PARITY: {
@@ -831,7 +820,7 @@ static int input(struct sft_pfec *pf, uint64_t now, const uint8_t *dg,
       return SFT_ERR_NOMEM;
     pf->st.peer_ok = true;
     int rv = rx_store(pf, now, rd24(dg + 1), idx, dg + SFT_PFEC_PARITY_HDR,
-                      len - SFT_PFEC_PARITY_HDR, true, k, 0);
+                      len - SFT_PFEC_PARITY_HDR, true, k);
     return rv ? dropped(pf) : 0;
   }
   default:
@@ -890,11 +879,10 @@ int sft_pfec_control(struct sft_pfec *pf, uint64_t now, uint8_t *out,
     pf->last_report = now;
     return 0;
   }
-  if (probe_wanted(pf) && (!pf->probed || now < pf->last_probe ||
+  if (probe_wanted(pf) && (!pf->nprobes || now < pf->last_probe ||
                            now - pf->last_probe >= pf->o.probe_ns)) {
     out[0] = SFT_PFEC_T_PROBE;
     *len = 1;
-    pf->probed = true;
     pf->nprobes++;
     pf->last_probe = now;
   }
@@ -930,7 +918,7 @@ uint64_t sft_pfec_deadline(const struct sft_pfec *pf) {
       t = r;
   }
   if (probe_wanted(pf)) {
-    uint64_t p = pf->probed ? at(pf->last_probe, pf->o.probe_ns) : 0;
+    uint64_t p = pf->nprobes ? at(pf->last_probe, pf->o.probe_ns) : 0;
     if (p < t)
       t = p;
   }

@@ -690,6 +690,20 @@ static int bulk_done(void *p) {
   return s->fins >= 1;
 }
 
+/* Writes |nbuf| references to the same |len|-byte buffer on stream |sid|
+ * (16 per write), the last with FIN. */
+static void write_repeated(sftq_conn *c, int64_t sid, const uint8_t *buf,
+                           size_t len, size_t nbuf) {
+  for (size_t i = 0; i < nbuf; i += 16) {
+    sftq_iov v[16];
+    size_t n = nbuf - i < 16 ? nbuf - i : 16;
+    for (size_t k = 0; k < n; k++)
+      v[k] = (sftq_iov){buf, len};
+    assert_int_equal(
+        sftq_stream_write(c, sid, v, n, i + n == nbuf ? SFTQ_WRITE_FIN : 0), 0);
+  }
+}
+
 static void test_bulk_throughput(void **state) {
   (void)state;
   const uint64_t total = UNDER_ASAN ? (32ull << 20) : (256ull << 20);
@@ -719,13 +733,7 @@ static void test_bulk_throughput(void **state) {
   /* The same 1 MiB buffer referenced total/1MiB times (16 per write). */
   uint64_t t0 = uv_hrtime();
   size_t nbuf = (size_t)(total / sizeof pattern);
-  for (size_t i = 0; i < nbuf; i += 16) {
-    sftq_iov v[16];
-    size_t n = nbuf - i < 16 ? nbuf - i : 16;
-    for (size_t k = 0; k < n; k++) v[k] = (sftq_iov){pattern, sizeof pattern};
-    assert_int_equal(
-        sftq_stream_write(c, sid, v, n, i + n == nbuf ? SFTQ_WRITE_FIN : 0), 0);
-  }
+  write_repeated(c, sid, pattern, sizeof pattern, nbuf);
   assert_true(run_until(&loop, bulk_done, &srv, 50000));
   uint64_t dt = srv.t_fin - t0;
   assert_int_equal(srv.rxs[0].got, total);
@@ -788,14 +796,7 @@ static void test_packet_fec_on(void **state) {
   int64_t sid;
   assert_int_equal(sftq_stream_open_uni(c, &sid), 0);
   size_t nbuf = (size_t)(total / sizeof pattern);
-  for (size_t i = 0; i < nbuf; i += 16) {
-    sftq_iov v[16];
-    size_t n = nbuf - i < 16 ? nbuf - i : 16;
-    for (size_t k = 0; k < n; k++)
-      v[k] = (sftq_iov){pattern, sizeof pattern};
-    assert_int_equal(
-        sftq_stream_write(c, sid, v, n, i + n == nbuf ? SFTQ_WRITE_FIN : 0), 0);
-  }
+  write_repeated(c, sid, pattern, sizeof pattern, nbuf);
   assert_true(run_until(&loop, bulk_done, &srv, 50000));
   assert_int_equal(srv.rxs[0].got, total);
   assert_int_equal(srv.rxs[0].bad, 0);
