@@ -48,6 +48,8 @@ struct sft_xsend {
   bool reported; /* DONE / FAILED already returned by poll */
   bool net_down;
   bool root_known; /* root computed once (digests never change after) */
+  bool early_due;  /* Transferring: send COMPLETE before every chunk is acked */
+  bool early_sent; /* ...sent, and the network has not failed since */
   enum sft_hash_algo algo;
   uint64_t size;
   uint32_t chunk_size;
@@ -369,6 +371,7 @@ int sft_xsend_on_accept(struct sft_xsend *s, uint64_t now, const uint8_t *have,
     for (uint64_t st = 0; st < s->nstripes; st++)
       s->stripes[st].sent = 0;
     s->cq_n = 0; /* the old connection's streams are gone */
+    s->early_sent = false; /* and maybe the receiver's copy of the root */
     if (s->st == SFT_XS_COMPLETING) {
       if (s->n_acked < s->count) {
         s->complete_deadline = UINT64_MAX;
@@ -415,6 +418,18 @@ static int ack_state_ok(const struct sft_xsend *s) {
          s->st == SFT_XS_COMPLETING;
 }
 
+/* Chunk |i| (not acked yet) is held by the receiver. */
+static void ack_chunk(struct sft_xsend *s, uint64_t i) {
+  if (s->p.stripe_k && (s->flags[i] & F_INFLIGHT) &&
+      s->stripes[i / s->p.stripe_k].sent > 0 && s->cq_n < s->p.max_inflight) {
+    /* maybe rebuilt from parity while its stream is still open */
+    s->cq[(s->cq_head + s->cq_n) % s->p.max_inflight] = i;
+    s->cq_n++;
+  }
+  drop_inflight(s, i);
+  set_flags(s, i, s->flags[i] | F_ACKED);
+}
+
 int sft_xsend_on_ack(struct sft_xsend *s, uint64_t now,
                      const struct sft_xfer_range *r, size_t n) {
   if (!s)
@@ -429,15 +444,7 @@ int sft_xsend_on_ack(struct sft_xsend *s, uint64_t now,
     for (uint64_t i = r[k].first; i <= r[k].last; i++) {
       if (s->flags[i] & F_ACKED)
         continue; /* idempotent */
-      if (s->p.stripe_k && (s->flags[i] & F_INFLIGHT) &&
-          s->stripes[i / s->p.stripe_k].sent > 0 &&
-          s->cq_n < s->p.max_inflight) {
-        /* maybe rebuilt from parity while its stream is still open */
-        s->cq[(s->cq_head + s->cq_n) % s->p.max_inflight] = i;
-        s->cq_n++;
-      }
-      drop_inflight(s, i);
-      set_flags(s, i, s->flags[i] | F_ACKED);
+      ack_chunk(s, i);
       /* Completing has every chunk acked, so this is Transferring/Paused */
       (void)sft_xfer_fsm_apply(&s->st, SFT_XE_CHUNK_COMPLETED);
     }
@@ -573,8 +580,10 @@ int sft_xsend_on_network_failure(struct sft_xsend *s, uint64_t now) {
     return SFT_ERR_INVAL;
   clock_in(s, now);
   int rc = sft_xfer_fsm_apply(&s->st, SFT_XE_NETWORK_FAILURE);
-  if (rc == 0)
+  if (rc == 0) {
     s->net_down = true;
+    s->early_sent = false; /* it may have been lost with the connection */
+  }
   return rc;
 }
 
@@ -588,8 +597,26 @@ int sft_xsend_on_network_recovered(struct sft_xsend *s, uint64_t now) {
     refresh_deadlines(s, deadline_after(s, now));
     if (s->st == SFT_XS_COMPLETING)
       s->complete_deadline = now;
+    else if (s->st == SFT_XS_TRANSFERRING && s->root_known)
+      s->early_due = true;
   }
   return rc;
+}
+
+int sft_xsend_on_control_lost(struct sft_xsend *s, uint64_t now) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  now = clock_in(s, now);
+  if (s->st == SFT_XS_COMPLETING) {
+    s->complete_deadline = now;
+  } else if ((s->st == SFT_XS_TRANSFERRING || s->st == SFT_XS_PAUSED) &&
+             s->root_known) {
+    s->early_sent = false;
+    s->early_due = true;
+  } else if (s->st != SFT_XS_TRANSFERRING && s->st != SFT_XS_PAUSED) {
+    return SFT_ERR_STATE;
+  }
+  return 0;
 }
 
 int sft_xsend_on_complete_confirm(struct sft_xsend *s, uint64_t now,
@@ -603,10 +630,9 @@ int sft_xsend_on_complete_confirm(struct sft_xsend *s, uint64_t now,
       memcmp(root, s->root, SFT_HASH_LEN) == 0) {
     /* back in Transferring after a refetch, and the receiver verified the
      * whole file before our last ACKs arrived: it holds every chunk */
-    for (uint64_t i = 0; i < s->count; i++) {
-      drop_inflight(s, i);
-      set_flags(s, i, s->flags[i] | F_ACKED);
-    }
+    for (uint64_t i = 0; i < s->count; i++)
+      if (!(s->flags[i] & F_ACKED))
+        ack_chunk(s, i);
     (void)sft_xfer_fsm_apply(&s->st, SFT_XE_TRANSFER_COMPLETE);
     return sft_xfer_fsm_apply(&s->st, SFT_XE_TRANSFER_COMPLETE);
   }
@@ -679,9 +705,6 @@ int sft_xsend_poll(struct sft_xsend *s, uint64_t now,
   memset(a, 0, sizeof(*a));
   a->type = SFT_XSEND_NONE;
 
-  if (sft_xfer_state_terminal(s->st))
-    return report_end(s, a);
-
   if (s->cq_n > 0) {
     /* 0. acked while in flight: let the daemon reset the stream */
     a->type = SFT_XSEND_CANCEL_CHUNK;
@@ -691,6 +714,9 @@ int sft_xsend_poll(struct sft_xsend *s, uint64_t now,
     s->cancels++;
     return 0;
   }
+
+  if (sft_xfer_state_terminal(s->st))
+    return report_end(s, a);
 
   if (s->st == SFT_XS_TRANSFERRING && !s->net_down) {
     /* 1. resend the oldest chunk whose timeout passed */
@@ -761,8 +787,28 @@ int sft_xsend_poll(struct sft_xsend *s, uint64_t now,
         return report_end(s, a);
       }
       s->root_known = true;
+      s->early_due = false;
       (void)sft_xfer_fsm_apply(&s->st, SFT_XE_TRANSFER_COMPLETE);
-      s->complete_deadline = now; /* sent just below */
+      /* sent just below, unless it went early on this connection */
+      s->complete_deadline = s->early_sent ? deadline_after(s, now) : now;
+    } else if (s->n_digest == s->count && !s->root_known) {
+      /* 5. every digest known, chunks still unacked: COMPLETE now, so the
+       * receiver checks the root as soon as its last chunk is in, instead
+       * of a round trip after our last ACK arrives */
+      int rc = sft_root(s->algo, s->digests, (size_t)s->count, s->root);
+      if (rc) {
+        fail(s, rc);
+        return report_end(s, a);
+      }
+      s->root_known = true;
+      s->early_due = true;
+    }
+    if (s->early_due) {
+      s->early_due = false;
+      s->early_sent = true;
+      a->type = SFT_XSEND_SEND_COMPLETE;
+      memcpy(a->root, s->root, SFT_HASH_LEN);
+      return 0;
     }
   }
 
@@ -787,7 +833,8 @@ uint64_t sft_xsend_expiry(const struct sft_xsend *s) {
   if (s->net_down)
     return UINT64_MAX;
   if (s->st == SFT_XS_TRANSFERRING) {
-    if (has_work(s) || all_done(s) || s->pq_n > 0)
+    if (has_work(s) || all_done(s) || s->pq_n > 0 || s->early_due ||
+        (s->n_digest == s->count && !s->root_known))
       return 0;
     return s->head != NIL ? s->slots[s->head].deadline : UINT64_MAX;
   }

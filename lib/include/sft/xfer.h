@@ -143,7 +143,10 @@ enum sft_xsend_action_type {
   SFT_XSEND_READ_CHUNK,    /* read chunk .index (.offset, .len), hash it,
                               call sft_xsend_chunk_read(), then, if .send,
                               send it (header with the digest + payload) */
-  SFT_XSEND_SEND_COMPLETE, /* send COMPLETE(.root); may repeat */
+  SFT_XSEND_SEND_COMPLETE, /* send COMPLETE(.root); may repeat. First sent
+                              as soon as every digest is known (chunks may
+                              still be unacked): the receiver holds the root
+                              and checks it when its last chunk is in */
   SFT_XSEND_DONE,          /* once: the receiver confirmed the root */
   SFT_XSEND_FAILED,        /* once: failed with .reason (SFT_ERR_*) */
   SFT_XSEND_ENCODE_PARITY, /* read the data of stripe .stripe (.nchunks
@@ -154,10 +157,11 @@ enum sft_xsend_action_type {
                               PARITY, index = stripe, parity_index = p,
                               digest = hash of the .len-byte payload).
                               Not acked, not retried, no inflight slot. */
-  SFT_XSEND_CANCEL_CHUNK,  /* chunk .index was acked while still in flight
-                              in a stripe that had parity sent (it may have
-                              been rebuilt): reset its stream if one is
-                              still open, else ignore */
+  SFT_XSEND_CANCEL_CHUNK,  /* chunk .index was acked (or the root
+                              confirmed) while still in flight in a stripe
+                              that had parity sent (it may have been
+                              rebuilt): reset its stream if one is still
+                              open, else ignore. Comes before DONE. */
 };
 
 struct sft_xsend_action {
@@ -273,9 +277,16 @@ int sft_xsend_abort(struct sft_xsend *s, uint64_t now, int reason);
 /* Network down / back (Preparing..Completing; SFT_ERR_STATE otherwise).
  * While down nothing is produced and no timeout counts. Recovered:
  * in-flight chunks get a fresh timeout, COMPLETE is re-sent at once.
+ * Transferring with the root known: the early COMPLETE goes again.
  * Both are idempotent. */
 int sft_xsend_on_network_failure(struct sft_xsend *s, uint64_t now);
 int sft_xsend_on_network_recovered(struct sft_xsend *s, uint64_t now);
+
+/* The control messages sent so far may be lost (the link that carried them
+ * is gone; chunks on other links are not affected, nor their deadlines):
+ * COMPLETE goes again, at once in Completing, and in Transferring/Paused if
+ * it went early. SFT_ERR_STATE in other states. */
+int sft_xsend_on_control_lost(struct sft_xsend *s, uint64_t now);
 
 /* The receiver's COMPLETE echo. Completing: root equal -> Completed
  * (TransferComplete), else Failed and SFT_ERR_DIGEST. Completed with the
@@ -290,7 +301,10 @@ int sft_xsend_on_complete_confirm(struct sft_xsend *s, uint64_t now,
  * until it returns NONE, then again at .expiry or after any input.
  * Order: CANCEL_CHUNK, resends of timed-out chunks, ENCODE_PARITY, new
  * reads (in index order, at most max_inflight outstanding), COMPLETE.
- * Parity never delays COMPLETE. Returns 0, or SFT_ERR_INVAL. */
+ * COMPLETE goes once when every chunk has a digest (Transferring: early),
+ * again when every chunk is acked (Completing) unless the early one went on
+ * this connection (then after resend_timeout_ns), and again after a network
+ * recovery. Parity never delays COMPLETE. Returns 0, or SFT_ERR_INVAL. */
 int sft_xsend_poll(struct sft_xsend *s, uint64_t now,
                    struct sft_xsend_action *a);
 
