@@ -34,6 +34,12 @@ static void d_connected(sftq_conn *c, void *ud) {
     recv_cb_connected(e->recv, c);
 }
 
+static void d_early(sftq_conn *c, void *ud) {
+  (void)ud;
+  if (!XP(conn_is_server, c))
+    send_cb_early(c);
+}
+
 static void d_stream_open(sftq_conn *c, int64_t sid, void *ud) {
   struct engine *e = ud;
   if (XP(conn_is_server, c) && e->recv)
@@ -113,6 +119,7 @@ int engine_quic(struct engine *e, const struct sftd_node *node,
   }
   cfg->cb.verify_peer = d_verify;
   cfg->cb.connected = d_connected;
+  cfg->cb.early = d_early;
   cfg->cb.stream_open = d_stream_open;
   cfg->cb.stream_data = d_stream_data;
   cfg->cb.stream_close = d_stream_close;

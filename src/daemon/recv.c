@@ -78,6 +78,7 @@ struct rlink {
   int hello_ok;
   uint64_t fec_seen;     /* packets rebuilt from parity, already counted */
   int fail_code;         /* the ERROR sent; close once it is delivered */
+  int peer_fin;          /* the sender ended its control stream */
   int ending;            /* our FIN answered the sender's: close once it
                             is delivered */
   uint64_t close_at;     /* either: close at this time if not yet */
@@ -147,6 +148,7 @@ struct receiver {
 };
 
 static void pump(struct receiver *r);
+static int sess_check_fin(struct rsess *ss);
 static void on_timer(uv_timer_t *t) {
   pump(t->data);
 }
@@ -1261,6 +1263,9 @@ static void pump(struct receiver *r) {
     for (size_t i = 0; i < ss->nfiles; i++)
       if (ss->files[i])
         pump_file(r, ss->files[i], t, &next);
+    if (sess_check_fin(ss))
+      for (struct rlink *l = ss->links; l; l = l->next)
+        link_deadline(l, t, &next);
   }
   if (next != UINT64_MAX) {
     uint64_t ms = next > t ? (next - t + 999999) / 1000000 : 0;
@@ -1589,6 +1594,51 @@ void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid) {
   XP(stream_set_user, c, sid, k);
 }
 
+/* The sender ended the session (FIN on |l|'s control stream) and every file
+ * is finished. Close every connection of it, not only this one: the
+ * sender's CONNECTION_CLOSE on the others can be lost, and they would then
+ * hold the session (and a --once receiver) until their idle timeout.
+ * On this link, answer with our own FIN and close once it is acknowledged
+ * (or after a deadline). Closing at once sent CONNECTION_CLOSE before the
+ * ACK of the sender's FIN: when that one packet was lost the sender waited
+ * max(2 s, 20 srtt) for an answer (1 run in 3-6 at 5 % loss took 2 s
+ * longer). Now the ACK goes out first and QUIC repeats it; the sender ends
+ * on it. The deadline leaves room for a retransmission or two: max(300 ms,
+ * 4 srtt), at most 2 s (the sender closes once it has our ACK, and its
+ * CONNECTION_CLOSE, one packet, can be lost: then we wait this long). */
+static void link_end(struct rlink *l) {
+  sftq_conn *c = l->c;
+  for (struct rlink *o = l->ss->links; o; o = o->next)
+    if (o->c && o != l)
+      XPV(conn_close, o->c, 0);
+  if (!l->ending &&
+      XP(stream_write, c, l->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
+    sftq_stats st;
+    uint64_t wait = 300000000ull;
+    if (XP(conn_stats, c, &st) == 0 && 4 * st.srtt_ns > wait)
+      wait = 4 * st.srtt_ns;
+    if (wait > 2000000000ull)
+      wait = 2000000000ull;
+    l->ending = 1;
+    l->close_at = now() + wait;
+    return;
+  }
+  XPV(conn_close, c, 0);
+}
+
+/* A link whose sender ended the session early (its FIN came with the last
+ * COMPLETE) ends it once the last file is finished. 1 if it did. */
+static int sess_check_fin(struct rsess *ss) {
+  if (ss->failed || sess_unfinished(ss))
+    return 0;
+  for (struct rlink *l = ss->links; l; l = l->next)
+    if (l->peer_fin && !l->ending && l->c && !l->fail_code) {
+      link_end(l);
+      return 1;
+    }
+  return 0;
+}
+
 void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
                          const uint8_t *data, size_t len, int fin) {
   struct rlink *l = XP(conn_user, c);
@@ -1598,38 +1648,17 @@ void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
   if (sid == l->ctl.sid) {
     XP(stream_consume, c, sid, len);
     rv = ctrl_feed(&l->ctl, data, len, on_frame, l);
-    if (!rv && fin && l->ss && !sess_unfinished(l->ss)) {
-      /* The sender ended the session: every file is finished. Close every
-       * connection of it, not only this one: the sender's CONNECTION_CLOSE
-       * on the others can be lost, and they would then hold the session
-       * (and a --once receiver) until their idle timeout. */
-      for (struct rlink *o = l->ss->links; o; o = o->next)
-        if (o->c && o != l)
-          XPV(conn_close, o->c, 0);
-      /* On this link, answer with our own FIN and close once it is
-       * acknowledged (or after 2 s). Closing at once sent CONNECTION_CLOSE
-       * before the ACK of the sender's FIN: when that one packet was lost
-       * the sender waited max(2 s, 20 srtt) for an answer (1 run in 3-6 at
-       * 5 % loss took 2 s longer). Now the ACK goes out first and QUIC
-       * repeats it; the sender ends on it. The deadline leaves room for a
-       * retransmission or two: max(300 ms, 4 srtt), at most 2 s (the
-       * sender closes once it has our ACK, and its CONNECTION_CLOSE, one
-       * packet, can be lost: then we wait this long). */
-      if (!l->ending &&
-          XP(stream_write, c, sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
-        sftq_stats st;
-        uint64_t wait = 300000000ull;
-        if (XP(conn_stats, c, &st) == 0 && 4 * st.srtt_ns > wait)
-          wait = 4 * st.srtt_ns;
-        if (wait > 2000000000ull)
-          wait = 2000000000ull;
-        l->ending = 1;
-        l->close_at = now() + wait;
+    if (!rv && fin && l->ss) {
+      /* The sender ended its control stream: it sends nothing more. The
+       * session ends when every file is finished: now, or when the last one
+       * is (pump, sess_check_fin; the sender ends it early, with its last
+       * COMPLETE, to save the round trip). */
+      l->peer_fin = 1;
+      if (!sess_unfinished(l->ss)) {
+        link_end(l);
         pump(r);
         return;
       }
-      XPV(conn_close, c, 0);
-      return;
     }
     if (rv)
       sess_fail(l->ss, l,

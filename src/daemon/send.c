@@ -70,7 +70,8 @@ struct sfile {
   enum sfile_state st;
   int err;
   int refused;
-  uint32_t jobs; /* read jobs outstanding */
+  int complete_sent; /* COMPLETE went on the control link since its OFFER */
+  uint32_t jobs;     /* read jobs outstanding */
 };
 
 struct slink;
@@ -108,6 +109,7 @@ struct slink {
   sftq_conn *c; /* NULL while down */
   struct ctrl ctl;
   int connected, hello_ok;
+  int fin_sent; /* its control stream is ended (FIN written) */
   uint64_t fallback_at; /* auto: start TCP+TLS at this time (0: no) */
   sftq_conn *qwait;     /* the QUIC attempt, still running while the
                            TCP+TLS one started at fallback_at races it */
@@ -152,6 +154,7 @@ struct sender {
   unsigned nlinks;
   struct slink *ctl; /* the link control messages go on (hello_ok) */
   int ever_up;       /* some link completed HELLO once */
+  int announced;     /* SFTD_EV_CONNECTED emitted */
   int down;          /* no link is up: files are in network failure */
   int max_retries;
   struct walk_list wl;
@@ -386,7 +389,8 @@ static void end_gracefully(struct sender *s) {
   if (s->closing || s->ending_at)
     return;
   if (!l || !l->c ||
-      XP(stream_write, l->c, l->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) != 0) {
+      (!l->fin_sent &&
+       XP(stream_write, l->c, l->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) != 0)) {
     finish(s, 0, NULL);
     return;
   }
@@ -403,12 +407,33 @@ static void end_gracefully(struct sender *s) {
   }
 }
 
+/* Every file is offered and has its COMPLETE on the control link (or is
+ * finished): nothing more will go on it, so it ends now (FIN) rather than
+ * after the last COMPLETE echo. The receiver then ends the session as soon
+ * as its last file is finished, and its echo and FIN arrive together: one
+ * round trip less at the end (docs/internals/protocol.md). */
+static void fin_early(struct sender *s) {
+  struct slink *l = s->ctl;
+  if (!l || !l->c || !l->hello_ok || l->fin_sent || s->closing ||
+      s->next_offer < s->nfiles)
+    return;
+  for (size_t i = 0; i < s->nfiles; i++) {
+    const struct sfile *f = &s->files[i];
+    if (f->st != SF_DONE && f->st != SF_FAILED &&
+        !(f->st == SF_ACTIVE && f->complete_sent))
+      return;
+  }
+  if (XP(stream_write, l->c, l->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0)
+    l->fin_sent = 1;
+}
+
 static int send_offer(struct sender *s, struct sfile *f) {
   struct sft_msg_offer m;
   memset(&m, 0, sizeof(m));
   m.file_id = f->id;
   m.priority = (enum sft_proto_prio)s->o->priority;
   m.manifest = f->man;
+  f->complete_sent = 0;
   return CTRL_SEND(&s->ctl->ctl, sft_msg_offer_encode, &m);
 }
 
@@ -996,7 +1021,7 @@ static void link_reset(struct slink *l) {
   ctrl_free(&l->ctl);
   ctrl_init(&l->ctl);
   l->c = NULL;
-  l->connected = l->hello_ok = 0;
+  l->connected = l->hello_ok = l->fin_sent = 0;
   l->fallback_at = 0;
   l->wire_n = 0;
   l->progress_at = 0;
@@ -1175,14 +1200,16 @@ static void link_up(struct slink *l) {
   }
   ev.port = (uint16_t)links_up(s);
   emit(s, &ev);
-  if (!reattach)
-    return;
+  /* Also when the session's first connection failed before this one came
+   * up (a persistent sender): nothing runs while the session is down. */
   if (s->down) {
     s->down = 0;
     for (size_t i = 0; i < s->next_offer; i++)
       if (s->files[i].st == SF_ACTIVE)
         sft_xsend_on_network_recovered(s->files[i].xs, now());
   }
+  if (!reattach)
+    return;
   for (size_t i = 0; i < s->next_offer; i++) {
     struct sfile *f = &s->files[i];
     if (f->st == SF_OFFERED || f->st == SF_ACTIVE) {
@@ -1206,11 +1233,8 @@ static void ctl_moved(struct sender *s) {
     struct sfile *f = &s->files[i];
     if (f->st == SF_OFFERED)
       send_offer(s, f);
-    else if (f->st == SF_ACTIVE &&
-             sft_xsend_state(f->xs) == SFT_XS_COMPLETING) {
-      sft_xsend_on_network_failure(f->xs, now());
-      sft_xsend_on_network_recovered(f->xs, now());
-    }
+    else if (f->st == SF_ACTIVE)
+      sft_xsend_on_control_lost(f->xs, now()); /* COMPLETE again */
   }
 }
 
@@ -1401,7 +1425,8 @@ static void pump(struct sender *s) {
           struct sft_msg_complete m = {.file_id = f->id};
           memcpy(m.root, a.root, SFT_HASH_LEN);
           memcpy(f->man.root, a.root, SFT_HASH_LEN);
-          CTRL_SEND(&s->ctl->ctl, sft_msg_complete_encode, &m);
+          if (CTRL_SEND(&s->ctl->ctl, sft_msg_complete_encode, &m) == 0)
+            f->complete_sent = 1;
         } else if (a.type == SFT_XSEND_ENCODE_PARITY) {
           submit_parity(s, f, &a); /* on failure the stripe relies on NEED */
         } else if (a.type == SFT_XSEND_CANCEL_CHUNK) {
@@ -1416,6 +1441,7 @@ static void pump(struct sender *s) {
       }
     }
     offer_more(s);
+    fin_early(s);
   }
   if (s->closing)
     return;
@@ -1767,17 +1793,10 @@ int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]) {
   return 0;
 }
 
-void send_cb_connected(sftq_conn *c) {
-  struct slink *l = link_of(c);
-  struct sender *s;
-  struct sft_msg_hello h;
-  int rv;
-  if (!l)
-    return;
-  s = l->s;
-  race_won(l, c);
-  l->fallback_at = 0;
-  l->connected = 1;
+/* The handshake with the receiver is complete on our side (its identity is
+ * verified): record a new receiver (TOFU) and say so, once per session. */
+static void link_contact(struct slink *l, sftq_conn *c) {
+  struct sender *s = l->s;
   if (s->tofu_new) {
     uint8_t fp[SFTQ_FP_LEN];
     struct sftd_event pe = {.type = SFTD_EV_PEER_NEW,
@@ -1787,11 +1806,32 @@ void send_cb_connected(sftq_conn *c) {
         sftd_node_add_known(s->o->node, s->host, s->o->port, fp) == 0)
       emit(s, &pe);
   }
-  if (!s->ever_up) {
+  if (!s->ever_up && !s->announced) {
     struct sftd_event ev = {.type = SFTD_EV_CONNECTED,
                             .text = s->res->peer_fp_text};
+    s->announced = 1;
     sft_hex(s->session_id, SFT_SESSION_ID_LEN, ev.session_hex);
     emit(s, &ev);
+  }
+}
+
+/* Opens link |l|'s control stream on |c| and sends HELLO; on the session's
+ * first contact, the first OFFERs follow at once on the same stream instead
+ * of a round trip later (the receiver reads HELLO first; if it cannot speak
+ * our version it closes before reading them, docs/internals/protocol.md).
+ * Does nothing if the stream is open already. */
+static void link_hello(struct slink *l, sftq_conn *c) {
+  struct sender *s = l->s;
+  struct sft_msg_hello h;
+  int rv;
+  if (l->ctl.c == c)
+    return;
+  if (l->ctl.c) {
+    /* the stream was opened on this link's other attempt (fallback race) */
+    ctrl_free(&l->ctl);
+    ctrl_init(&l->ctl);
+    if (s->ctl == l && !s->ever_up)
+      s->ctl = NULL;
   }
   rv = XP(stream_open_bidi, c, &l->ctl.sid);
   if (rv) {
@@ -1811,8 +1851,43 @@ void send_cb_connected(sftq_conn *c) {
   h.agent_len = (size_t)snprintf(h.agent, sizeof(h.agent), "sft/0.1");
   XP(stream_set_urgency, c, l->ctl.sid, 0);
   rv = CTRL_SEND(&l->ctl, sft_msg_hello_encode, &h);
-  if (rv)
+  if (rv) {
     XPV(conn_close, c, (uint64_t)-rv);
+    return;
+  }
+  if (s->ever_up || s->ctl || s->closing)
+    return;
+  /* First contact: this link carries the control messages. Offers made on
+   * a link that died before the receiver answered are made again here. */
+  s->ctl = l;
+  if (!s->up_at)
+    s->up_at = now();
+  for (size_t i = 0; i < s->next_offer; i++)
+    if (s->files[i].st == SF_OFFERED && send_offer(s, &s->files[i]) != 0)
+      return;
+  offer_more(s);
+}
+
+/* QUIC: our side of the handshake is complete (sftq's `early`): HELLO and
+ * the first OFFERs go out now, a round trip before `connected`. Not while
+ * the TCP fallback races this attempt: the winner is not known yet. */
+void send_cb_early(sftq_conn *c) {
+  struct slink *l = link_of(c);
+  if (!l || l->qwait || l->c != c || l->s->closing)
+    return;
+  link_contact(l, c);
+  link_hello(l, c);
+}
+
+void send_cb_connected(sftq_conn *c) {
+  struct slink *l = link_of(c);
+  if (!l)
+    return;
+  race_won(l, c);
+  l->fallback_at = 0;
+  l->connected = 1;
+  link_contact(l, c);
+  link_hello(l, c);
 }
 
 void send_cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
@@ -1932,6 +2007,8 @@ void send_cb_closed(sftq_conn *c, int reason, uint64_t app_error) {
              s->tg[l->tgt].numeric, s->tg[l->tgt].port, why);
     warn(s, text);
     link_reset(l);
+    if (s->ctl == l)
+      s->ctl = NULL; /* its offers are made again on the next link */
     sft_path_set_failed(&s->pt, l->idx, now());
     l->reopen_at = UINT64_MAX;
     return;
@@ -2242,8 +2319,9 @@ static void timer_closed(uv_handle_t *h) {
 
 /* Frees once released, no job is running and every connection is gone. */
 static void try_free(struct sender *s) {
-  if (!s->released || s->work || s->handles_open != 2 || links_live(s))
-    return;
+  if (!s->released || s->work || s->handles_open != 2 || links_live(s) ||
+      uv_is_closing((uv_handle_t *)&s->timer))
+    return; /* (called again before the close callbacks ran: once only) */
   uv_close((uv_handle_t *)&s->timer, timer_closed);
   uv_close((uv_handle_t *)&s->ptimer, timer_closed);
 }

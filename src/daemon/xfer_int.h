@@ -41,6 +41,7 @@ void send_session_free(struct sender *s);
 
 int send_cb_verify(sftq_conn *c, const uint8_t fp[SFTQ_FP_LEN]);
 void send_cb_connected(sftq_conn *c);
+void send_cb_early(sftq_conn *c);
 void send_cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
                          size_t len, int fin);
 void send_cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error);

@@ -102,6 +102,8 @@ typedef struct side {
   sftq_ctx *ctx;
   const char *name;
   int connected, closed, reason, verify_calls, reject, opened;
+  int early, early_first; /* `early` calls; ...before `connected` */
+  int early_write;        /* 1: on `early`, open a stream and write to it */
   uint64_t close_app;
   uint8_t fp[SFTQ_FP_LEN];
   int have_fp;
@@ -148,6 +150,20 @@ static void cb_connected(sftq_conn *c, void *ud) {
   s->connected++;
   s->conn = c;
   if (!s->t_first) s->t_first = uv_hrtime();
+}
+
+static const char g_early_msg[] = "sent before connected";
+
+static void cb_early(sftq_conn *c, void *ud) {
+  side *s = ud;
+  int64_t sid;
+  s->early++;
+  s->early_first += !s->connected;
+  if (s->early_write) {
+    sftq_iov v = {g_early_msg, sizeof g_early_msg - 1};
+    assert_int_equal(sftq_stream_open_bidi(c, &sid), 0);
+    assert_int_equal(sftq_stream_write(c, sid, &v, 1, SFTQ_WRITE_FIN), 0);
+  }
 }
 
 static void cb_stream_open(sftq_conn *c, int64_t sid, void *ud) {
@@ -282,6 +298,7 @@ static void base_cfg(sftq_config *cfg, side *s, const char *cert,
   cfg->key_path = key;
   cfg->cb.verify_peer = cb_verify;
   cfg->cb.connected = cb_connected;
+  cfg->cb.early = cb_early;
   cfg->cb.stream_open = cb_stream_open;
   cfg->cb.stream_data = cb_stream_data;
   cfg->cb.stream_close = cb_stream_close;
@@ -451,6 +468,7 @@ static void reject_case(int server_rejects) {
   base_cfg(&ccfg, &cli, g_ccert, g_ckey);
   srv.reject = server_rejects;
   cli.reject = !server_rejects;
+  cli.early_write = 1; /* refused by the server: never read */
   uint16_t port = start_server(&loop, &srv, &scfg);
   assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
   sftq_conn *c;
@@ -463,6 +481,39 @@ static void reject_case(int server_rejects) {
   assert_int_equal(srv.connected, 0);
   assert_int_equal(srv.bytes, 0);
   assert_int_equal(srv.opened, 0);
+  assert_int_equal(srv.early, 0);
+  /* the server refuses only after our side completed: `early` came */
+  assert_int_equal(cli.early, server_rejects);
+  finish(&loop, srv.ctx, cli.ctx);
+}
+
+static int early_arrived(void *p) {
+  side *srv = p;
+  return srv->bytes >= sizeof g_early_msg - 1 && srv->fins >= 1;
+}
+
+/* The client writes on `early`, a round trip before `connected`: the
+ * server reads it (once it has accepted the client's certificate). */
+static void test_early_write(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server"}, cli = {.name = "client", .early_write = 1};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  uint16_t port = start_server(&loop, &srv, &scfg);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", port, NULL, &c), 0);
+  assert_int_equal(sftq_stream_open_bidi(c, &(int64_t){0}), SFT_ERR_STATE);
+  assert_true(run_until(&loop, early_arrived, &srv, 5000));
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  assert_int_equal(cli.early, 1);
+  assert_int_equal(cli.early_first, 1);
+  assert_int_equal(srv.early, 0); /* client only */
+  assert_int_equal(srv.bytes, sizeof g_early_msg - 1);
   finish(&loop, srv.ctx, cli.ctx);
 }
 
@@ -1202,6 +1253,7 @@ int main(void) {
       cmocka_unit_test(test_identity),
       cmocka_unit_test(test_handshake_ed25519),
       cmocka_unit_test(test_handshake_p256_mixed),
+      cmocka_unit_test(test_early_write),
       cmocka_unit_test(test_verify_reject_by_server),
       cmocka_unit_test(test_verify_reject_by_client),
       cmocka_unit_test(test_alpn_mismatch),

@@ -82,6 +82,7 @@ struct sftq_conn {
   sftq_addr local, remote;
   enum cstate st;
   bool server, connected, fire_connected, fire_writable, want_writable;
+  bool early, fire_early; /* client: handshake complete, not yet confirmed */
   bool fp_known, auth_failed, reported, close_req, in_dirty, sreset;
   uint64_t close_app;
   uint8_t peer_fp[SFTQ_FP_LEN];
@@ -303,6 +304,11 @@ static void grave_free(sftq_conn *c) {
 /* ---- ngtcp2 callbacks --------------------------------------------------- */
 
 static void fire_connected(sftq_conn *c) {
+  if (c->fire_early) {
+    c->fire_early = false;
+    if (c->st == C_LIVE && c->ctx->cfg.cb.early)
+      c->ctx->cfg.cb.early(c, c->ctx->cfg.user_data);
+  }
   if (!c->fire_connected) return;
   c->fire_connected = false;
   if (c->st == C_LIVE && c->ctx->cfg.cb.connected)
@@ -386,13 +392,18 @@ static int handshake_completed_cb(ngtcp2_conn *q, void *ud) {
   sftq_conn *c = ud;
   (void)q;
   /* Server: completion means the client's certificate was verified. The
-   * client waits for HANDSHAKE_DONE (confirmed): only then has the server
-   * accepted the client's certificate. */
+   * client waits for HANDSHAKE_DONE (confirmed) before `connected`: only
+   * then has the server accepted the client's certificate. It may send
+   * from now on (`early`): 1-RTT keys are installed and the server is
+   * authenticated, which saves the application a round trip. */
   if (c->server) {
     c->connected = true;
     c->fire_connected = true;
-    conn_mark(c);
+  } else {
+    c->early = true;
+    c->fire_early = true;
   }
+  conn_mark(c);
   return 0;
 }
 
@@ -1092,7 +1103,7 @@ static void conn_write(sftq_conn *c) {
     pf_scale = 1 + fs.ratio;
   }
   for (;;) {
-    sftq_stream *st = c->connected ? next_stream(c) : NULL;
+    sftq_stream *st = c->connected || c->early ? next_stream(c) : NULL;
     if (st && pf_scale > 0) {
       ngtcp2_conn_stat cs;
       ngtcp2_conn_get_conn_stat(c->q, &cs);
@@ -1936,7 +1947,8 @@ int sftq_conn_tune_buffers(sftq_conn *c, uint64_t now, uint64_t *bufsize) {
 }
 
 static int open_stream(sftq_conn *c, int64_t *sid, bool bidi) {
-  if (c->st != C_LIVE || c->close_req || !c->connected) return SFT_ERR_STATE;
+  if (c->st != C_LIVE || c->close_req || !(c->connected || c->early))
+    return SFT_ERR_STATE;
   int rv = bidi ? ngtcp2_conn_open_bidi_stream(c->q, sid, NULL)
                 : ngtcp2_conn_open_uni_stream(c->q, sid, NULL);
   if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {

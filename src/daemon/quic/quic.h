@@ -98,6 +98,12 @@ typedef struct sftq_callbacks {
   /* Handshake complete and confirmed: both sides authenticated. Streams may
    * be opened from now on. */
   void (*connected)(sftq_conn *c, void *ud);
+  /* Client only, optional: our side of the handshake is complete (the
+   * server is authenticated), a round trip before `connected`. Streams may
+   * be opened and written from now on; the server reads them only once it
+   * has accepted our certificate (if it refuses, the connection closes
+   * with SFT_ERR_AUTH and `connected` never fires). */
+  void (*early)(sftq_conn *c, void *ud);
   /* The peer opened stream |sid| (first frame received). */
   void (*stream_open)(sftq_conn *c, int64_t sid, void *ud);
   /* In-order data of stream |sid|; |data| is valid only during the call.
