@@ -439,3 +439,15 @@ int sftd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off) {
   }
   return 0;
 }
+
+int sftd_writeback(int fd, uint64_t off, uint64_t len) {
+#ifdef __linux__
+  if (sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE) != 0)
+    return SFT_ERR_IO;
+#else
+  (void)fd;
+  (void)off;
+  (void)len;
+#endif
+  return 0;
+}

@@ -749,6 +749,8 @@ static void chunk_work(uv_work_t *w) {
     return; /* parity stays in memory */
   off = sft_chunk_offset(k->h.index, k->f->man.chunk_size);
   k->werr = sftd_pwrite_full(k->f->fd, k->data, k->got, off);
+  if (!k->werr)
+    (void)sftd_writeback(k->f->fd, off, k->got); /* the final fsync is short */
 }
 
 static void rchunk_unlist(struct rchunk *k) {

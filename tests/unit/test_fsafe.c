@@ -645,8 +645,8 @@ static int fallback_done(void **state) {
   return 0;
 }
 
-/* sftd_pread_full / sftd_pwrite_full: exact lengths at offsets, end of file
- * is TRUNCATED, a bad descriptor is IO. */
+/* sftd_pread_full / sftd_pwrite_full / sftd_writeback: exact lengths at
+ * offsets, end of file is TRUNCATED, a bad descriptor is IO. */
 static void test_full_io(void **state) {
   char path[] = "/tmp/sft-fsafe-io.XXXXXX";
   uint8_t w[10000], r[10000];
@@ -657,6 +657,10 @@ static void test_full_io(void **state) {
   for (size_t i = 0; i < sizeof(w); i++)
     w[i] = (uint8_t)(i * 7);
   assert_int_equal(sftd_pwrite_full(fd, w, sizeof(w), 4096), 0);
+  /* writeback started on the written range (and past the end): the data
+   * stays as written */
+  assert_int_equal(sftd_writeback(fd, 4096, sizeof(w)), 0);
+  assert_int_equal(sftd_writeback(fd, 0, 1u << 30), 0);
   assert_int_equal(sftd_pread_full(fd, r, sizeof(r), 4096), 0);
   assert_memory_equal(r, w, sizeof(w));
   assert_int_equal(sftd_pread_full(fd, r, 100, 4096 + 9950), SFT_ERR_TRUNCATED);
@@ -664,6 +668,9 @@ static void test_full_io(void **state) {
   close(fd);
   assert_int_equal(sftd_pread_full(fd, r, 10, 0), SFT_ERR_IO);
   assert_int_equal(sftd_pwrite_full(fd, w, 10, 0), SFT_ERR_IO);
+#ifdef __linux__
+  assert_int_equal(sftd_writeback(fd, 0, 10), SFT_ERR_IO);
+#endif
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
