@@ -50,6 +50,7 @@ struct sft_xsend {
   bool root_known; /* root computed once (digests never change after) */
   bool early_due;  /* Transferring: send COMPLETE before every chunk is acked */
   bool early_sent; /* ...sent, and the network has not failed since */
+  bool accept_due; /* started before the receiver's ACCEPT: it merges */
   enum sft_hash_algo algo;
   uint64_t size;
   uint32_t chunk_size;
@@ -283,8 +284,8 @@ int sft_xsend_new(struct sft_xsend **out, uint64_t size, uint32_t chunk_size,
   size_t off_pq =
       off_stripes + align8((size_t)nstripes * sizeof(struct sstripe));
   size_t off_cq = off_pq + align8((size_t)nstripes * sizeof(uint32_t));
-  size_t total =
-      off_cq + (p->stripe_k ? align8(p->max_inflight * sizeof(uint64_t)) : 0);
+  /* (the CANCEL_CHUNK ring: FEC, and a merged early ACCEPT) */
+  size_t total = off_cq + align8(p->max_inflight * sizeof(uint64_t));
   uint8_t *mem = calloc(1, total);
   if (!mem)
     return SFT_ERR_NOMEM;
@@ -335,6 +336,32 @@ static bool bit(const uint8_t *bm, size_t len, uint64_t i) {
   return (i >> 3) < len && ((bm[i >> 3] >> (i & 7)) & 1);
 }
 
+/* Chunk |i| (not acked yet) is held by the receiver. |cancel|: report it
+ * if in flight whatever its stripe (else only in a stripe with parity). */
+static void ack_chunk(struct sft_xsend *s, uint64_t i, bool cancel) {
+  if ((s->flags[i] & F_INFLIGHT) && s->cq_n < s->p.max_inflight &&
+      (cancel || (s->p.stripe_k && s->stripes[i / s->p.stripe_k].sent > 0))) {
+    /* maybe rebuilt from parity while its stream is still open */
+    s->cq[(s->cq_head + s->cq_n) % s->p.max_inflight] = i;
+    s->cq_n++;
+  }
+  drop_inflight(s, i);
+  set_flags(s, i, s->flags[i] | F_ACKED);
+}
+
+int sft_xsend_start_early(struct sft_xsend *s, uint64_t now) {
+  if (!s)
+    return SFT_ERR_INVAL;
+  clock_in(s, now);
+  if (s->st != SFT_XS_PREPARING)
+    return SFT_ERR_STATE;
+  s->cursor = 0;
+  int rc = sft_xfer_fsm_apply(&s->st, SFT_XE_START);
+  if (rc == 0)
+    s->accept_due = true;
+  return rc;
+}
+
 int sft_xsend_on_accept(struct sft_xsend *s, uint64_t now, const uint8_t *have,
                         size_t have_len) {
   if (!s)
@@ -357,6 +384,17 @@ int sft_xsend_on_accept(struct sft_xsend *s, uint64_t now, const uint8_t *have,
   case SFT_XS_TRANSFERRING:
   case SFT_XS_PAUSED:
   case SFT_XS_COMPLETING:
+    if (s->accept_due) {
+      /* The answer to an offer whose chunks went early: what it holds is
+       * acked (reported if in flight), nothing else changes. */
+      s->accept_due = false;
+      for (uint64_t i = 0; i < s->count; i++)
+        if (bit(have, have_len, i) && !(s->flags[i] & F_ACKED)) {
+          ack_chunk(s, i, true);
+          (void)sft_xfer_fsm_apply(&s->st, SFT_XE_CHUNK_COMPLETED);
+        }
+      return 0;
+    }
     /* Re-accept after a reconnect: the receiver's bitmap is the truth and
      * the old connection's chunks in flight are gone. */
     for (uint64_t i = 0; i < s->count; i++) {
@@ -418,18 +456,6 @@ static int ack_state_ok(const struct sft_xsend *s) {
          s->st == SFT_XS_COMPLETING;
 }
 
-/* Chunk |i| (not acked yet) is held by the receiver. */
-static void ack_chunk(struct sft_xsend *s, uint64_t i) {
-  if (s->p.stripe_k && (s->flags[i] & F_INFLIGHT) &&
-      s->stripes[i / s->p.stripe_k].sent > 0 && s->cq_n < s->p.max_inflight) {
-    /* maybe rebuilt from parity while its stream is still open */
-    s->cq[(s->cq_head + s->cq_n) % s->p.max_inflight] = i;
-    s->cq_n++;
-  }
-  drop_inflight(s, i);
-  set_flags(s, i, s->flags[i] | F_ACKED);
-}
-
 int sft_xsend_on_ack(struct sft_xsend *s, uint64_t now,
                      const struct sft_xfer_range *r, size_t n) {
   if (!s)
@@ -444,7 +470,7 @@ int sft_xsend_on_ack(struct sft_xsend *s, uint64_t now,
     for (uint64_t i = r[k].first; i <= r[k].last; i++) {
       if (s->flags[i] & F_ACKED)
         continue; /* idempotent */
-      ack_chunk(s, i);
+      ack_chunk(s, i, false);
       /* Completing has every chunk acked, so this is Transferring/Paused */
       (void)sft_xfer_fsm_apply(&s->st, SFT_XE_CHUNK_COMPLETED);
     }
@@ -632,7 +658,7 @@ int sft_xsend_on_complete_confirm(struct sft_xsend *s, uint64_t now,
      * whole file before our last ACKs arrived: it holds every chunk */
     for (uint64_t i = 0; i < s->count; i++)
       if (!(s->flags[i] & F_ACKED))
-        ack_chunk(s, i);
+        ack_chunk(s, i, false);
     (void)sft_xfer_fsm_apply(&s->st, SFT_XE_TRANSFER_COMPLETE);
     return sft_xfer_fsm_apply(&s->st, SFT_XE_TRANSFER_COMPLETE);
   }

@@ -127,7 +127,17 @@ struct rchunk {
   size_t credit; /* stream bytes consumed, credit not yet returned */
   int match, werr;
   uint8_t computed[SFT_HASH_LEN];
+  int parked;  /* its file is not offered yet (chunks sent early) */
+  int fin;     /* ...and all of it is in */
+  int discard; /* a refused file's chunk (sent before the refusal) */
 };
+
+/* Chunk streams whose file is not offered yet (the sender starts a fresh
+ * file before our ACCEPT, and its OFFER, or HELLO, may come later than the
+ * chunks when a packet is lost): parked on their link, at most this many
+ * file ids ahead, and adopted when the OFFER is read (protocol.md). Their
+ * memory is bounded by the flow-control credit they hold. */
+#define PARK_FILES 64
 
 struct rfin {
   uv_work_t w;
@@ -149,6 +159,7 @@ struct receiver {
 
 static void pump(struct receiver *r);
 static int sess_check_fin(struct rsess *ss);
+static int park_adopt(struct rsess *ss, uint64_t id, struct rfile *f);
 static void on_timer(uv_timer_t *t) {
   pump(t->data);
 }
@@ -486,6 +497,7 @@ static int refuse(struct rlink *l, uint64_t id, uint16_t reason,
   snprintf(text, sizeof(text), "refused: %s", why);
   ev.text = text;
   ev.err = SFT_ERR_PEER;
+  park_adopt(ss, id, NULL);
   emit(ss->r, &ev);
   ss->files_failed++;
   ss->r->res->files_refused++;
@@ -614,7 +626,8 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
       ss->files_ok++;
       r->res->files_ok++;
       emit(r, &ev);
-      return CTRL_SEND(&l->ctl, sft_msg_accept_encode, &a);
+      rv = CTRL_SEND(&l->ctl, sft_msg_accept_encode, &a);
+      return rv ? rv : park_adopt(ss, f->id, f); /* none: PEER */
     }
   }
 
@@ -688,7 +701,8 @@ static int on_offer(struct rlink *l, const struct sft_msg_offer *m) {
     struct sftd_event ev = {
         .type = SFTD_EV_FILE_START, .name = f->shown, .size = man->size};
     emit(r, &ev);
-    return CTRL_SEND(&l->ctl, sft_msg_accept_encode, &a);
+    rv = CTRL_SEND(&l->ctl, sft_msg_accept_encode, &a);
+    return rv ? rv : park_adopt(ss, f->id, f);
   }
 }
 
@@ -888,6 +902,57 @@ int recv_accept_chunk(struct receiver *r, const uint8_t *sid, uint64_t file_id,
   return 0;
 }
 
+/* A chunk header against its file's manifest: 0 or SFT_ERR_PEER. */
+static int chunk_hdr_check(const struct rfile *f,
+                           const struct sft_chunk_hdr *h) {
+  if (f->man.kind != SFT_FILE_REGULAR)
+    return SFT_ERR_PEER;
+  if (h->kind == SFT_CHUNK_PARITY) {
+    /* index = stripe, parity_index < m, a full chunk_size payload. */
+    if (!f->man.stripe_m ||
+        h->index >= sft_stripe_count(f->man.chunk_count, f->man.stripe_k) ||
+        h->parity_index >= f->man.stripe_m ||
+        h->payload_len != f->man.chunk_size)
+      return SFT_ERR_PEER;
+  } else if (h->kind != SFT_CHUNK_DATA || h->index >= f->man.chunk_count ||
+             h->payload_len !=
+                 sft_chunk_len(f->man.size, f->man.chunk_size, h->index)) {
+    return SFT_ERR_PEER;
+  }
+  return 0;
+}
+
+/* File |id| of |ss| was offered: its parked chunks (on every link) go to
+ * |f|, or are dropped (|f| NULL: refused). 0, or SFT_ERR_PEER for a chunk
+ * that does not fit the manifest (the caller fails the session). */
+static int park_adopt(struct rsess *ss, uint64_t id, struct rfile *f) {
+  for (struct rlink *l = ss->links; l; l = l->next) {
+    struct rchunk *k = l->chunks, *next;
+    for (; k; k = next) {
+      next = k->lnext;
+      if (!k->parked || k->h.file_id != id)
+        continue;
+      if (f && chunk_hdr_check(f, &k->h))
+        return SFT_ERR_PEER;
+      k->parked = 0;
+      k->f = f;
+      if (!f || f->st != RF_ACTIVE) {
+        /* Refused (or not a file to write): its bytes are consumed, the
+         * rest of its stream too (no user: recv_cb_stream_data). */
+        if (l->c) {
+          XP(stream_consume, l->c, k->sid, k->credit);
+          if (!k->stream_gone)
+            XP(stream_set_user, l->c, k->sid, NULL);
+        }
+        rchunk_free(k);
+      } else if (k->fin) {
+        chunk_submit(k);
+      }
+    }
+  }
+  return 0;
+}
+
 /* Feeds bytes of a chunk stream. Returns 0 or an error that fails the
  * session (protocol violation). */
 static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
@@ -910,41 +975,51 @@ static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
     }
     if (rv)
       return rv;
-    if (k->h.file_id >= ss->nfiles)
-      return SFT_ERR_PEER;
-    f = ss->files[k->h.file_id];
-    if (!f || f->man.kind != SFT_FILE_REGULAR)
-      return SFT_ERR_PEER;
-    if (k->h.kind == SFT_CHUNK_PARITY) {
-      /* index = stripe, parity_index < m, a full chunk_size payload. */
-      if (!f->man.stripe_m ||
-          k->h.index >= sft_stripe_count(f->man.chunk_count, f->man.stripe_k) ||
-          k->h.parity_index >= f->man.stripe_m ||
-          k->h.payload_len != f->man.chunk_size)
+    if (!ss || k->h.file_id >= ss->nfiles) {
+      /* Its file is not offered yet: parked until it is (or refused). */
+      if (k->h.file_id >= (ss ? ss->nfiles : 0) + PARK_FILES ||
+          k->h.payload_len > SFT_CHUNK_SIZE_MAX)
         return SFT_ERR_PEER;
-    } else if (k->h.kind != SFT_CHUNK_DATA ||
-               k->h.index >= f->man.chunk_count ||
-               k->h.payload_len !=
-                   sft_chunk_len(f->man.size, f->man.chunk_size, k->h.index)) {
-      return SFT_ERR_PEER;
+      k->parked = 1;
+    } else {
+      f = ss->files[k->h.file_id];
+      if (!f) {
+        /* Refused: sent before our refusal reached the sender. */
+        k->discard = 1;
+      } else {
+        rv = chunk_hdr_check(f, &k->h);
+        if (rv)
+          return rv;
+        k->f = f;
+      }
     }
-    k->f = f;
     k->have_hdr = 1;
-    k->data = malloc(k->h.payload_len);
-    if (!k->data)
-      return SFT_ERR_NOMEM;
+    if (!k->discard) {
+      k->data = malloc(k->h.payload_len ? k->h.payload_len : 1);
+      if (!k->data)
+        return SFT_ERR_NOMEM;
+    }
     /* Bytes past the header in what we copied are payload. */
     data += take - (k->hdr_got - k->hdr_len);
     len -= take - (k->hdr_got - k->hdr_len);
   }
   if (len > k->h.payload_len - k->got)
     return SFT_ERR_PEER;
-  memcpy(k->data + k->got, data, len);
+  if (!k->discard)
+    memcpy(k->data + k->got, data, len);
   k->got += len;
+  if (k->discard) {
+    XP(stream_consume, k->l->c, k->sid, k->credit);
+    k->credit = 0;
+  }
   if (fin) {
     if (k->got != k->h.payload_len)
       return SFT_ERR_TRUNCATED;
-    if (k->f->st != RF_ACTIVE) {
+    if (k->parked) {
+      k->fin = 1; /* submitted when its OFFER is read */
+      return 0;
+    }
+    if (k->discard || k->f->st != RF_ACTIVE) {
       /* Late chunk of a finished or failed file: drop it. */
       XP(stream_consume, k->l->c, k->sid, k->credit);
       XP(stream_set_user, k->l->c, k->sid, NULL);
@@ -1423,6 +1498,20 @@ static int link_attach(struct rlink *l, const struct sft_msg_hello *h) {
   ss->links = l;
   ss->linger_until = 0;
   l->hello_ok = 1;
+  /* Chunk streams that came before HELLO join the session; those of files
+   * it knows already are adopted now, the others when offered. */
+  for (struct rchunk *k = l->chunks; k; k = k->lnext)
+    k->ss = ss;
+  for (int again = 1; again;) {
+    again = 0;
+    for (struct rchunk *k = l->chunks; k; k = k->lnext)
+      if (k->parked && k->h.file_id < ss->nfiles) {
+        if (park_adopt(ss, k->h.file_id, ss->files[k->h.file_id]))
+          return SFT_ERR_PEER;
+        again = 1; /* the list changed */
+        break;
+      }
+  }
   return 0;
 }
 
@@ -1480,7 +1569,9 @@ static int on_frame(void *ud, const struct sft_frame *fr) {
     if (m.file_id >= ss->nfiles)
       return SFT_ERR_PEER;
     f = ss->files[m.file_id];
-    if (!f || f->man.kind != SFT_FILE_REGULAR)
+    if (!f)
+      return 0; /* refused: sent before our refusal reached the sender */
+    if (f->man.kind != SFT_FILE_REGULAR)
       return SFT_ERR_PEER;
     if (f->st == RF_ACTIVE)
       sft_xrecv_on_complete(f->xr, now(), m.root);
@@ -1565,18 +1656,21 @@ void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid) {
   (void)r;
   if (!l)
     return;
-  if (l->ctl.sid < 0) {
-    /* The first stream must be the client's bidirectional control stream
-     * (QUIC client-initiated bidi ids have the two low bits 00). */
-    if ((sid & 3) != 0) {
-      sess_fail(NULL, l, SFT_ERR_PEER, "the sender opened a data stream first");
+  if (l->ctl.sid < 0 && (sid & 3) == 0) {
+    /* The control stream: the client's first bidirectional one (QUIC
+     * client-initiated bidi ids have the two low bits 00). Chunk streams
+     * may come before it (a lost packet): they wait (parked). */
+    if (sid != 0) {
+      sess_fail(NULL, l, SFT_ERR_PEER,
+                "the sender's control stream is not "
+                "its first stream");
       return;
     }
     l->ctl.sid = sid;
     XP(stream_set_urgency, c, sid, 0);
     return;
   }
-  if ((sid & 3) != 2 || !l->ss) { /* client-initiated unidirectional */
+  if ((sid & 3) != 2) { /* chunks: client-initiated unidirectional */
     XP(stream_cancel, c, sid, (uint64_t)-SFT_ERR_PEER);
     return;
   }
@@ -1596,46 +1690,50 @@ void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid) {
   XP(stream_set_user, c, sid, k);
 }
 
-/* The sender ended the session (FIN on |l|'s control stream) and every file
- * is finished. Close every connection of it, not only this one: the
- * sender's CONNECTION_CLOSE on the others can be lost, and they would then
- * hold the session (and a --once receiver) until their idle timeout.
- * On this link, answer with our own FIN and close once it is acknowledged
- * (or after a deadline). Closing at once sent CONNECTION_CLOSE before the
- * ACK of the sender's FIN: when that one packet was lost the sender waited
- * max(2 s, 20 srtt) for an answer (1 run in 3-6 at 5 % loss took 2 s
- * longer). Now the ACK goes out first and QUIC repeats it; the sender ends
- * on it. The deadline leaves room for a retransmission or two: max(300 ms,
- * 4 srtt), at most 2 s (the sender closes once it has our ACK, and its
- * CONNECTION_CLOSE, one packet, can be lost: then we wait this long). */
-static void link_end(struct rlink *l) {
-  sftq_conn *c = l->c;
-  for (struct rlink *o = l->ss->links; o; o = o->next)
-    if (o->c && o != l)
-      XPV(conn_close, o->c, 0);
-  if (!l->ending &&
-      XP(stream_write, c, l->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
-    sftq_stats st;
-    uint64_t wait = 300000000ull;
-    if (XP(conn_stats, c, &st) == 0 && 4 * st.srtt_ns > wait)
-      wait = 4 * st.srtt_ns;
-    if (wait > 2000000000ull)
-      wait = 2000000000ull;
-    l->ending = 1;
-    l->close_at = now() + wait;
-    return;
-  }
-  XPV(conn_close, c, 0);
+/* How long an ending link waits for the sender to take our last messages:
+ * max(300 ms, 4 srtt), at most 2 s. */
+static uint64_t end_wait(struct rlink *l) {
+  sftq_stats st;
+  uint64_t wait = 300000000ull;
+  if (XP(conn_stats, l->c, &st) == 0 && 4 * st.srtt_ns > wait)
+    wait = 4 * st.srtt_ns;
+  return wait > 2000000000ull ? 2000000000ull : wait;
 }
 
-/* A link whose sender ended the session early (its FIN came with the last
- * COMPLETE) ends it once the last file is finished. 1 if it did. */
+/* The sender ended the session (FIN on a control stream) and every file is
+ * finished. On each link whose control stream the sender ended, answer with
+ * our own FIN and close once it is acknowledged (or after end_wait):
+ * closing at once sent CONNECTION_CLOSE before the ACK of the sender's FIN,
+ * and when that one packet was lost the sender waited max(2 s, 20 srtt)
+ * (1 run in 3-6 at 5 % loss took 2 s longer); now the ACK goes out first
+ * and QUIC repeats it, and the sender ends on it. Every other link closes
+ * after end_wait too, not at once: it may still carry our last COMPLETE
+ * echo (the sender's FIN comes with its last COMPLETE, before the echo; a
+ * link closed at once dropped it, test_multipath b), and a deadline keeps
+ * the sender's lost CONNECTION_CLOSE from holding the session (and a --once
+ * receiver) until the idle timeout. */
+static void sess_end_links(struct rsess *ss) {
+  for (struct rlink *o = ss->links; o; o = o->next) {
+    if (!o->c || o->fail_code || o->ending)
+      continue;
+    if (o->peer_fin &&
+        XP(stream_write, o->c, o->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
+      o->ending = 1;
+      o->close_at = now() + end_wait(o);
+    } else if (!o->close_at) {
+      o->close_at = now() + end_wait(o);
+    }
+  }
+}
+
+/* A sender that ended its control stream early (its FIN came with the last
+ * COMPLETE) ends the session once the last file is finished. 1 if done. */
 static int sess_check_fin(struct rsess *ss) {
   if (ss->failed || sess_unfinished(ss))
     return 0;
   for (struct rlink *l = ss->links; l; l = l->next)
     if (l->peer_fin && !l->ending && l->c && !l->fail_code) {
-      link_end(l);
+      sess_end_links(ss);
       return 1;
     }
   return 0;
@@ -1657,7 +1755,7 @@ void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
        * COMPLETE, to save the round trip). */
       l->peer_fin = 1;
       if (!sess_unfinished(l->ss)) {
-        link_end(l);
+        sess_end_links(l->ss);
         pump(r);
         return;
       }
@@ -1700,9 +1798,10 @@ void recv_cb_stream_close(struct receiver *r, sftq_conn *c, int64_t sid,
   if (!k)
     return;
   XP(stream_set_user, c, sid, NULL);
-  if (k->have_hdr && k->got == k->h.payload_len && k->f && k->f->jobs &&
-      k->w.data == k) {
-    k->stream_gone = 1; /* a job owns it */
+  if ((k->have_hdr && k->got == k->h.payload_len && k->f && k->f->jobs &&
+       k->w.data == k) ||
+      (k->parked && k->fin)) {
+    k->stream_gone = 1; /* a job owns it, or it waits for its OFFER */
     return;
   }
   /* A stream reset before its chunk was complete: give back the flow-control

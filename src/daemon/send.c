@@ -71,6 +71,7 @@ struct sfile {
   int err;
   int refused;
   int complete_sent; /* COMPLETE went on the control link since its OFFER */
+  int spec;          /* its chunks go before the receiver's ACCEPT */
   uint32_t jobs;     /* read jobs outstanding */
 };
 
@@ -444,6 +445,9 @@ static int send_offer(struct sender *s, struct sfile *f) {
 #define PARITY_PKT_LOSS 0.2          /* proactive parity from packet loss */
 #define RATE_MIN_BYTES (256u * 1024) /* carried before a rate counts */
 
+static int file_begin(struct sender *s, struct sfile *f, int early,
+                      const uint8_t *bm, size_t bml);
+
 static void offer_more(struct sender *s) {
   while (s->ctl && !s->closing && s->next_offer < s->nfiles &&
          s->open_offers < OFFER_WINDOW) {
@@ -453,7 +457,7 @@ static void offer_more(struct sender *s) {
     struct sfile *f = &s->files[s->next_offer++];
     struct sftd_event ev = {.type = SFTD_EV_FILE_START};
     struct sft_manifest prev;
-    int rv;
+    int rv, resumed = 0;
     s->open_offers++;
     f->st = SF_OFFERED;
     if (f->man.kind == SFT_FILE_REGULAR && f->man.size)
@@ -476,6 +480,7 @@ static void offer_more(struct sender *s) {
       /* A resumed session offers what it offered before (the receiver
        * matches the chunks it holds against that geometry). */
       f->man = prev;
+      resumed = 1;
     } else if (!s->o->chunk_size && f->man.kind == SFT_FILE_REGULAR) {
       /* The chunk size follows the link as measured so far. */
       struct sft_adapt_decision d;
@@ -496,6 +501,10 @@ static void offer_more(struct sender *s) {
     ev.man = &f->man;
     ev.path = f->e->path;
     emit(s, &ev);
+    /* A fresh file's chunks go now, a round trip before its ACCEPT; a
+     * resumed one waits for the receiver's bitmap. */
+    if (!resumed && f->man.kind == SFT_FILE_REGULAR && f->man.size)
+      (void)file_begin(s, f, 1, NULL, 0);
   }
   if (s->ever_up && s->finished == s->nfiles)
     end_gracefully(s);
@@ -590,11 +599,17 @@ static void share_forget(struct sender *s) {
   s->share_wait = 0;
 }
 
-/* 1 if link |l| is up and its path is not Failed (lib/path: loss above
- * 50 %, or silent for 3 PTOs with data outstanding). */
+/* 1 if link |l| can carry chunks: up (HELLO answered), or the session's
+ * first link before the answer (the chunks of fresh files go early). */
+static int link_carries(const struct sender *s, const struct slink *l) {
+  return l->c && (l->hello_ok || (l == s->ctl && l->ctl.c && !s->ever_up));
+}
+
+/* 1 if link |l| carries chunks and its path is not Failed (lib/path: loss
+ * above 50 %, or silent for 3 PTOs with data outstanding). */
 static int link_usable(struct sender *s, const struct slink *l) {
   struct sft_path_info pi;
-  if (!l->c || !l->hello_ok)
+  if (!link_carries(s, l))
     return 0;
   return sft_path_get(&s->pt, l->idx, &pi) != 0 || pi.status != SFT_PATH_FAILED;
 }
@@ -626,7 +641,7 @@ static uint64_t link_qmax(struct sender *s, const struct slink *l) {
 static int link_open_for(struct sender *s, const struct slink *l,
                          unsigned tried, int any_usable, uint64_t len) {
   uint64_t unsent;
-  if (!l->c || !l->hello_ok || (tried & (1u << l->idx)))
+  if (!link_carries(s, l) || (tried & (1u << l->idx)))
     return 0;
   if (any_usable && !link_usable(s, l))
     return 0; /* a Failed path gets nothing while another works */
@@ -702,8 +717,8 @@ static struct slink *pick_link(struct sender *s, const struct sjob *j,
     struct slink *l = &s->links[id];
     if (link_open_for(s, l, tried, any_usable, j->hdr_len + j->len))
       return l;
-    if (s->o->priority == SFTD_PRIO_CRITICAL && !j->parity && l->c &&
-        l->hello_ok && !(tried & (1u << id)))
+    if (s->o->priority == SFTD_PRIO_CRITICAL && !j->parity &&
+        link_carries(s, l) && !(tried & (1u << id)))
       return NULL; /* its path is up but full: wait for it */
   }
   return best;
@@ -1231,7 +1246,7 @@ static void ctl_moved(struct sender *s) {
     return;
   for (size_t i = 0; i < s->next_offer; i++) {
     struct sfile *f = &s->files[i];
-    if (f->st == SF_OFFERED)
+    if (f->st == SF_OFFERED || (f->st == SF_ACTIVE && f->spec))
       send_offer(s, f);
     else if (f->st == SF_ACTIVE)
       sft_xsend_on_control_lost(f->xs, now()); /* COMPLETE again */
@@ -1343,7 +1358,7 @@ static uint64_t stall_check(struct sender *s, struct slink *l, uint64_t t) {
 static int links_full(struct sender *s) {
   for (unsigned i = 0; i < s->nlinks; i++) {
     struct slink *l = &s->links[i];
-    if (l->c && l->hello_ok && XP(conn_unsent, l->c) <= link_qmax(s, l))
+    if (link_carries(s, l) && XP(conn_unsent, l->c) <= link_qmax(s, l))
       return 0;
   }
   return 1;
@@ -1500,10 +1515,69 @@ static int reason_err(uint16_t r) {
   }
 }
 
-static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
-  struct sfile *f = file_by_id(s, m->file_id);
+/* Opens offered file |f| and starts its machine: on the receiver's ACCEPT
+ * (|bm|, |bml|: its have-bitmap), or, |early|, right after the OFFER of a
+ * fresh file (its chunks go a round trip sooner; the ACCEPT then merges,
+ * sft_xsend_start_early). Returns 0 (SF_ACTIVE), or the file has failed. */
+static int file_begin(struct sender *s, struct sfile *f, int early,
+                      const uint8_t *bm, size_t bml) {
   struct sft_xsend_params p;
   int rv;
+  f->fd = open(f->e->path, O_RDONLY | O_CLOEXEC);
+  if (f->fd < 0) {
+    char why[512];
+    snprintf(why, sizeof(why), "cannot open %s: %s", f->e->path,
+             strerror(errno));
+    file_end(f, SF_FAILED, SFT_ERR_IO, why);
+    CTRL_SEND(&s->ctl->ctl, sft_msg_cancel_encode,
+              (&(struct sft_msg_cancel){.file_id = f->id,
+                                        .reason = SFT_REASON_INTERNAL}));
+    return SFT_ERR_IO;
+  }
+  sft_xsend_params_default(&p);
+  p.max_inflight = SFT_XSEND_MAX_INFLIGHT;
+  p.resend_timeout_ns = 60ull * 1000000000u;
+  p.max_retries = SFT_XFER_MAX_RETRIES; /* link losses and pauses count */
+  if (f->man.stripe_m) {
+    p.stripe_k = f->man.stripe_k;
+    p.stripe_m = f->man.stripe_m;
+  }
+  rv = sft_xsend_new(&f->xs, f->man.size, f->man.chunk_size, f->man.hash_algo,
+                     &p);
+  if (!rv)
+    rv = sft_xsend_start(f->xs, now());
+  if (!rv)
+    rv = early ? sft_xsend_start_early(f->xs, now())
+               : sft_xsend_on_accept(f->xs, now(), bm, bml);
+  if (rv) {
+    file_end(f, SF_FAILED, rv, sft_strerror(rv));
+    return rv;
+  }
+  f->st = SF_ACTIVE;
+  f->spec = early;
+  if (f->man.stripe_m)
+    sft_xsend_set_parity(f->xs, s->m_pro < f->man.stripe_m ? s->m_pro
+                                                           : f->man.stripe_m);
+  if (s->paused)
+    sft_xsend_pause(f->xs, now());
+  return 0;
+}
+
+static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
+  struct sfile *f = file_by_id(s, m->file_id);
+  if (f && f->st == SF_ACTIVE && f->spec) {
+    /* The answer to an offer whose chunks went early. */
+    f->spec = 0;
+    if (m->status == SFT_ACCEPT_REFUSED) {
+      f->refused = 1; /* (its chunks in flight are dropped there) */
+      file_end(f, SF_FAILED, reason_err(m->reason), reason_text(m->reason));
+      return 0;
+    }
+    if (m->chunk_count != f->man.chunk_count ||
+        sft_xsend_on_accept(f->xs, now(), m->bitmap, m->bitmap_len))
+      return SFT_ERR_PEER;
+    return 0;
+  }
   if (f && f->st == SF_ACTIVE && m->status == SFT_ACCEPT_OK) {
     /* A re-accept after a reconnect: the receiver's bitmap is the truth. */
     if (m->chunk_count != f->man.chunk_count ||
@@ -1526,41 +1600,7 @@ static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
     file_end(f, SF_DONE, 0, NULL);
     return 0;
   }
-  f->fd = open(f->e->path, O_RDONLY | O_CLOEXEC);
-  if (f->fd < 0) {
-    char why[512];
-    snprintf(why, sizeof(why), "cannot open %s: %s", f->e->path,
-             strerror(errno));
-    file_end(f, SF_FAILED, SFT_ERR_IO, why);
-    CTRL_SEND(&s->ctl->ctl, sft_msg_cancel_encode,
-              (&(struct sft_msg_cancel){.file_id = f->id,
-                                        .reason = SFT_REASON_INTERNAL}));
-    return 0;
-  }
-  sft_xsend_params_default(&p);
-  p.max_inflight = SFT_XSEND_MAX_INFLIGHT;
-  p.resend_timeout_ns = 60ull * 1000000000u;
-  p.max_retries = SFT_XFER_MAX_RETRIES; /* link losses and pauses count */
-  if (f->man.stripe_m) {
-    p.stripe_k = f->man.stripe_k;
-    p.stripe_m = f->man.stripe_m;
-  }
-  rv = sft_xsend_new(&f->xs, f->man.size, f->man.chunk_size, f->man.hash_algo,
-                     &p);
-  if (!rv)
-    rv = sft_xsend_start(f->xs, now());
-  if (!rv)
-    rv = sft_xsend_on_accept(f->xs, now(), m->bitmap, m->bitmap_len);
-  if (rv) {
-    file_end(f, SF_FAILED, rv, sft_strerror(rv));
-    return 0;
-  }
-  f->st = SF_ACTIVE;
-  if (f->man.stripe_m)
-    sft_xsend_set_parity(f->xs, s->m_pro < f->man.stripe_m ? s->m_pro
-                                                           : f->man.stripe_m);
-  if (s->paused)
-    sft_xsend_pause(f->xs, now());
+  (void)file_begin(s, f, 0, m->bitmap, m->bitmap_len);
   return 0;
 }
 
@@ -1863,7 +1903,9 @@ static void link_hello(struct slink *l, sftq_conn *c) {
   if (!s->up_at)
     s->up_at = now();
   for (size_t i = 0; i < s->next_offer; i++)
-    if (s->files[i].st == SF_OFFERED && send_offer(s, &s->files[i]) != 0)
+    if ((s->files[i].st == SF_OFFERED ||
+         (s->files[i].st == SF_ACTIVE && s->files[i].spec)) &&
+        send_offer(s, &s->files[i]) != 0)
       return;
   offer_more(s);
 }
@@ -1877,6 +1919,7 @@ void send_cb_early(sftq_conn *c) {
     return;
   link_contact(l, c);
   link_hello(l, c);
+  pump(l->s); /* the first files' chunks go now */
 }
 
 void send_cb_connected(sftq_conn *c) {
@@ -2620,6 +2663,12 @@ int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res) {
   if (!rv) {
     e.sigint.data = e.sigterm.data = s;
     uv_run(&e.loop, UV_RUN_DEFAULT);
+    /* Reads still on the thread pool (a session that ended early, e.g. a
+     * refused identity, while the first chunks were being read) finish
+     * first: the teardown below would close the session's timers under it
+     * and it could never free itself. */
+    while (s->work)
+      uv_run(&e.loop, UV_RUN_ONCE);
     send_session_free(s);
   }
   engine_teardown(&e);

@@ -941,7 +941,7 @@ enum viol {
   V_WRONG_PAYLOAD_LEN,
   V_EXTRA_PAYLOAD,
   V_TRUNCATED_HDR,
-  V_DATA_FIRST,
+  V_CTL_NOT_FIRST,
   V_NONMINIMAL_VARINT,
   V_BODY_TOO_LONG,
   V_SECOND_HELLO,
@@ -953,13 +953,20 @@ enum viol {
 };
 
 static const char *viol_name[V_COUNT] = {
-    "control message before HELLO", "file id out of order",
-    "chunk of an unknown file",     "chunk index past the end",
-    "payload length != chunk length", "more payload than announced",
-    "truncated header then FIN",    "data stream before the control stream",
-    "non-minimal varint in a frame", "frame body length over the limit",
-    "second HELLO",                 "parity index past the stripe",
-    "parity for a stripe past the end", "parity payload != chunk size",
+    "control message before HELLO",
+    "file id out of order",
+    "chunk of a file past the park window",
+    "chunk index past the end",
+    "payload length != chunk length",
+    "more payload than announced",
+    "truncated header then FIN",
+    "control stream not the first bidi stream",
+    "non-minimal varint in a frame",
+    "frame body length over the limit",
+    "second HELLO",
+    "parity index past the stripe",
+    "parity for a stripe past the end",
+    "parity payload != chunk size",
     "parity for a file without FEC (stripe_m 0)"};
 
 /* Returns 1 if the receiver sent an ERROR frame with |code| before closing. */
@@ -974,8 +981,16 @@ static int run_violation(enum viol v) {
   fill(data, sizeof(data), 11);
   hx_init(&h, 0);
   hx_begin(&h, 0, 0);
-  hx_connect(&h, v != V_DATA_FIRST);
-  if (v != V_BEFORE_HELLO && v != V_DATA_FIRST && v != V_NONMINIMAL_VARINT &&
+  hx_connect(&h, v != V_CTL_NOT_FIRST);
+  if (v == V_CTL_NOT_FIRST) {
+    /* bidi 0 opened and never used; HELLO on bidi 4 */
+    int64_t unused;
+    assert_int_equal(sftq_stream_open_bidi(h.c, &unused), 0);
+    assert_int_equal(sftq_stream_open_bidi(h.c, &h.ctl.sid), 0);
+    assert_true(h.ctl.sid != 0);
+    hx_hello(&h);
+  }
+  if (v != V_BEFORE_HELLO && v != V_CTL_NOT_FIRST && v != V_NONMINIMAL_VARINT &&
       v != V_BODY_TOO_LONG)
     hx_hello(&h);
   if (v >= V_UNKNOWN_FILE && v <= V_TRUNCATED_HDR) {
@@ -998,7 +1013,8 @@ static int run_violation(enum viol v) {
     hx_offer(&h, 5, "f", 1, 2 * CS, CS);
     break;
   case V_UNKNOWN_FILE:
-    c = data_hdr(3, 0, data, CS);
+    /* (a file up to 63 ids ahead may still be offered: parked) */
+    c = data_hdr(1 + 64, 0, data, CS);
     hx_chunk(&h, &c, data, CS, 1);
     break;
   case V_INDEX_PAST_END:
@@ -1023,9 +1039,7 @@ static int run_violation(enum viol v) {
     hx_send_raw(&h, sid, hb, hl / 2, 1);
     break;
   }
-  case V_DATA_FIRST:
-    c = data_hdr(0, 0, data, CS);
-    hx_chunk(&h, &c, data, CS, 1);
+  case V_CTL_NOT_FIRST:
     break;
   case V_NONMINIMAL_VARINT: {
     /* HELLO's type 0x01 as a 2-byte varint */
@@ -1094,6 +1108,80 @@ static int run_violation(enum viol v) {
   return got_error;
 }
 
+/* Chunks may come before their file's OFFER, and before HELLO (the sender
+ * starts a fresh file before our ACCEPT; a lost packet can reorder them):
+ * they are parked and adopted when the OFFER is read, dropped if it is
+ * refused; chunks and COMPLETE of a refused file are not session errors. */
+static int p_never(struct hx *h, const void *arg) {
+  (void)h;
+  (void)arg;
+  return 0;
+}
+
+static void test_early_chunks(void **state) {
+  static struct hx h;
+  static uint8_t f0[CS], f1[CS], x[CS], out[CS];
+  struct sft_chunk_hdr c0, c1, cx;
+  struct sft_msg_accept a;
+  uint8_t r0[32], r1[32];
+  char p[700];
+  size_t at;
+  (void)state;
+  fill(f0, CS, 1);
+  fill(f1, CS, 2);
+  fill(x, CS, 3);
+  c0 = data_hdr(0, 0, f0, CS);
+  c1 = data_hdr(1, 0, f1, CS);
+  cx = data_hdr(2, 0, x, CS);
+  sft_root(SFT_HASH_BLAKE3, c0.digest, 1, r0);
+  sft_root(SFT_HASH_BLAKE3, c1.digest, 1, r1);
+  hx_init(&h, 0);
+  hx_begin(&h, 0, 0);
+  snprintf(p, sizeof(p), "%s/x", h.dl);
+  write_file(p, "old", 3); /* file 2 will be refused: it exists */
+  hx_connect(&h, 0);
+  hx_chunk(&h, &c0, f0, CS, 1);   /* before the control stream and HELLO */
+  hx_run(&h, p_never, NULL, 200); /* (it is in before them) */
+  assert_int_equal(sftq_stream_open_bidi(h.c, &h.ctl.sid), 0);
+  hx_hello(&h);
+  hx_run(&h, p_never, NULL, 100);
+  hx_chunk(&h, &c1, f1, CS, 1); /* before its OFFER */
+  hx_chunk(&h, &cx, x, CS, 1);  /* before its OFFER, which is refused */
+  hx_run(&h, p_never, NULL, 200);
+  hx_offer(&h, 0, "f", 1, CS, CS);
+  get_accept(&h, 0, &a);
+  assert_int_equal(a.status, SFT_ACCEPT_OK);
+  hx_complete(&h, 0, r0); /* the root before the chunk's ACK: kept */
+  wait_msg(&h, SFT_MSG_COMPLETE, 0, &at);
+  hx_offer(&h, 1, "g", 1, CS, CS);
+  get_accept(&h, 1, &a);
+  assert_int_equal(a.status, SFT_ACCEPT_OK);
+  hx_complete(&h, 1, r1);
+  wait_msg(&h, SFT_MSG_COMPLETE, 1, &at);
+  hx_offer(&h, 2, "x", 1, CS, CS);
+  get_accept(&h, 2, &a);
+  assert_int_equal(a.status, SFT_ACCEPT_REFUSED);
+  hx_chunk(&h, &cx, x, CS, 1); /* after the refusal */
+  hx_complete(&h, 2, r1);      /* COMPLETE of a refused file: ignored */
+  {
+    const uint64_t idx[] = {0};
+    struct ackq aq = {1, idx, 1};
+    hx_run(&h, p_acked, &aq, 2000);
+  }
+  assert_false(h.closed);
+  assert_false(find_msg(&h, SFT_MSG_ERROR, ANY_FILE, NULL));
+  hx_finish(&h);
+  snprintf(p, sizeof(p), "%s/f", h.dl);
+  assert_int_equal(read_file(p, out, sizeof(out)), (ssize_t)CS);
+  assert_memory_equal(out, f0, CS);
+  snprintf(p, sizeof(p), "%s/g", h.dl);
+  assert_int_equal(read_file(p, out, sizeof(out)), (ssize_t)CS);
+  assert_memory_equal(out, f1, CS);
+  snprintf(p, sizeof(p), "%s/x", h.dl);
+  assert_int_equal(read_file(p, out, sizeof(out)), 3); /* untouched */
+  hx_cleanup(&h);
+}
+
 static void test_protocol_violations(void **state) {
   int missing = 0;
   char list[1024] = "";
@@ -1102,7 +1190,7 @@ static void test_protocol_violations(void **state) {
     int got = run_violation((enum viol)v);
     /* Without a control stream there is nowhere to send an ERROR: the
      * CONNECTION_CLOSE code (checked above) is the whole answer. */
-    if (!got && v != V_DATA_FIRST) {
+    if (!got && v != V_CTL_NOT_FIRST) {
       missing++;
       strncat(list, viol_name[v], sizeof(list) - strlen(list) - 3);
       strncat(list, "; ", sizeof(list) - strlen(list) - 1);
@@ -2146,6 +2234,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_name_over_wire_bound, teardown),
       cmocka_unit_test_teardown(test_symlinks_and_existing, teardown),
       cmocka_unit_test_teardown(test_protocol_violations, teardown),
+      cmocka_unit_test_teardown(test_early_chunks, teardown),
       cmocka_unit_test_teardown(test_bad_digest_and_root, teardown),
       cmocka_unit_test_teardown(test_huge_size_refused, teardown),
       cmocka_unit_test_teardown(test_memory_bound, teardown),

@@ -708,6 +708,58 @@ static void test_send_early_complete(void **state) {
   sft_xsend_del(s);
 }
 
+/* start_early: chunks go before the ACCEPT; the ACCEPT then merges (held
+ * chunks acked, the held one in flight reported) instead of re-accepting
+ * (which would send every chunk in flight again). */
+static void test_send_start_early(void **state) {
+  (void)state;
+  enum { N = 6 };
+  struct sft_xsend *s = mk_send(N, N, 100, 2);
+  struct sft_xsend_action a;
+  assert_int_equal(sft_xsend_start_early(s, 0), SFT_ERR_STATE); /* Idle */
+  assert_int_equal(sft_xsend_start(s, 0), 0);
+  assert_int_equal(sft_xsend_start_early(NULL, 0), SFT_ERR_INVAL);
+  assert_int_equal(sft_xsend_start_early(s, 0), 0);
+  assert_int_equal(sft_xsend_state(s), SFT_XS_TRANSFERRING);
+  assert_int_equal(sft_xsend_start_early(s, 0), SFT_ERR_STATE);
+  /* three chunks read and in flight */
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(sft_xsend_poll(s, 1, &a), 0);
+    assert_int_equal(a.type, SFT_XSEND_READ_CHUNK);
+    assert_int_equal(a.index, (uint64_t)i);
+    assert_true(a.send);
+    uint8_t d[SFT_HASH_LEN];
+    fake_digest(a.index, d);
+    assert_int_equal(sft_xsend_chunk_read(s, 1, a.index, d), 0);
+  }
+  /* the receiver holds 1 (in flight) and 4 (not read yet) */
+  uint8_t have = 0x12;
+  assert_int_equal(sft_xsend_on_accept(s, 2, &have, 1), 0);
+  assert_true(sft_xsend_acked(s, 1) && sft_xsend_acked(s, 4));
+  assert_false(sft_xsend_acked(s, 0) || sft_xsend_acked(s, 2));
+  assert_int_equal(sft_xsend_poll(s, 2, &a), 0);
+  assert_int_equal(a.type, SFT_XSEND_CANCEL_CHUNK);
+  assert_int_equal(a.index, 1);
+  int sends[N] = {0}, hashes[N] = {0};
+  assert_int_equal(drain_send(s, 2, sends, hashes, &a), 3);
+  /* 0 and 2 not sent again; 3 and 5 sent; 4 only hashed; 1 not read */
+  assert_int_equal(sends[0] + sends[1] + sends[2], 0);
+  assert_int_equal(sends[3], 1);
+  assert_int_equal(sends[5], 1);
+  assert_int_equal(hashes[4], 1);
+  struct sft_xsend_stats st;
+  sft_xsend_stats(s, &st);
+  assert_int_equal(st.resends, 0);
+  /* a second ACCEPT (after a reconnect) re-accepts: 0 and 2 were lost */
+  have = 0x3a; /* 1, 3, 4, 5 */
+  assert_int_equal(sft_xsend_on_accept(s, 3, &have, 1), 0);
+  memset(sends, 0, sizeof(sends));
+  assert_int_equal(drain_send(s, 3, sends, NULL, &a), 2);
+  assert_int_equal(sends[0], 1);
+  assert_int_equal(sends[2], 1);
+  sft_xsend_del(s);
+}
+
 /* ---- receiver units ----------------------------------------------------- */
 
 static struct sft_xrecv *mk_recv(uint64_t size, uint32_t batch, uint64_t delay,
@@ -2231,6 +2283,7 @@ int main(void) {
       cmocka_unit_test(test_send_network_failure),
       cmocka_unit_test(test_send_failures),
       cmocka_unit_test(test_send_early_complete),
+      cmocka_unit_test(test_send_start_early),
       cmocka_unit_test(test_recv_chunk_checks),
       cmocka_unit_test(test_recv_ack_batching),
       cmocka_unit_test(test_recv_root_mismatch),

@@ -160,7 +160,8 @@ enum sft_xsend_action_type {
   SFT_XSEND_CANCEL_CHUNK,  /* chunk .index was acked (or the root
                               confirmed) while still in flight in a stripe
                               that had parity sent (it may have been
-                              rebuilt): reset its stream if one is still
+                              rebuilt), or a merged ACCEPT says the receiver
+                              holds it: reset its stream if one is still
                               open, else ignore. Comes before DONE. */
 };
 
@@ -207,9 +208,17 @@ void sft_xsend_del(struct sft_xsend *s); /* NULL ok */
 /* Idle -> Preparing (Start). The daemon sends OFFER. SFT_ERR_STATE. */
 int sft_xsend_start(struct sft_xsend *s, uint64_t now);
 
+/* Preparing -> Transferring before the receiver's ACCEPT (a fresh file:
+ * its chunks go while the answer is on its way, a round trip sooner). The
+ * first on_accept that follows merges instead of re-accepting: chunks it
+ * holds are acked (CANCEL_CHUNK if in flight), nothing else changes; if
+ * the file is refused, the caller drops the machine. SFT_ERR_STATE. */
+int sft_xsend_start_early(struct sft_xsend *s, uint64_t now);
+
 /* The receiver's ACCEPT with its have-bitmap: held chunks count as acked
  * and are never sent (their digests are obtained by hash-only reads).
- * In Preparing: -> Transferring (Start, second phase). In Transferring,
+ * In Preparing: -> Transferring (Start, second phase). After start_early:
+ * merged (above). In Transferring,
  * Paused or Completing: a re-accept after a reconnect; the bitmap becomes
  * the truth (acked chunks absent from it are sent again, in-flight chunks
  * not in it are sent again at once); Completing with chunks missing goes
