@@ -123,7 +123,7 @@ struct rchunk {
   struct sft_chunk_hdr h;
   size_t hdr_len;
   uint8_t *data;
-  size_t got;
+  size_t got, cap; /* bytes in, bytes allocated */
   size_t credit; /* stream bytes consumed, credit not yet returned */
   int match, werr;
   uint8_t computed[SFT_HASH_LEN];
@@ -134,10 +134,10 @@ struct rchunk {
 
 /* Chunk streams whose file is not offered yet (the sender starts a fresh
  * file before our ACCEPT, and its OFFER, or HELLO, may come later than the
- * chunks when a packet is lost): parked on their link, at most this many
- * file ids ahead, and adopted when the OFFER is read (protocol.md). Their
+ * chunks when a packet is lost) are parked on their link, for file ids up
+ * to SFT_PROTO_PARK_FILES ahead, and adopted when the OFFER is read
+ * (protocol.md). Their buffers grow with the bytes that arrive, so their
  * memory is bounded by the flow-control credit they hold. */
-#define PARK_FILES 64
 
 struct rfin {
   uv_work_t w;
@@ -953,8 +953,9 @@ static int park_adopt(struct rsess *ss, uint64_t id, struct rfile *f) {
   return 0;
 }
 
-/* Feeds bytes of a chunk stream. Returns 0 or an error that fails the
- * session (protocol violation). */
+/* Feeds bytes of a chunk stream. Returns 0, SFT_ERR_AGAIN (a chunk of a
+ * file not offered yet that cannot be parked: the caller resets its
+ * stream), or an error that fails the session (protocol violation). */
 static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
                       int fin) {
   struct rsess *ss = k->ss;
@@ -976,10 +977,12 @@ static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
     if (rv)
       return rv;
     if (!ss || k->h.file_id >= ss->nfiles) {
-      /* Its file is not offered yet: parked until it is (or refused). */
-      if (k->h.file_id >= (ss ? ss->nfiles : 0) + PARK_FILES ||
-          k->h.payload_len > SFT_CHUNK_SIZE_MAX)
+      /* Its file is not offered yet: parked until it is (or refused). Too
+       * far ahead, or too many: reset, and the sender sends it again. */
+      if (k->h.payload_len > SFT_CHUNK_SIZE_MAX)
         return SFT_ERR_PEER;
+      if (k->h.file_id >= (ss ? ss->nfiles : 0) + SFT_PROTO_PARK_FILES)
+        return SFT_ERR_AGAIN;
       k->parked = 1;
     } else {
       f = ss->files[k->h.file_id];
@@ -994,10 +997,11 @@ static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
       }
     }
     k->have_hdr = 1;
-    if (!k->discard) {
+    if (!k->discard && !k->parked) {
       k->data = malloc(k->h.payload_len ? k->h.payload_len : 1);
       if (!k->data)
         return SFT_ERR_NOMEM;
+      k->cap = k->h.payload_len;
     }
     /* Bytes past the header in what we copied are payload. */
     data += take - (k->hdr_got - k->hdr_len);
@@ -1005,6 +1009,19 @@ static int chunk_feed(struct rchunk *k, const uint8_t *data, size_t len,
   }
   if (len > k->h.payload_len - k->got)
     return SFT_ERR_PEER;
+  if (!k->discard && k->got + len > k->cap) {
+    /* parked: the buffer grows with what arrives (twice, up to the chunk) */
+    size_t cap = k->cap ? k->cap : 64 * 1024;
+    uint8_t *d;
+    while (cap < k->got + len)
+      cap *= 2;
+    if (cap > k->h.payload_len)
+      cap = k->h.payload_len;
+    if (!(d = realloc(k->data, cap ? cap : 1)))
+      return SFT_ERR_NOMEM;
+    k->data = d;
+    k->cap = cap;
+  }
   if (!k->discard)
     memcpy(k->data + k->got, data, len);
   k->got += len;
@@ -1775,7 +1792,13 @@ void recv_cb_stream_data(struct receiver *r, sftq_conn *c, int64_t sid,
     }
     l->last_rx = now();
     rv = chunk_feed(k, data, len, fin);
-    if (rv) {
+    if (rv == SFT_ERR_AGAIN) {
+      /* not parked (see chunk_feed): reset, the sender sends it again */
+      XP(stream_cancel, c, sid, (uint64_t)-SFT_ERR_AGAIN);
+      XP(stream_set_user, c, sid, NULL);
+      XP(stream_consume, c, sid, k->credit);
+      rchunk_free(k);
+    } else if (rv) {
       XP(stream_set_user, c, sid, NULL);
       XP(stream_consume, c, sid, k->credit);
       rchunk_free(k);

@@ -156,6 +156,8 @@ struct sender {
   struct slink *ctl; /* the link control messages go on (hello_ok) */
   int ever_up;       /* some link completed HELLO once */
   int announced;     /* SFTD_EV_CONNECTED emitted */
+  uint64_t answered; /* files 0 .. answered-1 have their ACCEPT (the
+                        receiver read their OFFERs) */
   int down;          /* no link is up: files are in network failure */
   int max_retries;
   struct walk_list wl;
@@ -501,9 +503,11 @@ static void offer_more(struct sender *s) {
     ev.man = &f->man;
     ev.path = f->e->path;
     emit(s, &ev);
-    /* A fresh file's chunks go now, a round trip before its ACCEPT; a
-     * resumed one waits for the receiver's bitmap. */
-    if (!resumed && f->man.kind == SFT_FILE_REGULAR && f->man.size)
+    /* A fresh file's chunks go now, a round trip before its ACCEPT, if
+     * the receiver can park them (protocol.md); a resumed one waits for
+     * the receiver's bitmap. */
+    if (!resumed && f->man.kind == SFT_FILE_REGULAR && f->man.size &&
+        f->id < s->answered + SFT_PROTO_PARK_FILES)
       (void)file_begin(s, f, 1, NULL, 0);
   }
   if (s->ever_up && s->finished == s->nfiles)
@@ -1032,9 +1036,42 @@ static void cancel_chunk(struct sender *s, struct sfile *f, uint64_t index) {
 
 /* ---- links: connect, fall back, lose, reconnect ------------------------- */
 
-static void link_reset(struct slink *l) {
+/* The control messages sent on the control link may be lost with it: every
+ * file in flight sends its COMPLETE again (and fin_early waits for it). */
+static void control_lost(struct sender *s) {
+  for (size_t i = 0; i < s->next_offer; i++) {
+    struct sfile *f = &s->files[i];
+    f->complete_sent = 0;
+    if (f->st == SF_ACTIVE)
+      sft_xsend_on_control_lost(f->xs, now());
+  }
+}
+
+/* Link |l| gives up connection |c| (NULL: gone). Chunks still on it (a
+ * first link dropped before HELLO was answered carries the chunks of fresh
+ * files) are sent again; if it carried the control messages before the
+ * session was up, the next link to come up carries them and makes the
+ * offers again (link_hello). */
+static void link_drop(struct slink *l, sftq_conn *c) {
+  struct sender *s = l->s;
+  while (l->wire) {
+    struct sjob *j = l->wire;
+    if (c)
+      XP(stream_set_user, c, j->sid, NULL);
+    if (!j->cancelled)
+      job_lost(j);
+    job_free(s, j);
+  }
+  if (s->ctl == l && !s->ever_up) {
+    s->ctl = NULL;
+    control_lost(s);
+  }
   ctrl_free(&l->ctl);
   ctrl_init(&l->ctl);
+}
+
+static void link_reset(struct slink *l) {
+  link_drop(l, l->c);
   l->c = NULL;
   l->connected = l->hello_ok = l->fin_sent = 0;
   l->fallback_at = 0;
@@ -1244,12 +1281,11 @@ static void ctl_moved(struct sender *s) {
   s->ctl = first_up(s);
   if (!s->ctl)
     return;
+  control_lost(s);
   for (size_t i = 0; i < s->next_offer; i++) {
     struct sfile *f = &s->files[i];
     if (f->st == SF_OFFERED || (f->st == SF_ACTIVE && f->spec))
       send_offer(s, f);
-    else if (f->st == SF_ACTIVE)
-      sft_xsend_on_control_lost(f->xs, now()); /* COMPLETE again */
   }
 }
 
@@ -1565,6 +1601,12 @@ static int file_begin(struct sender *s, struct sfile *f, int early,
 
 static int on_accept(struct sender *s, const struct sft_msg_accept *m) {
   struct sfile *f = file_by_id(s, m->file_id);
+  if (f && m->file_id >= s->answered)
+    s->answered = m->file_id + 1;
+  if (f && f->st == SF_ACTIVE &&
+      sft_xfer_state_terminal(sft_xsend_state(f->xs)))
+    return 0; /* ended before its ACCEPT (failed, or confirmed on another
+                 link first): the pump reaps it */
   if (f && f->st == SF_ACTIVE && f->spec) {
     /* The answer to an offer whose chunks went early. */
     f->spec = 0;
@@ -1867,11 +1909,10 @@ static void link_hello(struct slink *l, sftq_conn *c) {
   if (l->ctl.c == c)
     return;
   if (l->ctl.c) {
-    /* the stream was opened on this link's other attempt (fallback race) */
-    ctrl_free(&l->ctl);
-    ctrl_init(&l->ctl);
-    if (s->ctl == l && !s->ever_up)
-      s->ctl = NULL;
+    /* the stream was opened on this link's other attempt (fallback race):
+     * what went on it goes again on this one */
+    link_drop(l, l->ctl.c);
+    l->fin_sent = 0;
   }
   rv = XP(stream_open_bidi, c, &l->ctl.sid);
   if (rv) {
@@ -1950,9 +1991,9 @@ void send_cb_stream_data(sftq_conn *c, int64_t sid, const uint8_t *data,
   if (rv && !s->closing)
     finish(s, SFT_ERR_PEER, "the receiver sent an invalid control message (%s)",
            sft_strerror(rv));
+  pump(s); /* (reaps a file whose echo came with the receiver's FIN) */
   if (fin && !s->closing && s->finished < s->nfiles)
     XPV(conn_close, c, 0); /* reconnects unless the receiver said why */
-  pump(s);
 }
 
 void send_cb_stream_close(sftq_conn *c, int64_t sid, uint64_t app_error) {

@@ -62,6 +62,13 @@
 #define SFT_PROTO_VERSION_CURRENT 1
 #define SFT_PROTO_ALPN "sft/1" /* QUIC/TLS ALPN; stays for every version */
 
+/* A chunk stream may arrive before its file's OFFER (the sender starts a
+ * fresh file before the ACCEPT): the receiver keeps (parks) it when its
+ * file id is below (OFFERs read) + SFT_PROTO_PARK_FILES, and the sender
+ * starts a file early only when its id is below (OFFERs answered) + this
+ * (docs/internals/protocol.md, "Pipelining"). */
+#define SFT_PROTO_PARK_FILES 64
+
 /* Negotiate as described above. Errors: SFT_ERR_INVAL (a min of 0 or a
  * min > current on either side), SFT_ERR_VERSION (no common version).
  * *out set only on success. */
