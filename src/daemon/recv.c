@@ -266,11 +266,33 @@ static void sess_fail(struct rsess *ss, struct rlink *l, int err,
   sess_end_files(ss, SFT_ERR_PEER, "the session failed");
 }
 
+static int sess_unfinished(const struct rsess *ss);
+
+/* Every file the session offered is finished and verified here (none
+ * refused or failed): its links close with SFT_PROTO_CLOSE_DONE. */
+static int sess_all_ok(const struct rsess *ss) {
+  if (ss->failed || !ss->nfiles)
+    return 0;
+  for (size_t i = 0; i < ss->nfiles; i++)
+    if (!ss->files[i] || ss->files[i]->st != RF_DONE)
+      return 0;
+  return 1;
+}
+
+/* The application code |l| closes with: its error, or at the end of a
+ * session whose files all succeeded, SFT_PROTO_CLOSE_DONE (a sender whose
+ * echoes were lost learns from it that they did). */
+static uint64_t link_close_code(const struct rlink *l) {
+  if (l->fail_code)
+    return (uint64_t)-l->fail_code;
+  return l->ss && sess_all_ok(l->ss) ? SFT_PROTO_CLOSE_DONE : 0;
+}
+
 void recv_cb_stream_acked(struct receiver *r, sftq_conn *c, int64_t sid) {
   struct rlink *l = XP(conn_user, c);
   (void)r;
   if (l && (l->fail_code || l->ending) && l->c && sid == l->ctl.sid)
-    XPV(conn_close, c, (uint64_t)-l->fail_code);
+    XPV(conn_close, c, link_close_code(l));
 }
 
 /* ---- files ----------------------------------------------------------------
@@ -1318,7 +1340,7 @@ static void link_deadline(struct rlink *l, uint64_t t, uint64_t *next) {
     return;
   if (l->close_at <= t) {
     l->close_at = 0;
-    XPV(conn_close, l->c, (uint64_t)-l->fail_code);
+    XPV(conn_close, l->c, link_close_code(l));
   } else if (l->close_at < *next) {
     *next = l->close_at;
   }
@@ -1707,14 +1729,27 @@ void recv_cb_stream_open(struct receiver *r, sftq_conn *c, int64_t sid) {
   XP(stream_set_user, c, sid, k);
 }
 
-/* How long an ending link waits for the sender to take our last messages:
- * max(300 ms, 4 srtt), at most 2 s. */
-static uint64_t end_wait(struct rlink *l) {
+/* How long a link at the end of a session waits before it closes.
+ * |acked|: it closes as soon as our FIN is acknowledged (everything we sent
+ * on its control stream arrived, the last COMPLETE echo with it), so the
+ * deadline only bounds a wait for an answer that does not come: long
+ * enough for QUIC to repeat a lost echo several times (16 PTOs: the
+ * original and 4 backed-off repeats), 2 s to 10 s. At 30 % loss and 100 ms
+ * of delay the earlier max(300 ms, 4 srtt) let the echo and its one
+ * repeat both be lost, the sender never learnt that its file had arrived,
+ * and a --once receiver was gone (test_badnet_loss30 a, CI of session 8).
+ * Other links carry no FIN of ours: max(300 ms, 4 srtt), at most 2 s. */
+static uint64_t end_wait(struct rlink *l, int acked) {
   sftq_stats st;
-  uint64_t wait = 300000000ull;
-  if (XP(conn_stats, l->c, &st) == 0 && 4 * st.srtt_ns > wait)
-    wait = 4 * st.srtt_ns;
-  return wait > 2000000000ull ? 2000000000ull : wait;
+  uint64_t wait = acked ? 2000000000ull : 300000000ull;
+  uint64_t cap = acked ? 10000000000ull : 2000000000ull;
+  if (XP(conn_stats, l->c, &st) == 0) {
+    uint64_t w = acked ? 16 * (st.srtt_ns + 4 * st.rttvar_ns + 25000000ull)
+                       : 4 * st.srtt_ns;
+    if (w > wait)
+      wait = w;
+  }
+  return wait > cap ? cap : wait;
 }
 
 /* The sender ended the session (FIN on a control stream) and every file is
@@ -1728,7 +1763,8 @@ static uint64_t end_wait(struct rlink *l) {
  * echo (the sender's FIN comes with its last COMPLETE, before the echo; a
  * link closed at once dropped it, test_multipath b), and a deadline keeps
  * the sender's lost CONNECTION_CLOSE from holding the session (and a --once
- * receiver) until the idle timeout. */
+ * receiver) until the idle timeout. Either way, a session whose files all
+ * succeeded closes with SFT_PROTO_CLOSE_DONE (link_close_code). */
 static void sess_end_links(struct rsess *ss) {
   for (struct rlink *o = ss->links; o; o = o->next) {
     if (!o->c || o->fail_code || o->ending)
@@ -1736,9 +1772,9 @@ static void sess_end_links(struct rsess *ss) {
     if (o->peer_fin &&
         XP(stream_write, o->c, o->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0) {
       o->ending = 1;
-      o->close_at = now() + end_wait(o);
+      o->close_at = now() + end_wait(o, 1);
     } else if (!o->close_at) {
-      o->close_at = now() + end_wait(o);
+      o->close_at = now() + end_wait(o, 0);
     }
   }
 }

@@ -156,3 +156,24 @@ rc=0; "$SFT" recv 2>/dev/null || rc=$?; [ "$rc" = 2 ] || fail "recv without --di
 rc=0; "$SFT" send "$T/nope" 127.0.0.1:9 --data-dir "$T/sd" 2>"$T/e7" || rc=$?
 [ "$rc" = 1 ] && grep -q "$T/nope" "$T/e7" || fail "missing path: $rc $(cat "$T/e7")"
 ok "usage errors exit 2, a missing path exits 1 and is named"
+
+# 8. Every COMPLETE echo lost (SFT_TEST_DROP_ECHO: the sender reads none):
+#    the receiver closes with "every file verified" (SFT_PROTO_CLOSE_DONE)
+#    and the sender ends on that, over QUIC and over TCP. Before it, the
+#    sender reconnected to a --once receiver that had gone (CI: 30 % loss).
+mkdir -p "$T/in6"
+for tr in quic tcp; do
+  rm -rf "$T/in6/big.bin" "$T/in6/tree"
+  start_recv "r10$tr" --dir "$T/in6" --once --accept-any --transport "$tr" --data-dir "$T/rd"
+  rc=0
+  SFT_TEST_DROP_ECHO=1 timeout 60 "$SFT" send "$T/src/big.bin" "$T/src/tree" \
+    "127.0.0.1:$PORT" --no-daemon --transport "$tr" --retries 1 --json \
+    --data-dir "$T/sd" >"$T/s10$tr.out" 2>"$T/s10$tr.err" || rc=$?
+  [ "$rc" = 0 ] || { cat "$T/s10$tr.err"; tail -3 "$T/s10$tr.out"; fail "$tr, echoes lost: send exit $rc"; }
+  wait_exit "$RECV_PID"; [ "$RC" = 0 ] || fail "$tr, echoes lost: recv exit $RC"
+  grep -q '"event":"summary","ok":true,"files_ok":8' "$T/s10$tr.out" ||
+    fail "$tr, echoes lost: $(tail -1 "$T/s10$tr.out")"
+  cmp "$T/src/big.bin" "$T/in6/big.bin" && diff -r "$T/src/tree" "$T/in6/tree" ||
+    fail "$tr, echoes lost: copy differs"
+done
+ok "echoes lost: the sender ends on the receiver's all-verified close (QUIC, TCP)"

@@ -69,6 +69,15 @@
  * (docs/internals/protocol.md, "Pipelining"). */
 #define SFT_PROTO_PARK_FILES 64
 
+/* The application code of a receiver's connection close that says "every
+ * file this session offered is finished and verified here, each against
+ * the root of its COMPLETE". A receiver uses it once its last echo was
+ * acknowledged, or when it gives up waiting for that: a sender that did
+ * not get the echoes then ends those files as if they had come. Other
+ * closes carry -SFT_ERR_* (0: no error, nothing said about the files).
+ * (docs/internals/protocol.md, "The end of a session") */
+#define SFT_PROTO_CLOSE_DONE 0x100u
+
 /* Negotiate as described above. Errors: SFT_ERR_INVAL (a min of 0 or a
  * min > current on either side), SFT_ERR_VERSION (no common version).
  * *out set only on success. */

@@ -761,6 +761,11 @@ static void conn_start_closing(sftq_conn *c, const ngtcp2_connection_close_error
   c->closelen = (size_t)n;
   c->st = C_CLOSING;
   c->close_tx_next = 1;
+  /* Twice: a peer that loses it waits for its idle timeout or its own
+   * deadline (a receiver at the end of a session, up to 10 s), and the
+   * closing period below answers only the packets that still come: a
+   * sender that closes on its last echo has nothing more coming. */
+  conn_send_close(c);
   conn_send_close(c);
   report_closed(c, reason, app);
   arm_close_timer(c);
