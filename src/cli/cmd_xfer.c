@@ -38,6 +38,7 @@ static int exit_code(int err) {
   case SFT_ERR_AUTH:
     return SFT_EXIT_AUTH;
   case SFT_ERR_TIMEOUT:
+  case SFT_ERR_REFUSED:
   case SFT_ERR_CLOSED:
   case SFT_ERR_VERSION:
     return SFT_EXIT_NETWORK;

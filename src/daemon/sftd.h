@@ -226,9 +226,10 @@ struct sftd_result {
 /* Sends every path to the receiver at host:port. Returns 0 when every file
  * was delivered and verified; otherwise the result says what failed:
  * SFT_ERR_AUTH (identity refused or mismatched), SFT_ERR_TIMEOUT /
- * SFT_ERR_CLOSED / SFT_ERR_IO (network), SFT_ERR_EXISTS / SFT_ERR_NOSPACE /
- * SFT_ERR_TOO_LARGE / SFT_ERR_PATH (refused by the receiver),
- * SFT_ERR_DIGEST (verification), SFT_ERR_NOT_FOUND (a local path). */
+ * SFT_ERR_REFUSED (nothing listens) / SFT_ERR_CLOSED / SFT_ERR_IO (network),
+ * SFT_ERR_EXISTS / SFT_ERR_NOSPACE / SFT_ERR_TOO_LARGE / SFT_ERR_PATH (refused
+ * by the receiver), SFT_ERR_DIGEST (verification), SFT_ERR_NOT_FOUND (a local
+ * path). */
 int sftd_send(const struct sftd_send_opts *o, struct sftd_result *res);
 
 struct sftd_recv_opts {

@@ -131,7 +131,9 @@ rc=0; "$SFT" send "$T/bw.bin" 127.0.0.1:9 --bwlimit fast 2>/dev/null || rc=$?
 ok "--bwlimit 16M: 4 MiB took $(( (t1 - t0) / 1000000 )) ms (>= 1500), bad value exits 2"
 
 # 6c. UDP blocked: a receiver that only listens on TCP. The sender tries
-#     QUIC, gives up after 3 s, and the same protocol runs over TCP+TLS.
+#     QUIC, gives up (at once on the ICMP port unreachable, after 3 s when
+#     UDP is silently dropped: test_badnet f), and the same protocol runs
+#     over TCP+TLS.
 mkdir -p "$T/in5"
 start_recv r8 --dir "$T/in5" --once --accept-any --transport tcp --data-dir "$T/rd"
 "$SFT" send "$T/src/big.bin" "127.0.0.1:$PORT" --no-daemon --data-dir "$T/sd" \
@@ -145,7 +147,7 @@ start_recv r9 --dir "$T/in5" --once --accept-any --transport tcp --data-dir "$T/
   --data-dir "$T/sd" >/dev/null 2>&1 || fail "--transport tcp"
 wait_exit "$RECV_PID"
 cmp "$T/src/big.bin" "$T/in5/big.bin" || fail "tcp copy differs"
-ok "UDP blocked: falls back to TCP+TLS after 3 s and completes; --transport tcp works"
+ok "no QUIC listener: falls back to TCP+TLS and completes; --transport tcp works"
 
 # 7. Usage errors exit 2; a missing path exits 1 naming it; nobody
 #    listening exits 5.
@@ -155,7 +157,17 @@ rc=0; "$SFT" send "$T/other" 127.0.0.1:9 --priority urgent 2>/dev/null || rc=$?;
 rc=0; "$SFT" recv 2>/dev/null || rc=$?; [ "$rc" = 2 ] || fail "recv without --dir: $rc"
 rc=0; "$SFT" send "$T/nope" 127.0.0.1:9 --data-dir "$T/sd" 2>"$T/e7" || rc=$?
 [ "$rc" = 1 ] && grep -q "$T/nope" "$T/e7" || fail "missing path: $rc $(cat "$T/e7")"
-ok "usage errors exit 2, a missing path exits 1 and is named"
+# Nobody listens: QUIC's ICMP port unreachable and TCP's RST end the attempt
+# at once (exit 5, "refused"); it waited for the 10 s handshake timeout and
+# said "no answer". A port just bound and closed is free.
+free=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+for tr in auto quic tcp; do
+  rc=0; timeout 9 "$SFT" send "$T/other" "127.0.0.1:$free" --no-daemon --transport "$tr" \
+    --data-dir "$T/sd" 2>"$T/e7$tr" || rc=$?
+  [ "$rc" = 5 ] && grep -q "refused the connection: nothing listens on" "$T/e7$tr" ||
+    fail "nobody listening, --transport $tr: exit $rc $(cat "$T/e7$tr")"
+done
+ok "usage errors exit 2, a missing path exits 1 and is named, nobody listening exits 5 (refused)"
 
 # 8. Every COMPLETE echo lost (SFT_TEST_DROP_ECHO: the sender reads none):
 #    the receiver closes with "every file verified" (SFT_PROTO_CLOSE_DONE)

@@ -1164,6 +1164,156 @@ static void via_ok_case(uv_loop_t *loop, side *srv, sftq_ctx *cctx,
 /* sftq_connect_via: the source address is the bound one; family mismatch
  * and an address that is not on this host fail at once, without a closed
  * callback and without leaking the socket. */
+/* A free UDP port on 127.0.0.1 (bound, then closed: nothing listens). */
+static uint16_t closed_udp_port(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  socklen_t al = sizeof a;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_true(fd >= 0);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static int cli_closed(void *p) {
+  return ((side *)p)->closed >= 1;
+}
+
+/* Nothing listens on the port: the ICMP port unreachable fails the
+ * handshake with SFT_ERR_REFUSED (it waited for the 10 s handshake timeout,
+ * deaf: libuv had stopped the poll handle on POLLERR). */
+static void test_connect_refused(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side cli = {.name = "client"};
+  sftq_config ccfg;
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(
+      sftq_connect(cli.ctx, "127.0.0.1", closed_udp_port(), NULL, &c), 0);
+  assert_true(run_until(&loop, cli_closed, &cli, 8000));
+  assert_int_equal(cli.reason, SFT_ERR_REFUSED);
+  assert_int_equal(cli.connected, 0);
+  sftq_ctx_free(cli.ctx);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* A UDP relay between a client and the server, on a port of its own that
+ * it can leave and take again (the client's socket is connected to it). */
+typedef struct relay {
+  uv_loop_t *loop;
+  uv_udp_t u;
+  int open;
+  uint16_t port, server_port;
+  struct sockaddr_in client;
+  int have_client;
+  uint64_t fwd;
+} relay;
+
+static void relay_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
+  static char buf[65536];
+  (void)h;
+  (void)sz;
+  *b = uv_buf_init(buf, sizeof buf);
+}
+
+static void relay_recv(uv_udp_t *u, ssize_t n, const uv_buf_t *b,
+                       const struct sockaddr *from, unsigned flags) {
+  relay *r = u->data;
+  struct sockaddr_in to = {.sin_family = AF_INET};
+  (void)flags;
+  if (n <= 0 || !from || from->sa_family != AF_INET)
+    return;
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (((const struct sockaddr_in *)from)->sin_port == htons(r->server_port)) {
+    if (!r->have_client)
+      return;
+    to = r->client;
+  } else {
+    memcpy(&r->client, from, sizeof r->client);
+    r->have_client = 1;
+    to.sin_port = htons(r->server_port);
+  }
+  uv_buf_t out = uv_buf_init(b->base, (unsigned)n);
+  if (uv_udp_try_send(u, &out, 1, (const struct sockaddr *)&to) == n)
+    r->fwd++;
+}
+
+static void relay_open(relay *r) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(r->port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(uv_udp_init(r->loop, &r->u), 0);
+  r->u.data = r;
+  assert_int_equal(
+      uv_udp_bind(&r->u, (const struct sockaddr *)&a, UV_UDP_REUSEADDR), 0);
+  if (!r->port) {
+    int al = sizeof a;
+    assert_int_equal(uv_udp_getsockname(&r->u, (struct sockaddr *)&a, &al), 0);
+    r->port = ntohs(a.sin_port);
+  }
+  assert_int_equal(uv_udp_recv_start(&r->u, relay_alloc, relay_recv), 0);
+  r->open = 1;
+}
+
+static void relay_close(relay *r) {
+  uv_close((uv_handle_t *)&r->u, NULL);
+  uv_run(r->loop, UV_RUN_NOWAIT); /* the port is free when this returns */
+  r->open = 0;
+}
+
+static int sent_once(void *p) {
+  (void)p;
+  return 0;
+}
+
+/* After the handshake an ICMP port unreachable (the relay's port closed
+ * for a moment) neither ends the connection nor deafens it: the echo
+ * written while the port was closed arrives once it is open again. Before
+ * the fix the client's poll handle stayed stopped (libuv stops it on
+ * POLLERR) and the echo never came back. */
+static void test_icmp_after_handshake(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  side srv = {.name = "server", .echo = 1}, cli = {.name = "client"};
+  sftq_config scfg, ccfg;
+  base_cfg(&scfg, &srv, g_scert, g_skey);
+  base_cfg(&ccfg, &cli, g_ccert, g_ckey);
+  relay r = {.loop = &loop};
+  r.server_port = start_server(&loop, &srv, &scfg);
+  relay_open(&r);
+  assert_int_equal(sftq_ctx_new(&cli.ctx, &loop, &ccfg), 0);
+  sftq_conn *c;
+  assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", r.port, NULL, &c), 0);
+  pair p = {&cli, &srv, 1};
+  assert_true(run_until(&loop, both_connected, &p, 5000));
+  /* settle: the handshake's last packets are through */
+  (void)run_until(&loop, sent_once, NULL, 100);
+
+  relay_close(&r);
+  int64_t sid;
+  static const char m[] = "written while the port was closed";
+  sftq_iov v = {m, sizeof m - 1};
+  assert_int_equal(sftq_stream_open_bidi(c, &sid), 0);
+  assert_int_equal(
+      sftq_stream_write(c, sid, &v, 1, SFTQ_WRITE_COPY | SFTQ_WRITE_FIN), 0);
+  /* the client sends into the closed port and gets the ICMP error */
+  (void)run_until(&loop, sent_once, NULL, 300);
+  assert_int_equal(cli.closed, 0); /* ignored after the handshake */
+  relay_open(&r);
+  assert_true(run_until(&loop, echo_done, &cli, 8000));
+  assert_int_equal(cli.echo_len, sizeof m - 1);
+  assert_memory_equal(cli.echo_buf, m, cli.echo_len);
+  assert_int_equal(cli.closed, 0);
+  relay_close(&r);
+  finish(&loop, srv.ctx, cli.ctx);
+}
+
 static void test_connect_via(void **state) {
   (void)state;
   uv_loop_t loop;
@@ -1270,6 +1420,8 @@ int main(void) {
       cmocka_unit_test(test_stream_cancel),
       cmocka_unit_test(test_stateless_reset_and_vn),
       cmocka_unit_test(test_connect_via),
+      cmocka_unit_test(test_connect_refused),
+      cmocka_unit_test(test_icmp_after_handshake),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

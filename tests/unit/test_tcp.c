@@ -852,12 +852,13 @@ static void test_handshake_timeout(void **state) {
   run_until(&cl, 0, 1, 0);
   assert_int_equal(cl.reason, SFT_ERR_TIMEOUT);
   assert_int_equal(cl.connected, 0);
-  /* refused connection: SFT_ERR_IO */
+  /* refused connection: SFT_ERR_REFUSED (was SFT_ERR_IO: the sender could
+   * not say "nothing listens") */
   close(fd);
   assert_int_equal(
       sftt_connect(cl.ctx, "127.0.0.1", ntohs(a.sin_port), NULL, &c), 0);
   run_until(&cl, 0, 2, 0);
-  assert_int_equal(cl.reason, SFT_ERR_IO);
+  assert_int_equal(cl.reason, SFT_ERR_REFUSED);
   assert_int_equal(sftt_connect(cl.ctx, "not-an-ip", 1, NULL, &c),
                    SFT_ERR_INVAL);
   loop_end(cl.ctx, NULL);

@@ -10,32 +10,33 @@
 #ifndef SFT_ERR_H
 #define SFT_ERR_H
 
-#define SFT_ERRNO_MAP(XX)                                                     \
-  XX(NOMEM, -1, "out of memory")                                              \
-  XX(INVAL, -2, "invalid argument")                                           \
-  XX(RANGE, -3, "value out of range")                                         \
-  XX(TRUNCATED, -4, "input ends early")                                       \
-  XX(MALFORMED, -5, "malformed encoding")                                     \
-  XX(VERSION, -6, "unsupported version")                                      \
-  XX(TOO_LARGE, -7, "length exceeds its bound")                               \
-  XX(DIGEST, -8, "digest mismatch")                                           \
-  XX(ERASURES, -9, "too many erasures to decode")                             \
-  XX(FULL, -10, "capacity exhausted")                                         \
-  XX(EMPTY, -11, "nothing to dequeue")                                        \
-  XX(STATE, -12, "invalid in the current state")                              \
-  XX(RETRIES, -13, "maximum retries exceeded")                                \
-  XX(NOT_FOUND, -14, "not found")                                             \
-  XX(EXISTS, -15, "already exists")                                           \
-  XX(IO, -16, "input/output error")                                           \
-  XX(UNSUPPORTED, -17, "unsupported")                                         \
-  XX(PATH, -18, "unsafe or invalid path")                                     \
-  XX(NOSPACE, -19, "not enough space")                                        \
-  XX(PEER, -20, "peer misbehaved")                                            \
-  XX(AUTH, -21, "authentication failed")                                      \
-  XX(TIMEOUT, -22, "timed out")                                               \
-  XX(CLOSED, -23, "connection closed")                                        \
-  XX(CANCELLED, -24, "cancelled")                                             \
-  XX(AGAIN, -25, "try again later")
+#define SFT_ERRNO_MAP(XX)                                                      \
+  XX(NOMEM, -1, "out of memory")                                               \
+  XX(INVAL, -2, "invalid argument")                                            \
+  XX(RANGE, -3, "value out of range")                                          \
+  XX(TRUNCATED, -4, "input ends early")                                        \
+  XX(MALFORMED, -5, "malformed encoding")                                      \
+  XX(VERSION, -6, "unsupported version")                                       \
+  XX(TOO_LARGE, -7, "length exceeds its bound")                                \
+  XX(DIGEST, -8, "digest mismatch")                                            \
+  XX(ERASURES, -9, "too many erasures to decode")                              \
+  XX(FULL, -10, "capacity exhausted")                                          \
+  XX(EMPTY, -11, "nothing to dequeue")                                         \
+  XX(STATE, -12, "invalid in the current state")                               \
+  XX(RETRIES, -13, "maximum retries exceeded")                                 \
+  XX(NOT_FOUND, -14, "not found")                                              \
+  XX(EXISTS, -15, "already exists")                                            \
+  XX(IO, -16, "input/output error")                                            \
+  XX(UNSUPPORTED, -17, "unsupported")                                          \
+  XX(PATH, -18, "unsafe or invalid path")                                      \
+  XX(NOSPACE, -19, "not enough space")                                         \
+  XX(PEER, -20, "peer misbehaved")                                             \
+  XX(AUTH, -21, "authentication failed")                                       \
+  XX(TIMEOUT, -22, "timed out")                                                \
+  XX(CLOSED, -23, "connection closed")                                         \
+  XX(CANCELLED, -24, "cancelled")                                              \
+  XX(AGAIN, -25, "try again later")                                            \
+  XX(REFUSED, -26, "connection refused")
 
 enum sft_err {
   SFT_OK = 0,

@@ -1154,6 +1154,7 @@ enum sftd_grpc_code sftd_grpc_code_from_err(int err) {
     return SFTD_GRPC_PERMISSION_DENIED;
   case SFT_ERR_AGAIN:
   case SFT_ERR_CLOSED:
+  case SFT_ERR_REFUSED:
     return SFTD_GRPC_UNAVAILABLE;
   case SFT_ERR_TIMEOUT:
     return SFTD_GRPC_DEADLINE_EXCEEDED;

@@ -1204,6 +1204,8 @@ static void conn_write(sftq_conn *c) {
   }
 }
 
+static void ep_refused(sftq_ep *ep);
+
 static void conn_mark(sftq_conn *c) {
   if (c->in_dirty) return;
   c->in_dirty = true;
@@ -1221,6 +1223,9 @@ static void flush(sftq_ctx *ctx) {
       c->in_dirty = false;
       c->dnext = NULL;
       if (c->st != C_DEAD) conn_write(c);
+      /* a send took the refusal (the socket reports it once) */
+      if (c->st == C_LIVE && c->ep && c->ep->u.refused)
+        ep_refused(c->ep);
       if (c->st == C_DEAD) {
         /* Remove the rest of the snapshot? It is still linked via |list|. */
         conn_destroy(c);
@@ -1572,23 +1577,54 @@ static void ep_flush_pending(sftq_ep *ep) {
   }
 }
 
+/* The peer of client endpoint |ep| refused a datagram (ICMP port
+ * unreachable: nothing listens on that port). A connection whose handshake
+ * is not complete fails at once with SFT_ERR_REFUSED instead of waiting
+ * for its handshake timeout (10 s). After the handshake the refusal is
+ * ignored, as QUIC says (RFC 9000 s. 14.2: ICMP is unauthenticated); the
+ * idle timeout or the application notices a peer that is gone. */
+static void ep_refused(sftq_ep *ep) {
+  ep->u.refused = false;
+  for (sftq_conn *c = ep->ctx->conns; c; c = c->next)
+    if (c->ep == ep && !c->server && c->st == C_LIVE && !c->connected &&
+        !c->early)
+      conn_kill(c, SFT_ERR_REFUSED, 0);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   sftq_ep *ep = h->data;
   sftq_ctx *ctx = ep->ctx;
-  if (status < 0 || ep->closing) return;
+  if (ep->closing)
+    return;
+  if (status < 0) {
+    /* libuv stops a poll handle that reports POLLERR and says UV_EBADF: an
+     * ICMP error on a connected socket (a client's). Without a restart the
+     * endpoint went deaf: the connection lived on until its idle timeout
+     * and its handshake until the handshake timeout. Take the error (a
+     * refusal fails a handshake, ep_refused), poll again and read. */
+    sftq_udp_take_error(&ep->u);
+    uv_poll_start(&ep->poll,
+                  ep->blocked ? UV_READABLE | UV_WRITABLE : UV_READABLE,
+                  on_poll);
+    events = UV_READABLE;
+  }
   if ((events & UV_WRITABLE) && ep->blocked) ep_flush_pending(ep);
-  if (!(events & UV_READABLE)) return;
-  for (int i = 0; i < 64 && !ep->closing; i++) {
-    sftq_addr local, remote;
-    size_t seg = 0;
-    int n = sftq_udp_recv(&ep->u, ctx->rxbuf, sizeof ctx->rxbuf, &seg, &local,
-                          &remote);
-    if (n <= 0) break;
-    for (size_t o = 0; o < (size_t)n; o += seg) {
-      size_t l = (size_t)n - o < seg ? (size_t)n - o : seg;
-      ep_datagram(ep, ctx->rxbuf + o, l, &local, &remote);
+  if (events & UV_READABLE) {
+    for (int i = 0; i < 64 && !ep->closing; i++) {
+      sftq_addr local, remote;
+      size_t seg = 0;
+      int n = sftq_udp_recv(&ep->u, ctx->rxbuf, sizeof ctx->rxbuf, &seg, &local,
+                            &remote);
+      if (n <= 0)
+        break;
+      for (size_t o = 0; o < (size_t)n; o += seg) {
+        size_t l = (size_t)n - o < seg ? (size_t)n - o : seg;
+        ep_datagram(ep, ctx->rxbuf + o, l, &local, &remote);
+      }
     }
   }
+  if (ep->u.refused && !ep->closing)
+    ep_refused(ep);
 }
 
 static void on_ep_closed(uv_handle_t *h) {

@@ -66,6 +66,8 @@ typedef struct sftq_udp {
   bool wildcard; /* bound to 0.0.0.0/:: -> set the source with PKTINFO */
   sftq_addr local; /* getsockname() */
   uint32_t bufsize; /* SO_RCVBUF/SO_SNDBUF last asked for */
+  bool refused;     /* a connected socket got ECONNREFUSED (ICMP port
+                       unreachable) since the owner last looked */
 } sftq_udp;
 
 /* Asks for |want| bytes of receive and send buffer (SO_*BUFFORCE when
@@ -94,6 +96,10 @@ int sftq_udp_send(sftq_udp *u, const sftq_addr *local, const sftq_addr *remote,
  * nothing is left, SFT_ERR_IO on error. |*seg| is the datagram size
  * (== return value without GRO); |local| filled from PKTINFO (port from the
  * socket), |remote| from the source address. */
+/* Takes the socket's pending error (SO_ERROR, which clears it); notes a
+ * refusal in u->refused. For a poll that reported POLLERR. */
+void sftq_udp_take_error(sftq_udp *u);
+
 int sftq_udp_recv(sftq_udp *u, uint8_t *buf, size_t cap, size_t *seg,
                   sftq_addr *local, sftq_addr *remote);
 

@@ -190,7 +190,10 @@ int sftq_udp_send(sftq_udp *u, const sftq_addr *local, const sftq_addr *remote,
         return SFT_ERR_AGAIN;
       }
       /* EMSGSIZE (PMTU probe too big), ECONNREFUSED (ICMP): the datagram is
-       * lost like on the wire; QUIC recovers. */
+       * lost like on the wire; QUIC recovers (a refusal is noted: before
+       * the handshake it fails the connection, quic.c ep_refused). */
+      if (errno == ECONNREFUSED)
+        u->refused = true;
       if (errno != EMSGSIZE && errno != ECONNREFUSED && errno != EHOSTUNREACH &&
           errno != ENETUNREACH && errno != EPERM)
         return SFT_ERR_IO;
@@ -199,6 +202,14 @@ int sftq_udp_send(sftq_udp *u, const sftq_addr *local, const sftq_addr *remote,
   }
   *nsent_bytes = len;
   return 0;
+}
+
+void sftq_udp_take_error(sftq_udp *u) {
+  int err = 0;
+  socklen_t el = sizeof err;
+  if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 &&
+      err == ECONNREFUSED)
+    u->refused = true;
 }
 
 int sftq_udp_recv(sftq_udp *u, uint8_t *buf, size_t cap, size_t *seg,
@@ -222,7 +233,10 @@ int sftq_udp_recv(sftq_udp *u, uint8_t *buf, size_t cap, size_t *seg,
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      /* ICMP errors reported on connected sockets: skip. */
+      /* ICMP errors reported on connected sockets: skip (a refusal is
+       * noted, as on send). */
+      if (errno == ECONNREFUSED)
+        u->refused = true;
       if (errno == ECONNREFUSED || errno == EHOSTUNREACH ||
           errno == ENETUNREACH)
         continue;

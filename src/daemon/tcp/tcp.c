@@ -1432,7 +1432,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       return;
     if (err) {
       logf_(c->ctx, "tcp connect: %s", strerror(err));
-      conn_kill(c, SFT_ERR_IO, 0);
+      conn_kill(c, err == ECONNREFUSED ? SFT_ERR_REFUSED : SFT_ERR_IO, 0);
       return;
     }
     c->connecting = false;
@@ -1846,8 +1846,9 @@ int sftt_connect_via(sftt_ctx *ctx, const char *local, const char *host,
   (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
   if (connect(fd, (struct sockaddr *)&peer, plen) != 0 &&
       errno != EINPROGRESS) {
+    int refused = errno == ECONNREFUSED;
     close(fd);
-    return SFT_ERR_IO;
+    return refused ? SFT_ERR_REFUSED : SFT_ERR_IO;
   }
   sftt_conn *c = conn_new(ctx, fd, false);
   if (!c)
