@@ -72,6 +72,11 @@ struct sfile {
   int refused;
   int complete_sent; /* COMPLETE went on the control link since its OFFER */
   int spec;          /* its chunks go before the receiver's ACCEPT */
+  /* The root of our COMPLETE, once sent. Not in man.root: a manifest with
+   * a root lacks SFT_MANIFEST_HAS_ROOT (an OFFER never carries one), and a
+   * re-offer after a reconnect then failed to encode (MALFORMED), which
+   * ended the session ("cannot send the offer"). */
+  uint8_t root[SFT_HASH_LEN];
   uint32_t jobs;     /* read jobs outstanding */
 };
 
@@ -346,7 +351,7 @@ static void file_end(struct sfile *f, enum sfile_state st, int err,
     s->res->files_ok++;
     s->res->bytes += f->man.size;
     ev.type = SFTD_EV_FILE_DONE;
-    sft_hex(f->man.root, SFT_HASH_LEN, ev.root_hex);
+    sft_hex(f->root, SFT_HASH_LEN, ev.root_hex);
   } else {
     if (f->refused)
       s->res->files_refused++;
@@ -450,7 +455,7 @@ static void peer_done(struct sender *s) {
   for (size_t i = 0; i < s->nfiles; i++) {
     struct sfile *f = &s->files[i];
     if (f->st == SF_ACTIVE &&
-        sft_xsend_on_complete_confirm(f->xs, now(), f->man.root) == 0 &&
+        sft_xsend_on_complete_confirm(f->xs, now(), f->root) == 0 &&
         sft_xsend_state(f->xs) == SFT_XS_COMPLETED)
       file_end(f, SF_DONE, 0, NULL);
   }
@@ -1505,7 +1510,7 @@ static void pump(struct sender *s) {
         } else if (a.type == SFT_XSEND_SEND_COMPLETE) {
           struct sft_msg_complete m = {.file_id = f->id};
           memcpy(m.root, a.root, SFT_HASH_LEN);
-          memcpy(f->man.root, a.root, SFT_HASH_LEN);
+          memcpy(f->root, a.root, SFT_HASH_LEN);
           if (CTRL_SEND(&s->ctl->ctl, sft_msg_complete_encode, &m) == 0)
             f->complete_sent = 1;
         } else if (a.type == SFT_XSEND_ENCODE_PARITY) {

@@ -94,3 +94,31 @@ wait_exit "$S"
 [ "$RC" != 0 ] || fail "send succeeded without a receiver"
 grep -q "gave up after 2 attempts" "$T/s4.err" "$T/s4.out" || { cat "$T/s4.err"; fail "no clear give-up message"; }
 ok "receiver gone for good: clear error after --retries 2 (exit $RC)"
+
+# ---- 4. an outage after the COMPLETE went, before its echo ----------------------
+# A file within the sender's memory budget is read at once, so its COMPLETE
+# goes early (every digest known), long before the last chunk is acked; the
+# outage then makes the sender offer it again. The re-offer failed to encode
+# (its manifest carried the COMPLETE's root without HAS_ROOT: MALFORMED) and
+# the session ended with "cannot send the offer".
+head -c $((4 << 20)) /dev/urandom >"$T/small"
+mkdir -p "$T/in3"
+start_recv r5 --dir "$T/in3" --once --accept-any --data-dir "$T/rd" --json
+"$NETSIM" proxy --listen 127.0.0.1:0 --to "127.0.0.1:$PORT" \
+  >"$T/proxy5.out" 2>"$T/proxy5.err" & PROXY=$!
+PIDS+=("$PROXY")
+PP=$(wait_listen "$T/proxy5.out")
+"$SFT" send "$T/small" "$PP" --json --bwlimit 8M --transport quic \
+  --data-dir "$T/sd" >"$T/s5.out" 2>"$T/s5.err" & S=$!
+PIDS+=("$S")
+wait_progress "$T/s5.out" 25
+kill -USR1 "$PROXY"                       # black hole on
+for _ in $(seq 200); do grep -q '"event":"link_down"' "$T/s5.out" && break; sleep 0.05; done
+grep -q '"event":"link_down"' "$T/s5.out" || fail "4: the sender never noticed the outage"
+kill -USR1 "$PROXY"                       # black hole off
+wait_exit "$S"; [ "$RC" = 0 ] || { cat "$T/s5.err"; fail "4: send after outage exited $RC"; }
+wait_exit "$RECV_PID"; [ "$RC" = 0 ] || { cat "$T/r5.err"; fail "4: recv exited $RC"; }
+cmp "$T/small" "$T/in3/small" || fail "4: file differs after the outage"
+[ "$(field "$T/s5.out" reconnects)" -ge 1 ] || fail "4: no reconnect counted"
+ok "outage after the early COMPLETE: re-offered, reconnected and completed, byte-identical"
+kill "$PROXY" 2>/dev/null || true
