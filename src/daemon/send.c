@@ -417,22 +417,29 @@ static void end_gracefully(struct sender *s) {
   }
 }
 
-/* Every file is offered and has its COMPLETE on the control link (or is
- * finished): nothing more will go on it, so it ends now (FIN) rather than
+/* Every file is offered and each is finished or has its COMPLETE on the
+ * control link: nothing more goes on it. */
+static int all_complete_out(const struct sender *s) {
+  if (s->next_offer < s->nfiles)
+    return 0;
+  for (size_t i = 0; i < s->nfiles; i++) {
+    const struct sfile *f = &s->files[i];
+    if (f->st != SF_DONE && f->st != SF_FAILED &&
+        !(f->st == SF_ACTIVE && f->complete_sent))
+      return 0;
+  }
+  return 1;
+}
+
+/* Once all_complete_out, the control stream ends now (FIN) rather than
  * after the last COMPLETE echo. The receiver then ends the session as soon
  * as its last file is finished, and its echo and FIN arrive together: one
  * round trip less at the end (docs/internals/protocol.md). */
 static void fin_early(struct sender *s) {
   struct slink *l = s->ctl;
   if (!l || !l->c || !l->hello_ok || l->fin_sent || s->closing ||
-      s->next_offer < s->nfiles)
+      !all_complete_out(s))
     return;
-  for (size_t i = 0; i < s->nfiles; i++) {
-    const struct sfile *f = &s->files[i];
-    if (f->st != SF_DONE && f->st != SF_FAILED &&
-        !(f->st == SF_ACTIVE && f->complete_sent))
-      return;
-  }
   if (XP(stream_write, l->c, l->ctl.sid, NULL, 0, SFTQ_WRITE_FIN) == 0)
     l->fin_sent = 1;
 }
@@ -440,18 +447,12 @@ static void fin_early(struct sender *s) {
 /* A link closed with SFT_PROTO_CLOSE_DONE: the receiver finished every file
  * of the session, each verified against the root of our COMPLETE, and gave
  * up waiting for us to take its echoes (lost on a bad link). The files
- * whose COMPLETE went end as if their echo had come. Only when every file
- * is finished or has its COMPLETE out, as when fin_early sends the FIN: a
- * code at any other time says nothing we could trust about the rest. */
+ * whose COMPLETE went end as if their echo had come. Only once
+ * all_complete_out, as when fin_early sends the FIN: a code at any other
+ * time says nothing we could trust about the rest. */
 static void peer_done(struct sender *s) {
-  if (s->next_offer < s->nfiles)
+  if (!all_complete_out(s))
     return;
-  for (size_t i = 0; i < s->nfiles; i++) {
-    const struct sfile *f = &s->files[i];
-    if (f->st != SF_DONE && f->st != SF_FAILED &&
-        !(f->st == SF_ACTIVE && f->complete_sent))
-      return;
-  }
   for (size_t i = 0; i < s->nfiles; i++) {
     struct sfile *f = &s->files[i];
     if (f->st == SF_ACTIVE &&

@@ -1266,9 +1266,17 @@ static void relay_close(relay *r) {
   r->open = 0;
 }
 
-static int sent_once(void *p) {
-  (void)p;
-  return 0;
+/* The client sent a packet more than |base| (on loopback the ICMP error
+ * of a closed port is queued before sendmsg returns). */
+typedef struct sent_more {
+  sftq_conn *c;
+  uint64_t base;
+} sent_more;
+
+static int client_sent_more(void *p) {
+  sent_more *x = p;
+  sftq_stats st;
+  return sftq_conn_stats(x->c, &st) == 0 && st.pkts_sent > x->base;
 }
 
 /* After the handshake an ICMP port unreachable (the relay's port closed
@@ -1292,18 +1300,21 @@ static void test_icmp_after_handshake(void **state) {
   assert_int_equal(sftq_connect(cli.ctx, "127.0.0.1", r.port, NULL, &c), 0);
   pair p = {&cli, &srv, 1};
   assert_true(run_until(&loop, both_connected, &p, 5000));
-  /* settle: the handshake's last packets are through */
-  (void)run_until(&loop, sent_once, NULL, 100);
 
   relay_close(&r);
+  sftq_stats st0;
+  assert_int_equal(sftq_conn_stats(c, &st0), 0);
+  sent_more sm = {c, st0.pkts_sent};
   int64_t sid;
   static const char m[] = "written while the port was closed";
   sftq_iov v = {m, sizeof m - 1};
   assert_int_equal(sftq_stream_open_bidi(c, &sid), 0);
   assert_int_equal(
       sftq_stream_write(c, sid, &v, 1, SFTQ_WRITE_COPY | SFTQ_WRITE_FIN), 0);
-  /* the client sends into the closed port and gets the ICMP error */
-  (void)run_until(&loop, sent_once, NULL, 300);
+  /* the client sends into the closed port and gets the ICMP error; the
+   * next loop turn polls it (POLLERR) */
+  assert_true(run_until(&loop, client_sent_more, &sm, 5000));
+  uv_run(&loop, UV_RUN_NOWAIT);
   assert_int_equal(cli.closed, 0); /* ignored after the handshake */
   relay_open(&r);
   assert_true(run_until(&loop, echo_done, &cli, 8000));
