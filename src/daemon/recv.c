@@ -266,8 +266,6 @@ static void sess_fail(struct rsess *ss, struct rlink *l, int err,
   sess_end_files(ss, SFT_ERR_PEER, "the session failed");
 }
 
-static int sess_unfinished(const struct rsess *ss);
-
 /* Every file the session offered is finished and verified here (none
  * refused or failed): its links close with SFT_PROTO_CLOSE_DONE. */
 static int sess_all_ok(const struct rsess *ss) {

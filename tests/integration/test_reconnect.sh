@@ -33,23 +33,33 @@ wait_progress() {
   fail "the transfer never reached $2 % ($1)"
 }
 field() { sed -n "s/.*\"$2\":\([0-9a-z]*\).*/\1/p" "$1" | tail -n 1; }
+# start_proxy NAME: a clean netsim proxy to the receiver on $PORT; sets
+# PROXY (its pid, SIGUSR1 toggles a black hole) and PP (its address).
+start_proxy() {
+  "$NETSIM" proxy --listen 127.0.0.1:0 --to "127.0.0.1:$PORT" \
+    >"$T/$1.out" 2>"$T/$1.err" & PROXY=$!
+  PIDS+=("$PROXY")
+  PP=$(wait_listen "$T/$1.out")
+}
+# blackhole_until_down SENDER_OUT: black hole on, until the sender's
+# link_down event.
+blackhole_until_down() {
+  kill -USR1 "$PROXY"
+  for _ in $(seq 200); do grep -q '"event":"link_down"' "$1" && return 0; sleep 0.05; done
+  fail "the sender never noticed the outage ($1)"
+}
 
 head -c $((24 << 20)) /dev/urandom >"$T/big"
 mkdir -p "$T/in" "$T/in2"
 
 # ---- 1. outage longer than the idle timeout ---------------------------------
 start_recv r1 --dir "$T/in" --once --accept-any --data-dir "$T/rd" --json
-"$NETSIM" proxy --listen 127.0.0.1:0 --to "127.0.0.1:$PORT" \
-  >"$T/proxy.out" 2>"$T/proxy.err" & PROXY=$!
-PIDS+=("$PROXY")
-PP=$(wait_listen "$T/proxy.out")
+start_proxy proxy
 "$SFT" send "$T/big" "$PP" --json --bwlimit 60M --transport quic \
   --data-dir "$T/sd" >"$T/s1.out" 2>"$T/s1.err" & S=$!
 PIDS+=("$S")
 wait_progress "$T/s1.out" 50
-kill -USR1 "$PROXY"                       # black hole on
-for _ in $(seq 200); do grep -q '"event":"link_down"' "$T/s1.out" && break; sleep 0.05; done
-grep -q '"event":"link_down"' "$T/s1.out" || fail "the sender never noticed the outage"
+blackhole_until_down "$T/s1.out"
 for _ in $(seq 200); do grep -q "waiting up to" "$T/r1.out" && break; sleep 0.05; done
 grep -q "waiting up to" "$T/r1.out" || fail "the receiver did not keep the session"
 kill -USR1 "$PROXY"                       # black hole off
@@ -104,17 +114,12 @@ ok "receiver gone for good: clear error after --retries 2 (exit $RC)"
 head -c $((4 << 20)) /dev/urandom >"$T/small"
 mkdir -p "$T/in3"
 start_recv r5 --dir "$T/in3" --once --accept-any --data-dir "$T/rd" --json
-"$NETSIM" proxy --listen 127.0.0.1:0 --to "127.0.0.1:$PORT" \
-  >"$T/proxy5.out" 2>"$T/proxy5.err" & PROXY=$!
-PIDS+=("$PROXY")
-PP=$(wait_listen "$T/proxy5.out")
+start_proxy proxy5
 "$SFT" send "$T/small" "$PP" --json --bwlimit 8M --transport quic \
   --data-dir "$T/sd" >"$T/s5.out" 2>"$T/s5.err" & S=$!
 PIDS+=("$S")
 wait_progress "$T/s5.out" 25
-kill -USR1 "$PROXY"                       # black hole on
-for _ in $(seq 200); do grep -q '"event":"link_down"' "$T/s5.out" && break; sleep 0.05; done
-grep -q '"event":"link_down"' "$T/s5.out" || fail "4: the sender never noticed the outage"
+blackhole_until_down "$T/s5.out"
 kill -USR1 "$PROXY"                       # black hole off
 wait_exit "$S"; [ "$RC" = 0 ] || { cat "$T/s5.err"; fail "4: send after outage exited $RC"; }
 wait_exit "$RECV_PID"; [ "$RC" = 0 ] || { cat "$T/r5.err"; fail "4: recv exited $RC"; }
