@@ -472,6 +472,27 @@ static int send_offer(struct sender *s, struct sfile *f) {
   return CTRL_SEND(&s->ctl->ctl, sft_msg_offer_encode, &m);
 }
 
+/* Offers again, on the control link, the files offered before and not
+ * finished: those waiting for their ACCEPT and those whose chunks went
+ * before it, or (|all_active|, the session was down) every active one. An
+ * offer that cannot be sent ends the session: ignored, the link came up
+ * and nothing more happened (the sessions stuck on the re-offer that could
+ * not encode, fixed in 7416e61). 0, or the error. */
+static int offer_again(struct sender *s, int all_active) {
+  for (size_t i = 0; i < s->next_offer; i++) {
+    struct sfile *f = &s->files[i];
+    int rv;
+    if (f->st != SF_OFFERED && !(f->st == SF_ACTIVE && (all_active || f->spec)))
+      continue;
+    if ((rv = send_offer(s, f)) != 0) {
+      finish(s, rv, "cannot send the offer for %s: %s", f->man.name,
+             sft_strerror(rv));
+      return rv;
+    }
+  }
+  return 0;
+}
+
 /* While the link's rate is unknown (the first RATE_WAIT_NS after the
  * first connection, before a delivery-rate sample), only the first file is
  * offered: the others get a chunk size chosen from a measured rate. */
@@ -1292,19 +1313,8 @@ static void link_up(struct slink *l) {
       if (s->files[i].st == SF_ACTIVE)
         sft_xsend_on_network_recovered(s->files[i].xs, now());
   }
-  if (!reattach)
-    return;
-  for (size_t i = 0; i < s->next_offer; i++) {
-    struct sfile *f = &s->files[i];
-    if (f->st == SF_OFFERED || f->st == SF_ACTIVE) {
-      int rv = send_offer(s, f);
-      if (rv) {
-        finish(s, rv, "cannot send the offer for %s: %s", f->man.name,
-               sft_strerror(rv));
-        return;
-      }
-    }
-  }
+  if (reattach)
+    (void)offer_again(s, 1);
 }
 
 /* The control link died while others are up: offers in flight on it are
@@ -1314,11 +1324,7 @@ static void ctl_moved(struct sender *s) {
   if (!s->ctl)
     return;
   control_lost(s);
-  for (size_t i = 0; i < s->next_offer; i++) {
-    struct sfile *f = &s->files[i];
-    if (f->st == SF_OFFERED || (f->st == SF_ACTIVE && f->spec))
-      send_offer(s, f);
-  }
+  (void)offer_again(s, 0);
 }
 
 /* Link |l|'s connection is gone (|reason| as in sftq's closed callback). Its
@@ -1979,12 +1985,8 @@ static void link_hello(struct slink *l, sftq_conn *c) {
   s->ctl = l;
   if (!s->up_at)
     s->up_at = now();
-  for (size_t i = 0; i < s->next_offer; i++)
-    if ((s->files[i].st == SF_OFFERED ||
-         (s->files[i].st == SF_ACTIVE && s->files[i].spec)) &&
-        send_offer(s, &s->files[i]) != 0)
-      return;
-  offer_more(s);
+  if (offer_again(s, 0) == 0)
+    offer_more(s);
 }
 
 /* QUIC: our side of the handshake is complete (sftq's `early`): HELLO and
