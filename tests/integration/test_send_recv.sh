@@ -189,3 +189,25 @@ for tr in quic tcp; do
     fail "$tr, echoes lost: copy differs"
 done
 ok "echoes lost: the sender ends on the receiver's all-verified close (QUIC, TCP)"
+
+# 9. A first contact that gets no answer (a silent UDP sink: no reply, no
+#    ICMP) is tried once more with a fresh connection before exit 5: one
+#    attempt's Initials go at 0, 0.3, 0.9, 2.1, 4.5 and 9.3 s only, and at
+#    30 % bursty loss 1 first contact in 50 got no answer in that time
+#    (bench/sessions.sh). Both attempts reach the sink.
+"${SFT_BUILD_DIR:?}/sft-netsim" echo --listen 127.0.0.1:0 --sink >"$T/sink.out" 2>&1 & SINK=$!
+PIDS+=("$SINK")
+for _ in $(seq 100); do grep -q '^listening ' "$T/sink.out" && break; sleep 0.05; done
+SADDR=$(awk '/^listening /{print $2; exit}' "$T/sink.out")
+[ -n "$SADDR" ] || fail "sink did not start"
+rc=0; timeout 60 "$SFT" send "$T/other" "$SADDR" --no-daemon --transport quic --json \
+  --data-dir "$T/sd" >"$T/s12.out" 2>"$T/s12.err" || rc=$?
+[ "$rc" = 5 ] || fail "silent peer: exit $rc $(cat "$T/s12.err")"
+[ "$(grep -c 'no answer from .*: trying once more' "$T/s12.out")" = 1 ] ||
+  fail "silent peer: not tried exactly once more: $(grep -v progress "$T/s12.out")"
+grep -q 'no answer from' "$T/s12.err" || fail "silent peer: no clear error: $(cat "$T/s12.err")"
+kill -INT "$SINK"; wait "$SINK" 2>/dev/null || true
+# each attempt sends 6 Initials (ngtcp2 may add probes): 12 or more
+n=$(awk '/^received /{print $2}' "$T/sink.out")
+[ "${n:-0}" -ge 12 ] || fail "silent peer: the sink got ${n:-0} datagrams, want >= 12 (two attempts)"
+ok "silent peer: one more first-contact attempt, then exit 5 with a clear error"
